@@ -1,0 +1,2 @@
+/** @ir2f/backbones: not implemented yet; see README.md. */
+export {};

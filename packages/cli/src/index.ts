@@ -1,0 +1,2 @@
+/** @ir2f/cli: not implemented yet; see README.md. */
+export {};

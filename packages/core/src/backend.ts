@@ -1,0 +1,108 @@
+/**
+ * Backend resolution, in the tfjs model of "the best backend that initialises": `tensorflow` (native
+ * libtensorflow through @tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node; optional peers, loaded only
+ * if installed) → `wasm` (the embedded default) → `cpu`. `IR2F_BACKEND` picks one when no name is passed.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { Ir2fError } from './errors.js';
+import { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
+import { registerWasmGradientKernels } from './kernels/register-wasm-kernels.js';
+
+export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+export interface BackendInfo {
+  /** tfjs backend name in use. */
+  name: BackendName;
+  /** Version of the package that provides it. */
+  version: string;
+  /** The npm package that provides it. */
+  package: string;
+}
+
+const TENSORFLOW_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
+
+function isModuleNotFound(err: unknown, pkg: string): boolean {
+  const e = err as { code?: string; message?: string };
+  return (e?.code === 'ERR_MODULE_NOT_FOUND' || e?.code === 'MODULE_NOT_FOUND') && String(e.message).includes(pkg);
+}
+
+/** Importing a specifier held in a variable keeps bundlers and tsc from requiring optional peers. */
+async function importOptional(pkg: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    return (await import(pkg)) as Record<string, unknown>;
+  } catch (err) {
+    if (isModuleNotFound(err, pkg)) return undefined;
+    throw new Ir2fError('BACKEND_INIT_FAILED', `${pkg} is installed but failed to load: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+async function loadTensorflow(): Promise<BackendInfo | undefined> {
+  for (const pkg of TENSORFLOW_PACKAGES) {
+    const mod = await importOptional(pkg);
+    if (!mod) continue;
+    const version = (mod.version as Record<string, string> | undefined)?.['tfjs-node'] ?? tf.version_core;
+    return { name: 'tensorflow', version, package: pkg };
+  }
+  return undefined;
+}
+
+async function loadWasm(): Promise<BackendInfo> {
+  const pkg = '@tensorflow/tfjs-backend-wasm';
+  const mod = await importOptional(pkg);
+  if (!mod) {
+    throw new Ir2fError('BACKEND_NOT_INSTALLED', `backend 'wasm' needs ${pkg}: npm install ${pkg}@${tf.version_core}`);
+  }
+  registerWasmGradientKernels();
+  return { name: 'wasm', version: String(mod.version_wasm ?? tf.version_core), package: pkg };
+}
+
+async function activate(info: BackendInfo): Promise<BackendInfo> {
+  const ok = await tf.setBackend(info.name);
+  if (!ok || tf.getBackend() !== info.name) {
+    throw new Ir2fError('BACKEND_INIT_FAILED', `backend '${info.name}' (${info.package}) failed to initialise`);
+  }
+  await tf.ready();
+  return info;
+}
+
+function parseName(name: string, source: string): BackendName {
+  const n = name.trim().toLowerCase();
+  if ((BACKEND_NAMES as readonly string[]).includes(n)) return n as BackendName;
+  throw new Ir2fError('UNKNOWN_BACKEND',
+    `unknown backend '${name}' (from ${source}); valid backends: ${BACKEND_NAMES.join(', ')}`);
+}
+
+/**
+ * Select and initialise the tensor backend. `name` (or else the `IR2F_BACKEND` environment variable) forces
+ * one; otherwise the first that initialises of tensorflow → wasm → cpu. Also installs ir2f's gradient
+ * kernels (wasm) and dilated-convolution gradients (all backends).
+ */
+export async function initBackend(name?: string): Promise<BackendInfo> {
+  registerDilatedConvGradients();
+  const requested = name ?? process.env.IR2F_BACKEND;
+  const source = name != null ? 'initBackend()' : 'IR2F_BACKEND';
+  if (requested != null && requested.trim() !== '') {
+    const want = parseName(requested, source);
+    if (want === 'tensorflow') {
+      const info = await loadTensorflow();
+      if (!info) {
+        throw new Ir2fError('BACKEND_NOT_INSTALLED',
+          `backend 'tensorflow' needs @tensorflow/tfjs-node (CPU) or @tensorflow/tfjs-node-gpu (CUDA 11.8, cuDNN 8.6): ` +
+          `npm install @tensorflow/tfjs-node@${tf.version_core}`);
+      }
+      return activate(info);
+    }
+    if (want === 'wasm') return activate(await loadWasm());
+    return activate({ name: 'cpu', version: tf.version_core, package: '@tensorflow/tfjs-backend-cpu' });
+  }
+  const native = await loadTensorflow();
+  if (native) return activate(native);
+  try {
+    return await activate(await loadWasm());
+  } catch {
+    return activate({ name: 'cpu', version: tf.version_core, package: '@tensorflow/tfjs-backend-cpu' });
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The extension points of DESIGN §2. Tensors are NHWC; images [B, H, W, 3] float32, label maps int32
+ * [B, H, W] with 255 = ignore. Implementations own their variables and release them in `dispose()`.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import type { Observable } from 'rxjs';
+import type { Ir2fEvent, Ir2fEventInput } from './events.js';
+import type { Rng } from './rng.js';
+
+/** Per-call context: step, train/eval mode and an RNG derived from the run seed. */
+export interface StepContext {
+  step: number;
+  training: boolean;
+  rng: Rng;
+}
+
+export interface Disposable {
+  dispose(): void;
+}
+
+export interface Backbone extends Disposable {
+  /** Channels of each returned feature map, in order. */
+  readonly channels: readonly number[];
+  /** Output stride of each returned feature map (e.g. 4, 8, 16, 32). */
+  readonly strides: readonly number[];
+  /** Trainable variables (optimised by the trainer). */
+  readonly variables: readonly tf.Variable[];
+  forward(x: tf.Tensor4D, ctx: StepContext): tf.Tensor4D[];
+}
+
+export interface DecodeOutput {
+  /** [B, H/4, W/4, K] class logits. */
+  logits: tf.Tensor4D;
+  /** [B, H/4, W/4, E] the fused embedding the logits are read from (the rectifier's input). */
+  embedding: tf.Tensor4D;
+}
+
+export interface DecodeHead extends Disposable {
+  readonly numClasses: number;
+  readonly variables: readonly tf.Variable[];
+  forward(features: tf.Tensor4D[], ctx: StepContext): DecodeOutput;
+}
+
+export interface PseudoLabels {
+  /** int32 [B, H, W] argmax of the teacher; 255 where ignored. */
+  labels: tf.Tensor3D;
+  /** float32 [B, H, W] per-pixel weight in [0, 1]. */
+  weight: tf.Tensor3D;
+  /** float32 [B, H, W, K] teacher probabilities. */
+  probs: tf.Tensor4D;
+}
+
+export interface PseudoLabeler {
+  label(teacherProbs: tf.Tensor4D, ctx: StepContext): PseudoLabels;
+}
+
+export interface RectifyInput {
+  pseudo: PseudoLabels;
+  /** Teacher decoder embedding [B, h, w, E] (detached). */
+  features: tf.Tensor4D;
+  /** Teacher log-probabilities [B, h, w, K] at feature resolution (detached). */
+  logProbs?: tf.Tensor4D;
+  /** The target image [B, H, W, 3]. */
+  image: tf.Tensor4D;
+}
+
+export interface Rectified {
+  labels: tf.Tensor3D;
+  weight: tf.Tensor3D;
+  /** r ∈ (0, 1): [B, H, W] (or [B, H, W, K] for per-class rectifiers). */
+  rectification: tf.Tensor;
+}
+
+/** Source-side supervision a rectifier may use (e.g. DESIGN §5.1.6 calibration). */
+export interface RectifierSourceSide {
+  teacherProbs: tf.Tensor4D;
+  features: tf.Tensor4D;
+  logProbs?: tf.Tensor4D;
+  labels: tf.Tensor3D;
+}
+
+export interface Rectifier extends Disposable {
+  readonly variables: readonly tf.Variable[];
+  rectify(input: RectifyInput, ctx: StepContext): Rectified;
+  auxLoss?(source: RectifierSourceSide, ctx: StepContext): tf.Scalar;
+}
+
+export interface LossInput {
+  /** [B, H, W, K] student logits on the mixed image. */
+  studentLogits: tf.Tensor4D;
+  /** Mixed target: labels int32 [B, H, W] (255 ignore), weight [B, H, W]. */
+  target: { labels: tf.Tensor3D; weight: tf.Tensor3D };
+  /** Rectification of the mixed target (1 on pixels taken from the source). */
+  rectified?: Rectified;
+  /** 1 where the mixed pixel came from the source image. */
+  sourceMask?: tf.Tensor3D;
+}
+
+export interface LossOutput {
+  total: tf.Scalar;
+  /** Named parts for events (scalars). */
+  parts: Record<string, tf.Scalar>;
+}
+
+export interface Loss {
+  compute(input: LossInput, ctx: StepContext): LossOutput;
+}
+
+export interface MixBatch {
+  image: tf.Tensor4D;
+  labels: tf.Tensor3D;
+  weight?: tf.Tensor3D;
+  rectification?: tf.Tensor;
+}
+
+export interface MixResult extends MixBatch {
+  weight: tf.Tensor3D;
+  /** 1 where the pixel came from the source. */
+  sourceMask: tf.Tensor3D;
+}
+
+export interface Mixer {
+  mix(source: MixBatch, target: MixBatch, ctx: StepContext): MixResult;
+}
+
+export interface EventBus {
+  emit(event: Ir2fEventInput): void;
+  readonly events$: Observable<Ir2fEvent>;
+  complete(): void;
+}

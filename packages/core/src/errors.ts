@@ -1,0 +1,21 @@
+/**
+ * Errors users can act on: each names the problem and the fix. `code` is stable for programs; the message
+ * is for people.
+ */
+export type Ir2fErrorCode =
+  | 'PLUGIN_OPTIONS'
+  | 'PLUGIN_CONFLICT'
+  | 'UNBOUND_TOKEN'
+  | 'UNKNOWN_BACKEND'
+  | 'BACKEND_NOT_INSTALLED'
+  | 'BACKEND_INIT_FAILED'
+  | 'INVALID_ARGUMENT';
+
+export class Ir2fError extends Error {
+  readonly code: Ir2fErrorCode;
+  constructor(code: Ir2fErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'Ir2fError';
+    this.code = code;
+  }
+}

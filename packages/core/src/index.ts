@@ -1,0 +1,23 @@
+/**
+ * @ir2f/core: extension points and their DI tokens, the plugin API, typed events, the backend resolver
+ * with the wasm gradient kernels, and seeded randomness.
+ */
+export { container, inject, injectable, singleton, Lifecycle } from './di.js';
+export type { DependencyContainer, InjectionToken } from './di.js';
+export type {
+  Backbone, DecodeHead, DecodeOutput, Disposable, EventBus, Loss, LossInput, LossOutput, MixBatch, MixResult, Mixer,
+  PseudoLabeler, PseudoLabels, Rectified, Rectifier, RectifierSourceSide, RectifyInput, StepContext,
+} from './contracts.js';
+export { Tokens, TOKEN_PROVIDERS, tokenName, type TokenName } from './tokens.js';
+export {
+  EVENT_SCHEMA_VERSION, RxEventBus, ofType, type EventOf, type Ir2fEvent, type Ir2fEventInput, type Ir2fEventType,
+  type SmallMap,
+} from './events.js';
+export { definePlugin, type Ir2fPlugin, type PluginDefinition, type PluginFactory } from './plugin.js';
+export { createPipeline, type Binding, type Pipeline, type PipelineOptions, type PipelineParts } from './pipeline.js';
+export { IdentityRectifier } from './rectifier-identity.js';
+export { Rng, type RngState } from './rng.js';
+export { initBackend, BACKEND_NAMES, type BackendInfo, type BackendName } from './backend.js';
+export { Ir2fError, type Ir2fErrorCode } from './errors.js';
+export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';
+export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';

@@ -1,0 +1,41 @@
+/**
+ * Registers the ir2f gradient kernels for the wasm backend. They are ordinary `registerKernel` calls, so
+ * tfjs's own gradient functions (conv2d, depthwiseConv2d, gather) find them like any other kernel.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { conv2DBackpropFilterWasm, conv2DBackpropInputWasm } from './wasm-conv-backprop.js';
+import { depthwiseBackpropFilterWasm, depthwiseBackpropInputWasm } from './wasm-depthwise-backprop.js';
+import { unsortedSegmentSumWasm } from './wasm-segment-sum.js';
+
+const IR2F_MARK = Symbol.for('ir2f.kernel');
+
+/** The kernels ir2f registers for `wasm`; `Conv2DBackpropInput` replaces the package's scalar loop. */
+export const wasmGradientKernels: readonly tf.KernelConfig[] = [
+  { kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilterWasm as tf.KernelFunc },
+  { kernelName: 'Conv2DBackpropInput', backendName: 'wasm', kernelFunc: conv2DBackpropInputWasm as tf.KernelFunc },
+  {
+    kernelName: 'DepthwiseConv2dNativeBackpropFilter', backendName: 'wasm',
+    kernelFunc: depthwiseBackpropFilterWasm as tf.KernelFunc,
+  },
+  {
+    kernelName: 'DepthwiseConv2dNativeBackpropInput', backendName: 'wasm',
+    kernelFunc: depthwiseBackpropInputWasm as tf.KernelFunc,
+  },
+  { kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSumWasm as tf.KernelFunc },
+].map((c) => Object.assign(c, { [IR2F_MARK]: true }));
+
+/** Kernels of tfjs-backend-wasm that ir2f replaced, kept so that benchmarks can compare against them. */
+export const replacedWasmKernels = new Map<string, tf.KernelConfig>();
+
+/** Idempotent: call after `@tensorflow/tfjs-backend-wasm` has been imported. */
+export function registerWasmGradientKernels(): void {
+  for (const config of wasmGradientKernels) {
+    const existing = tf.getKernel(config.kernelName, 'wasm') as (tf.KernelConfig & { [IR2F_MARK]?: boolean }) | undefined;
+    if (existing?.[IR2F_MARK]) continue;
+    if (existing) {
+      replacedWasmKernels.set(config.kernelName, existing);
+      tf.unregisterKernel(config.kernelName, 'wasm');
+    }
+    tf.registerKernel(config);
+  }
+}

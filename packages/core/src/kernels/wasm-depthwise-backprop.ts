@@ -1,0 +1,111 @@
+/**
+ * Depthwise-conv gradients for the wasm backend (absent from tfjs-backend-wasm 4.22), NHWC, any stride,
+ * dilation, padding and channel multiplier M.
+ *
+ * - input gradient: the stride-1 "valid" XNNPACK depthwise convolution of the zero-inserted, padded dy
+ *   [B, ·, ·, C·M] with the filter rotated by 180° as [KH, KW, C·M, 1], then a sum over M.
+ * - filter gradient: one pass over the output pixels accumulating x·dy per (offset, channel); it is a
+ *   per-channel reduction with no matmul structure, so a single JS loop over the heap (both reads
+ *   contiguous in the channel) beats slicing and reducing with kernels.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { rotateFilter } from './wasm-conv-backprop.js';
+import { asWasm, dispose, f32, requireFloat32, runWasmKernel, zeroInsertAndPad } from './wasm-heap.js';
+
+type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+
+interface DepthwiseAttrs {
+  strides: [number, number] | number;
+  dilations?: [number, number] | number;
+  pad: Pad;
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+
+function depthwiseInfo(inShape: number[], filterShape: number[], a: DepthwiseAttrs): tf.backend_util.Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(
+    inShape as [number, number, number, number], filterShape as [number, number, number, number], a.strides,
+    a.dilations ?? 1, a.pad, a.dimRoundingMode, true, 'channelsLast');
+}
+
+export function depthwiseBackpropInputWasm(args: {
+  inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap;
+}): tf.TensorInfo {
+  const wb = asWasm(args.backend);
+  const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
+  const attrs = args.attrs as unknown as DepthwiseAttrs & { inputShape: number[] };
+  requireFloat32('DepthwiseConv2dNativeBackpropInput', dy, filter);
+  const info = depthwiseInfo(attrs.inputShape, filter.shape, attrs);
+  const [KH, KW, C, M] = filter.shape;
+  const { batchSize: B, inHeight: H, inWidth: W, strideHeight: sh, strideWidth: sw } = info;
+  const { dilationHeight: dh, dilationWidth: dw } = info;
+  const padded = zeroInsertAndPad(
+    wb, dy, [sh, sw], (KH - 1) * dh - info.padInfo.top, (KW - 1) * dw - info.padInfo.left,
+    H + (KH - 1) * dh, W + (KW - 1) * dw);
+  // [KH, KW, C, M] read as [KH, KW, C·M, 1]: one output channel per (c, m)
+  const flat = { ...filter, shape: [KH, KW, C * M, 1] };
+  const rotated = rotateFilter(wb, flat, false);
+  const full = runWasmKernel('DepthwiseConv2dNative', wb, { x: padded, filter: rotated }, {
+    strides: [1, 1], pad: 'valid', dilations: [dh, dw],
+  });
+  dispose(wb, padded, rotated);
+  if (M === 1) {
+    full.shape = [B, H, W, C];
+    return full;
+  }
+  const out = wb.makeOutput([B, H, W, C], 'float32');
+  const dst = f32(wb, out);
+  const src = f32(wb, full);
+  for (let i = 0; i < dst.length; i++) {
+    let s = 0;
+    for (let m = 0; m < M; m++) s += src[i * M + m];
+    dst[i] = s;
+  }
+  dispose(wb, full);
+  return out;
+}
+
+export function depthwiseBackpropFilterWasm(args: {
+  inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap;
+}): tf.TensorInfo {
+  const wb = asWasm(args.backend);
+  const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+  const attrs = args.attrs as unknown as DepthwiseAttrs & { filterShape: number[] };
+  requireFloat32('DepthwiseConv2dNativeBackpropFilter', x, dy);
+  const info = depthwiseInfo(x.shape, attrs.filterShape, attrs);
+  const [KH, KW, C, M] = attrs.filterShape;
+  const { batchSize: B, inHeight: H, inWidth: W, outHeight: OH, outWidth: OW } = info;
+  const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
+  const { top, left } = info.padInfo;
+  const CM = C * M;
+  const out = wb.makeOutput([KH, KW, C, M], 'float32');
+  const xv = f32(wb, x);
+  const dyv = f32(wb, dy);
+  const acc = new Float64Array(KH * KW * CM);
+  for (let b = 0; b < B; b++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        const dyBase = ((b * OH + oh) * OW + ow) * CM;
+        for (let kh = 0; kh < KH; kh++) {
+          const ih = oh * sh + kh * dh - top;
+          if (ih < 0 || ih >= H) continue;
+          for (let kw = 0; kw < KW; kw++) {
+            const iw = ow * sw + kw * dw - left;
+            if (iw < 0 || iw >= W) continue;
+            const xBase = ((b * H + ih) * W + iw) * C;
+            const aBase = (kh * KW + kw) * CM;
+            if (M === 1) {
+              for (let c = 0; c < C; c++) acc[aBase + c] += xv[xBase + c] * dyv[dyBase + c];
+            } else {
+              for (let c = 0; c < C; c++) {
+                const xc = xv[xBase + c];
+                for (let m = 0; m < M; m++) acc[aBase + c * M + m] += xc * dyv[dyBase + c * M + m];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  f32(wb, out).set(acc);
+  return out;
+}

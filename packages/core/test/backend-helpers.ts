@@ -1,0 +1,35 @@
+import * as tf from '@tensorflow/tfjs';
+
+/** Run `fn` with `backend` active, returning plain arrays so results can be compared across backends. */
+export async function onBackend<T>(backend: string, fn: () => T): Promise<T> {
+  const previous = tf.getBackend();
+  await tf.setBackend(backend);
+  try {
+    return fn();
+  } finally {
+    if (previous) await tf.setBackend(previous);
+  }
+}
+
+/** Deterministic pseudo-random values (test inputs only). */
+export function randomArray(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    out[i] = s / 2 ** 32 - 0.5;
+  }
+  return out;
+}
+
+/** max |a−b| / max(max|b|, 1e-6): relative to the reference's scale, robust to near-zero entries. */
+export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
+  let maxDiff = 0;
+  let scale = 1e-6;
+  for (let i = 0; i < a.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return maxDiff / scale;
+}

@@ -1,0 +1,91 @@
+import test from 'ava';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '@ir2f/core';
+import { onBackend, randomArray, relativeError } from './backend-helpers.js';
+
+type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+interface ConvCase {
+  x: [number, number, number, number];
+  filter: [number, number, number, number];
+  strides: [number, number];
+  pad: Pad;
+  dilations: [number, number];
+}
+
+test.before(async () => {
+  await initBackend('wasm');
+});
+
+/** Randomised shapes: seeded so a failure reproduces. */
+function convCases(depthwise: boolean, count: number, seed: number): ConvCase[] {
+  let s = seed;
+  const r = (n: number) => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s % n;
+  };
+  const cases: ConvCase[] = [];
+  for (let i = 0; i < count; i++) {
+    const kh = 1 + r(4);
+    const kw = 1 + r(4);
+    // backprop kernels are undilated in tfjs (dilated gradients go through space-to-batch, tested apart)
+    const strides: [number, number] = [1 + r(3), 1 + r(3)];
+    const dilations: [number, number] = [1, 1];
+    const H = kh * dilations[0] + r(9);
+    const W = kw * dilations[1] + r(9);
+    const C = 1 + r(6);
+    const pads: Pad[] = ['same', 'valid', [[0, 0], [r(3), r(3)], [r(3), r(3)], [0, 0]]];
+    cases.push({
+      x: [1 + r(3), H, W, C],
+      filter: [kh, kw, C, depthwise ? 1 + r(3) : 1 + r(7)],
+      strides, dilations, pad: pads[r(3)],
+    });
+  }
+  return cases;
+}
+
+function outShape(c: ConvCase, depthwise: boolean): number[] {
+  const info = tf.backend_util.computeConv2DInfo(c.x, c.filter, c.strides, c.dilations, c.pad, undefined, depthwise);
+  return info.outShape;
+}
+
+async function compare(kernel: string, run: () => tf.Tensor): Promise<{ wasm: Float32Array; cpu: Float32Array }> {
+  const wasm = await onBackend('wasm', () => tf.tidy(() => run().dataSync() as Float32Array));
+  const cpu = await onBackend('cpu', () => tf.tidy(() => run().dataSync() as Float32Array));
+  if (wasm.length !== cpu.length) throw new Error(`${kernel}: sizes differ`);
+  return { wasm, cpu };
+}
+
+for (const depthwise of [false, true]) {
+  const prefix = depthwise ? 'DepthwiseConv2dNative' : 'Conv2D';
+  const cases = convCases(depthwise, 40, depthwise ? 7 : 3);
+  test(`${prefix}BackpropFilter and BackpropInput on wasm match cpu on randomised shapes (rel ≤ 1e-4)`, async (t) => {
+    let compared = 0;
+    for (const c of cases) {
+      const out = outShape(c, depthwise);
+      if (out.some((d) => d <= 0)) continue;
+      const xs = randomArray(c.x.reduce((a, b) => a * b, 1), 11);
+      const ws = randomArray(c.filter.reduce((a, b) => a * b, 1), 12);
+      const dys = randomArray(out.reduce((a, b) => a * b, 1), 13);
+      const attrs = { strides: c.strides, pad: c.pad, dilations: c.dilations, dataFormat: 'NHWC' };
+      const filterGrad = await compare('filter', () => tf.engine().runKernel(`${prefix}BackpropFilter`,
+        { x: tf.tensor4d(xs, c.x), dy: tf.tensor(dys, out) }, { ...attrs, filterShape: c.filter }) as tf.Tensor);
+      const inputGrad = await compare('input', () => tf.engine().runKernel(`${prefix}BackpropInput`,
+        { dy: tf.tensor(dys, out), filter: tf.tensor4d(ws, c.filter) }, { ...attrs, inputShape: c.x }) as tf.Tensor);
+      const label = JSON.stringify(c);
+      t.true(relativeError(filterGrad.wasm, filterGrad.cpu) <= 1e-4, `filter grad ${label}`);
+      t.true(relativeError(inputGrad.wasm, inputGrad.cpu) <= 1e-4, `input grad ${label}`);
+      compared++;
+    }
+    t.true(compared >= 30, `only ${compared} of ${cases.length} random cases had a non-empty output`);
+  });
+}
+
+test('UnsortedSegmentSum on wasm matches cpu, dropping out-of-range ids', async (t) => {
+  for (const [n, d, segs] of [[7, 3, 4], [50, 1, 10], [33, 16, 5]]) {
+    const x = randomArray(n * d, n);
+    const ids = Int32Array.from({ length: n }, (_, i) => ((i * 7919) % (segs + 2)) - 1); // includes -1 and segs
+    const run = () => tf.unsortedSegmentSum(tf.tensor2d(x, [n, d]), tf.tensor1d(ids, 'int32'), segs);
+    const { wasm, cpu } = await compare('UnsortedSegmentSum', run);
+    t.true(relativeError(wasm, cpu) <= 1e-6);
+  }
+});

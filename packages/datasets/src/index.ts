@@ -1,0 +1,2 @@
+/** @ir2f/datasets: not implemented yet; see README.md. */
+export {};

@@ -1,0 +1,2 @@
+/** @ir2f/plugin-rmm: not implemented yet; see README.md. */
+export {};
