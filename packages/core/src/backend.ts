@@ -59,7 +59,17 @@ async function loadWasm(): Promise<BackendInfo> {
   return { name: 'wasm', version: String(mod.version_wasm ?? tf.version_core), package: pkg };
 }
 
+/**
+ * tfjs-backend-cpu prints a "install tfjs-node" banner on first use; ir2f documents backends itself and
+ * reports the choice in `run-start`, so the banner is switched off.
+ */
+function quietCpuBanner(): void {
+  const cpu = tf.findBackend('cpu') as { firstUse?: boolean } | null;
+  if (cpu && 'firstUse' in cpu) cpu.firstUse = false;
+}
+
 async function activate(info: BackendInfo): Promise<BackendInfo> {
+  quietCpuBanner();
   const ok = await tf.setBackend(info.name);
   if (!ok || tf.getBackend() !== info.name) {
     throw new Ir2fError('BACKEND_INIT_FAILED', `backend '${info.name}' (${info.package}) failed to initialise`);
