@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Ir2fError } from './errors.js';
+import { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
 import { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
 import { registerWasmGradientKernels } from './kernels/register-wasm-kernels.js';
 
@@ -88,10 +89,11 @@ function parseName(name: string, source: string): BackendName {
 /**
  * Select and initialise the tensor backend. `name` (or else the `IR2F_BACKEND` environment variable) forces
  * one; otherwise the first that initialises of tensorflow → wasm → cpu. Also installs ir2f's gradient
- * kernels (wasm) and dilated-convolution gradients (all backends).
+ * kernels (wasm), and dilated-convolution and batch-norm gradients (all backends).
  */
 export async function initBackend(name?: string): Promise<BackendInfo> {
   registerDilatedConvGradients();
+  registerBatchNormGradient();
   const requested = name ?? process.env.IR2F_BACKEND;
   const source = name != null ? 'initBackend()' : 'IR2F_BACKEND';
   if (requested != null && requested.trim() !== '') {

@@ -21,3 +21,4 @@ export { initBackend, BACKEND_NAMES, type BackendInfo, type BackendName } from '
 export { Ir2fError, type Ir2fErrorCode } from './errors.js';
 export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';
 export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
+export { registerBatchNormGradient } from './gradients/batch-norm-grad.js';

@@ -80,6 +80,23 @@ for (const depthwise of [false, true]) {
   });
 }
 
+test('Conv2DBackpropFilter on wasm matches cpu when the output pixels span several im2col chunks', async (t) => {
+  const cases: ConvCase[] = [
+    { x: [2, 64, 64, 64], filter: [3, 3, 64, 8], strides: [1, 1], pad: 'same', dilations: [1, 1] },
+    { x: [1, 130, 130, 128], filter: [3, 3, 128, 16], strides: [2, 2], pad: 'valid', dilations: [1, 1] },
+  ];
+  for (const c of cases) {
+    const out = outShape(c, false);
+    const xs = randomArray(c.x.reduce((a, b) => a * b, 1), 21);
+    const dys = randomArray(out.reduce((a, b) => a * b, 1), 22);
+    const { wasm, cpu } = await compare('filter', () => tf.engine().runKernel('Conv2DBackpropFilter',
+      { x: tf.tensor4d(xs, c.x), dy: tf.tensor(dys, out) },
+      { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.filter }) as tf.Tensor);
+    const err = relativeError(wasm, cpu);
+    t.true(err <= 1e-4, `${JSON.stringify(c)}: relative error ${err}`);
+  }
+});
+
 test('UnsortedSegmentSum on wasm matches cpu, dropping out-of-range ids', async (t) => {
   for (const [n, d, segs] of [[7, 3, 4], [50, 1, 10], [33, 16, 5]]) {
     const x = randomArray(n * d, n);

@@ -34,8 +34,11 @@ function atrousPlan(x: tf.Tensor4D, filterShape: number[], attrs: Attrs, depthwi
   const Wp = info.inWidth + left + right;
   const Hq = Math.ceil(Hp / dh) * dh;
   const Wq = Math.ceil(Wp / dw) * dw;
+  const [B, , , C] = x.shape;
   return {
     block: [dh, dw],
+    /** Shape of the space-to-batch input: d×d phases stacked on the batch axis. */
+    blockedShape: [B * dh * dw, Hq / dh, Wq / dw, C] as [number, number, number, number],
     xPads: [[top, bottom + Hq - Hp], [left, right + Wq - Wp]],
     // the blocked valid conv yields Hq - (KH-1)·dh rows; the real output is its first OH rows
     dyPads: [[0, Hq - (KH - 1) * dh - info.outHeight], [0, Wq - (KW - 1) * dw - info.outWidth]],
@@ -59,20 +62,19 @@ function atrousGradients(kernel: 'Conv2D' | 'DepthwiseConv2dNative') {
     checkAtrousAttrs(kernel, attrs);
     const plan = atrousPlan(x, filter.shape, attrs, depthwise);
     const valid = { strides: [1, 1], pad: 'valid', dilations: [1, 1], dataFormat: 'NHWC' };
-    const blocked = () => ({
-      xs: tf.spaceToBatchND(x, plan.block, plan.xPads) as tf.Tensor4D,
-      dys: tf.spaceToBatchND(dy, plan.block, plan.dyPads) as tf.Tensor4D,
-    });
+    // blocked dy serves both gradients. Made here, not in a closure: the engine runs each closure in its
+    // own tidy, which would dispose a tensor shared between them; tensors made here live until the end of
+    // the gradient computation.
+    const dys = tf.spaceToBatchND(dy, plan.block, plan.dyPads) as tf.Tensor4D;
     return {
       x: () => {
-        const { xs, dys } = blocked();
         const dxs = tf.engine().runKernel(
           depthwise ? 'DepthwiseConv2dNativeBackpropInput' : 'Conv2DBackpropInput',
-          { dy: dys, filter }, { ...valid, inputShape: xs.shape }) as tf.Tensor4D;
+          { dy: dys, filter }, { ...valid, inputShape: plan.blockedShape }) as tf.Tensor4D;
         return tf.batchToSpaceND(dxs, plan.block, plan.xPads);
       },
       filter: () => {
-        const { xs, dys } = blocked();
+        const xs = tf.spaceToBatchND(x, plan.block, plan.xPads) as tf.Tensor4D;
         return tf.engine().runKernel(
           depthwise ? 'DepthwiseConv2dNativeBackpropFilter' : 'Conv2DBackpropFilter',
           { x: xs, dy: dys }, { ...valid, filterShape: filter.shape }) as tf.Tensor4D;

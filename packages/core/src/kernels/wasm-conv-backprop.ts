@@ -103,10 +103,11 @@ export function conv2DBackpropFilterWasm(args: {
 
   const xT = runWasmKernel('Transpose', wb, { x }, { perm: [3, 0, 1, 2] });
   const col = wb.makeOutput([R, kc], 'float32');
-  const dyChunk = wb.makeOutput([kc, g.Co], 'float32');
   const acc = new Float32Array(R * g.Co);
   for (let j0 = 0; j0 < N; j0 += kc) {
     const n = Math.min(kc, N - j0);
+    // a fresh tensor per chunk: the wasm BatchMatMul caches XNNPACK's packed copy of `b` by tensor id
+    const dyChunk = wb.makeOutput([kc, g.Co], 'float32');
     const { heap, offsets: [colOff, xOff, dyOff, dcOff] } = heapOffsets(wb, col, xT, dy, dyChunk);
     fillTransposedIm2col(heap, colOff, xOff, g, j0, n, kc);
     heap.copyWithin(dcOff, dyOff + j0 * g.Co, dyOff + (j0 + n) * g.Co);
@@ -114,9 +115,9 @@ export function conv2DBackpropFilterWasm(args: {
     const prod = runWasmKernel('BatchMatMul', wb, { a: col, b: dyChunk }, { transposeA: false, transposeB: false });
     const p = f32(wb, prod);
     for (let i = 0; i < acc.length; i++) acc[i] += p[i];
-    dispose(wb, prod);
+    dispose(wb, prod, dyChunk);
   }
-  dispose(wb, xT, col, dyChunk);
+  dispose(wb, xT, col);
   const out = wb.makeOutput([g.KH, g.KW, g.Ci, g.Co], 'float32');
   f32(wb, out).set(acc);
   return out;

@@ -81,29 +81,35 @@ export function depthwiseBackpropFilterWasm(args: {
   const xv = f32(wb, x);
   const dyv = f32(wb, dy);
   const acc = new Float64Array(KH * KW * CM);
-  for (let b = 0; b < B; b++) {
-    for (let oh = 0; oh < OH; oh++) {
-      for (let ow = 0; ow < OW; ow++) {
-        const dyBase = ((b * OH + oh) * OW + ow) * CM;
-        for (let kh = 0; kh < KH; kh++) {
+  // offset-major: for one filter tap the valid output range is a rectangle, so the inner loops carry no
+  // bounds checks and the accumulator row (CM values) stays in L1
+  const row = new Float64Array(CM);
+  for (let kh = 0; kh < KH; kh++) {
+    const ohLo = Math.max(0, Math.ceil((top - kh * dh) / sh));
+    const ohHi = Math.min(OH, Math.floor((H - 1 + top - kh * dh) / sh) + 1);
+    for (let kw = 0; kw < KW; kw++) {
+      const owLo = Math.max(0, Math.ceil((left - kw * dw) / sw));
+      const owHi = Math.min(OW, Math.floor((W - 1 + left - kw * dw) / sw) + 1);
+      row.fill(0);
+      for (let b = 0; b < B; b++) {
+        for (let oh = ohLo; oh < ohHi; oh++) {
           const ih = oh * sh + kh * dh - top;
-          if (ih < 0 || ih >= H) continue;
-          for (let kw = 0; kw < KW; kw++) {
-            const iw = ow * sw + kw * dw - left;
-            if (iw < 0 || iw >= W) continue;
-            const xBase = ((b * H + ih) * W + iw) * C;
-            const aBase = (kh * KW + kw) * CM;
+          let xi = ((b * H + ih) * W + (owLo * sw + kw * dw - left)) * C;
+          let di = ((b * OH + oh) * OW + owLo) * CM;
+          const xStep = sw * C;
+          for (let ow = owLo; ow < owHi; ow++, xi += xStep, di += CM) {
             if (M === 1) {
-              for (let c = 0; c < C; c++) acc[aBase + c] += xv[xBase + c] * dyv[dyBase + c];
+              for (let c = 0; c < C; c++) row[c] += xv[xi + c] * dyv[di + c];
             } else {
               for (let c = 0; c < C; c++) {
-                const xc = xv[xBase + c];
-                for (let m = 0; m < M; m++) acc[aBase + c * M + m] += xc * dyv[dyBase + c * M + m];
+                const xc = xv[xi + c];
+                for (let m = 0; m < M; m++) row[c * M + m] += xc * dyv[di + c * M + m];
               }
             }
           }
         }
       }
+      acc.set(row, (kh * KW + kw) * CM);
     }
   }
   f32(wb, out).set(acc);

@@ -1,0 +1,128 @@
+/**
+ * `npm run bench -- backend`: the cost of training on the embedded backend.
+ *
+ * 1. Kernels, at a 64-channel 3×3 conv on [4, 128, 128, 64]: forward conv vs ir2f's Conv2DBackpropFilter and
+ *    Conv2DBackpropInput on wasm (target: backprop-filter ≤ 2× forward), the package's own scalar
+ *    Conv2DBackpropInput that ir2f replaces, and the depthwise kernels; GFLOP/s for each.
+ * 2. One training step of the toy segmentation net (batch 4, 128×128, width 32): wasm, cpu, and PyTorch CPU
+ *    (bench/reference/toy_seg_net.py, Debian's python3-torch) with the same thread count as wasm (1), plus
+ *    PyTorch on all cores for context.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { initBackend, replacedWasmKernels, Rng, wasmGradientKernels } from '@ir2f/core';
+import { ToySegNet, trainStep } from '../examples/toy/toy-seg-net.js';
+import { fmt, medianKernelMs, medianMs, table } from './timing.js';
+
+const DEBIAN_PYTHON = '/usr/bin/python3';
+
+/** Run `fn` with tfjs-backend-wasm's own kernel `name` in place of ir2f's, then restore ir2f's. */
+function withPackageKernel(name: string, fn: () => number): number {
+  const native = replacedWasmKernels.get(name);
+  const ours = wasmGradientKernels.find((k) => k.kernelName === name);
+  if (!native || !ours) return NaN;
+  tf.unregisterKernel(name, 'wasm');
+  tf.registerKernel(native);
+  native.setupFunc?.(tf.backend());
+  try {
+    return fn();
+  } finally {
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel(ours);
+  }
+}
+
+function kernelBench(): { rows: (string | number)[][]; filterRatio: number } {
+  const [B, H, W, C] = [4, 128, 128, 64];
+  const x = tf.randomNormal([B, H, W, C]) as tf.Tensor4D;
+  const w = tf.randomNormal([3, 3, C, C]) as tf.Tensor4D;
+  const dy = tf.randomNormal([B, H, W, C]) as tf.Tensor4D;
+  const dwFilter = tf.randomNormal([3, 3, C, 1]) as tf.Tensor4D;
+  const convFlops = 2 * B * H * W * 9 * C * C;
+  const dwFlops = 2 * B * H * W * 9 * C;
+  const attrs = { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', dilations: [1, 1] };
+  const run = (name: string, inputs: tf.NamedTensorMap, extra: Record<string, unknown>) => () =>
+    tf.engine().runKernel(name, inputs, { ...attrs, ...extra } as unknown as tf.NamedAttrMap) as tf.Tensor;
+
+  const fwd = medianKernelMs(() => tf.conv2d(x, w, 1, 'same'));
+  const bpf = medianKernelMs(run('Conv2DBackpropFilter', { x, dy }, { filterShape: [3, 3, C, C] }));
+  const bpi = medianKernelMs(run('Conv2DBackpropInput', { dy, filter: w }, { inputShape: [B, H, W, C] }));
+  const nativeMs = withPackageKernel('Conv2DBackpropInput', () =>
+    medianKernelMs(run('Conv2DBackpropInput', { dy, filter: w }, { inputShape: [B, H, W, C] }), { warmup: 1, runs: 3 }));
+  const dwFwd = medianKernelMs(() => tf.depthwiseConv2d(x, dwFilter, 1, 'same'));
+  const dwBpf = medianKernelMs(run('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { filterShape: [3, 3, C, 1] }));
+  const dwBpi = medianKernelMs(run('DepthwiseConv2dNativeBackpropInput', { dy, filter: dwFilter }, { inputShape: [B, H, W, C] }));
+  tf.dispose([x, w, dy, dwFilter]);
+  const g = (flops: number, ms: number) => fmt(flops / ms / 1e6, 1);
+  return {
+    filterRatio: bpf / fwd,
+    rows: [
+      ['kernel (wasm, [4,128,128,64], 3×3)', 'ms', 'GFLOP/s', '× forward'],
+      ['Conv2D forward (XNNPACK)', fmt(fwd), g(convFlops, fwd), '1.00'],
+      ['Conv2DBackpropFilter (ir2f)', fmt(bpf), g(convFlops, bpf), fmt(bpf / fwd, 2)],
+      ['Conv2DBackpropInput (ir2f)', fmt(bpi), g(convFlops, bpi), fmt(bpi / fwd, 2)],
+      ['Conv2DBackpropInput (tfjs-backend-wasm)', fmt(nativeMs), g(convFlops, nativeMs), fmt(nativeMs / fwd, 2)],
+      ['DepthwiseConv2d forward', fmt(dwFwd), g(dwFlops, dwFwd), '1.00'],
+      ['DepthwiseBackpropFilter (ir2f)', fmt(dwBpf), g(dwFlops, dwBpf), fmt(dwBpf / dwFwd, 2)],
+      ['DepthwiseBackpropInput (ir2f)', fmt(dwBpi), g(dwFlops, dwBpi), fmt(dwBpi / dwFwd, 2)],
+    ],
+  };
+}
+
+function stepMs(backend: string, opts: { batch: number; size: number; width: number; runs: number }): number {
+  const rng = new Rng(0);
+  const net = new ToySegNet({ numClasses: 4, width: opts.width }, rng.fork('init'));
+  const optimizer = tf.train.adam(1e-3);
+  const x = tf.randomNormal([opts.batch, opts.size, opts.size, 3]) as tf.Tensor4D;
+  const y = tf.randomUniform([opts.batch, opts.size, opts.size], 0, 4, 'int32') as tf.Tensor3D;
+  const cw = tf.ones([4]) as tf.Tensor1D;
+  const ms = medianMs(() => trainStep(net, optimizer, x, y, cw), { warmup: backend === 'cpu' ? 1 : 3, runs: opts.runs });
+  net.dispose();
+  optimizer.dispose();
+  tf.dispose([x, y, cw]);
+  return ms;
+}
+
+function pytorchMs(opts: { batch: number; size: number; width: number }, threads: number): { ms: number; note: string } {
+  if (!existsSync(DEBIAN_PYTHON)) return { ms: NaN, note: `${DEBIAN_PYTHON} not found` };
+  const script = new URL('./reference/toy_seg_net.py', import.meta.url).pathname;
+  try {
+    const out = execFileSync(DEBIAN_PYTHON, [script, '--batch', String(opts.batch), '--size', String(opts.size),
+      '--width', String(opts.width), '--threads', String(threads), '--steps', '10'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const r = JSON.parse(out.trim().split('\n').pop()!) as { ms_per_step: number; torch: string };
+    return { ms: r.ms_per_step, note: `torch ${r.torch}` };
+  } catch (err) {
+    const msg = String((err as { stderr?: string }).stderr ?? err);
+    if (msg.includes('No module named')) {
+      return { ms: NaN, note: 'python3-torch is not installed: apt-get install python3-torch (Debian\'s, for /usr/bin/python3)' };
+    }
+    return { ms: NaN, note: `PyTorch reference failed: ${msg.split('\n').slice(-2).join(' ')}` };
+  }
+}
+
+export async function benchBackend(): Promise<void> {
+  const info = await initBackend('wasm');
+  console.log(`# backend benchmark: tfjs ${tf.version_core}, wasm ${info.version}, ${availableParallelism()} cores\n`);
+  const k = kernelBench();
+  console.log(table(k.rows));
+  console.log(`\nbackprop-filter / forward conv: ${fmt(k.filterRatio, 2)} (target ≤ 2)\n`);
+
+  const opts = { batch: 4, size: 128, width: 32 };
+  const wasmMs = stepMs('wasm', { ...opts, runs: 7 });
+  await initBackend('cpu');
+  const cpuMs = stepMs('cpu', { ...opts, runs: 2 });
+  await initBackend('wasm');
+  const pt1 = pytorchMs(opts, 1);
+  const ptAll = pytorchMs(opts, availableParallelism());
+  console.log(table([
+    ['train step, toy net (batch 4, 128², width 32)', 'ms/step', 'wasm speed ×'],
+    ['tfjs wasm (1 thread)', fmt(wasmMs), '1.00'],
+    ['tfjs cpu', fmt(cpuMs), fmt(cpuMs / wasmMs, 2)],
+    [`PyTorch CPU, 1 thread (${pt1.note})`, fmt(pt1.ms), fmt(pt1.ms / wasmMs, 2)],
+    [`PyTorch CPU, ${availableParallelism()} threads`, fmt(ptAll.ms), fmt(ptAll.ms / wasmMs, 2)],
+  ]));
+  console.log(`\nwasm/cpu speed-up ${fmt(cpuMs / wasmMs, 2)}×; wasm throughput vs PyTorch (same threads) ` +
+    `${fmt(pt1.ms / wasmMs, 2)}×, vs PyTorch (all cores) ${fmt(ptAll.ms / wasmMs, 2)}×`);
+}

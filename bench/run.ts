@@ -1,0 +1,22 @@
+/**
+ * `npm run bench -- <name>`: benchmarks that print ratios against a reference measured in the same run.
+ * Names: backend.
+ */
+import { benchBackend } from './backend.js';
+
+const BENCHES: Record<string, () => Promise<void>> = { backend: benchBackend };
+
+async function main(): Promise<void> {
+  const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const chosen = names.length ? names : Object.keys(BENCHES);
+  for (const name of chosen) {
+    const bench = BENCHES[name];
+    if (!bench) throw new Error(`unknown benchmark '${name}'; available: ${Object.keys(BENCHES).join(', ')}`);
+    await bench();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`ir2f bench failed: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

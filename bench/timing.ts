@@ -1,0 +1,33 @@
+/** Timing helpers for benchmarks: warm-up, then the median of repeated runs (ms). */
+import * as tf from '@tensorflow/tfjs';
+
+export function medianMs(fn: () => void, { warmup = 2, runs = 5 } = {}): number {
+  for (let i = 0; i < warmup; i++) fn();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    fn();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+/** Time a tensor-producing function, reading the result back so that asynchronous backends finish. */
+export function medianKernelMs(make: () => tf.Tensor, opts?: { warmup?: number; runs?: number }): number {
+  return medianMs(() => {
+    const y = make();
+    y.dataSync();
+    y.dispose();
+  }, opts);
+}
+
+export function fmt(n: number, digits = 1): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : '—';
+}
+
+export function table(rows: (string | number)[][]): string {
+  const cells = rows.map((r) => r.map(String));
+  const widths = cells[0].map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')).join('\n');
+}

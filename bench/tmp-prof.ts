@@ -1,0 +1,16 @@
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, Rng } from '@ir2f/core';
+import { ToySegNet, trainStep } from '../examples/toy/toy-seg-net.js';
+await initBackend('wasm');
+const net = new ToySegNet({ numClasses: 4, width: 32 }, new Rng(0));
+const opt = tf.train.adam(1e-3);
+const x = tf.randomNormal([4,128,128,3]) as tf.Tensor4D; const y = tf.randomUniform([4,128,128],0,4,'int32') as tf.Tensor3D; const cw = tf.ones([4]) as tf.Tensor1D;
+for (let i=0;i<3;i++) trainStep(net,opt,x,y,cw);
+const t0=performance.now();
+const prof = await tf.profile(() => { trainStep(net,opt,x,y,cw); });
+const total = performance.now()-t0;
+const by = new Map<string, number>();
+for (const k of prof.kernels) by.set(k.name, (by.get(k.name) ?? 0) + (k.kernelTimeMs as number));
+const sum = [...by.values()].reduce((a,b)=>a+b,0);
+console.log('wall', total.toFixed(0), 'kernel sum', sum.toFixed(0), 'kernels', prof.kernels.length);
+console.log([...by.entries()].sort((a,b)=>b[1]-a[1]).slice(0,15).map(([k,v])=>`${k} ${v.toFixed(1)}`).join('\n'));
