@@ -1,5 +1,5 @@
 /** Timing helpers for benchmarks: warm-up, then the median of repeated runs (ms). */
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 
 export function medianMs(fn: () => void, { warmup = 2, runs = 5 } = {}): number {
   for (let i = 0; i < warmup; i++) fn();

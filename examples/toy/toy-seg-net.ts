@@ -72,13 +72,13 @@ export class ToySegNet {
   /** Batch norm: batch statistics in training (queued running-average updates), running statistics otherwise. */
   private batchNorm(name: string, x: tf.Tensor4D, training: boolean, updates: [tf.Variable, tf.Tensor][]): tf.Tensor4D {
     const bn = this.bn[name];
-    if (!training) return tf.batchNorm(x, bn.mean, bn.variance, bn.beta, bn.gamma, BN_EPS);
+    if (!training) return tf.batchNorm(x, bn.mean, bn.variance, bn.beta, bn.gamma, BN_EPS) as tf.Tensor4D;
     const { mean, variance } = tf.moments(x, [0, 1, 2]);
     updates.push(
       [bn.mean, tf.keep(tf.add(tf.mul(bn.mean, 1 - BN_MOMENTUM), tf.mul(mean, BN_MOMENTUM)))],
       [bn.variance, tf.keep(tf.add(tf.mul(bn.variance, 1 - BN_MOMENTUM), tf.mul(variance, BN_MOMENTUM)))],
     );
-    return tf.batchNorm(x, mean, variance, bn.beta, bn.gamma, BN_EPS);
+    return tf.batchNorm(x, mean, variance, bn.beta, bn.gamma, BN_EPS) as tf.Tensor4D;
   }
 
   /** Logits [B, H, W, K]. In training, batch-norm updates are appended to `updates` (kept tensors). */

@@ -40,8 +40,8 @@ for (const backend of ['wasm', 'cpu']) {
   for (const [opName, op] of Object.entries(ops)) {
     test(`dilated ${opName} gradients on ${backend}: equal to the zero-inserted undilated filter's, and to finite differences`, async (t) => {
       for (const c of DILATED_CASES) {
-        const xs = randomArray(c.x.reduce((a, b) => a * b, 1), 5);
-        const ws = randomArray(c.f.reduce((a, b) => a * b, 1), 6);
+        const xs = randomArray((c.x as readonly number[]).reduce((a, b) => a * b, 1), 5);
+        const ws = randomArray((c.f as readonly number[]).reduce((a, b) => a * b, 1), 6);
         const d = [...c.d] as [number, number];
         const zi = zeroInserted(ws, [...c.f], d);
         const pad = c.pad as never;

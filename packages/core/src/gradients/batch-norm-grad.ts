@@ -22,7 +22,7 @@ export function registerBatchNormGradient(): void {
         ...grads,
         x: () => {
           const factor = tf.rsqrt(tf.add(variance, eps));
-          return tf.reshape(tf.mul(dy, scale == null ? factor : tf.mul(factor, scale)), x.shape);
+          return tf.reshape(tf.mul(dy as tf.Tensor, scale == null ? factor : tf.mul(factor, scale)), x.shape);
         },
       };
     },

@@ -4,8 +4,9 @@
  *
  * A stride-1 convolution with dilation d equals an undilated "valid" convolution on the d×d phase-split
  * input (space-to-batch), reassembled by batch-to-space; its gradients are therefore the undilated backprop
- * kernels applied between the same two reshuffles. This uses only kernels every backend has. Undilated
- * calls go to tfjs's own gradient unchanged.
+ * kernels applied between the same two reshuffles. This uses only kernels every backend has. On wasm,
+ * ir2f's backprop kernels take the dilation directly and the reshuffles are skipped. Undilated calls go
+ * to tfjs's own gradient unchanged.
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -56,10 +57,23 @@ function isDilated(attrs: Attrs): boolean {
   return dh > 1 || dw > 1;
 }
 
+/** Backends whose backprop kernels take a `dilations` attribute (ir2f's own wasm kernels do). */
+const DILATION_AWARE_BACKENDS = new Set(['wasm']);
+
 function atrousGradients(kernel: 'Conv2D' | 'DepthwiseConv2dNative') {
   const depthwise = kernel === 'DepthwiseConv2dNative';
+  const inputKernel = depthwise ? 'DepthwiseConv2dNativeBackpropInput' : 'Conv2DBackpropInput';
+  const filterKernel = depthwise ? 'DepthwiseConv2dNativeBackpropFilter' : 'Conv2DBackpropFilter';
   return (dy: tf.Tensor4D, x: tf.Tensor4D, filter: tf.Tensor4D, attrs: Attrs) => {
     checkAtrousAttrs(kernel, attrs);
+    if (DILATION_AWARE_BACKENDS.has(tf.getBackend())) {
+      // no space-to-batch round trip: the kernels handle the dilation themselves
+      const a = { ...attrs, dataFormat: 'NHWC' };
+      return {
+        x: () => tf.engine().runKernel(inputKernel, { dy, filter }, { ...a, inputShape: x.shape }) as tf.Tensor4D,
+        filter: () => tf.engine().runKernel(filterKernel, { x, dy }, { ...a, filterShape: filter.shape }) as tf.Tensor4D,
+      };
+    }
     const plan = atrousPlan(x, filter.shape, attrs, depthwise);
     const valid = { strides: [1, 1], pad: 'valid', dilations: [1, 1], dataFormat: 'NHWC' };
     // blocked dy serves both gradients. Made here, not in a closure: the engine runs each closure in its
@@ -68,16 +82,12 @@ function atrousGradients(kernel: 'Conv2D' | 'DepthwiseConv2dNative') {
     const dys = tf.spaceToBatchND(dy, plan.block, plan.dyPads) as tf.Tensor4D;
     return {
       x: () => {
-        const dxs = tf.engine().runKernel(
-          depthwise ? 'DepthwiseConv2dNativeBackpropInput' : 'Conv2DBackpropInput',
-          { dy: dys, filter }, { ...valid, inputShape: plan.blockedShape }) as tf.Tensor4D;
+        const dxs = tf.engine().runKernel(inputKernel, { dy: dys, filter }, { ...valid, inputShape: plan.blockedShape }) as tf.Tensor4D;
         return tf.batchToSpaceND(dxs, plan.block, plan.xPads);
       },
       filter: () => {
         const xs = tf.spaceToBatchND(x, plan.block, plan.xPads) as tf.Tensor4D;
-        return tf.engine().runKernel(
-          depthwise ? 'DepthwiseConv2dNativeBackpropFilter' : 'Conv2DBackpropFilter',
-          { x: xs, dy: dys }, { ...valid, filterShape: filter.shape }) as tf.Tensor4D;
+        return tf.engine().runKernel(filterKernel, { x: xs, dy: dys }, { ...valid, filterShape: filter.shape }) as tf.Tensor4D;
       },
     };
   };

@@ -3,7 +3,7 @@
  * `gather`). One pass over the rows of x adding each into its segment's row: O(N·D), where a one-hot matmul
  * would cost O(S·N·D). Ids outside [0, numSegments) are dropped, as in TensorFlow.
  */
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { asWasm } from './wasm-heap.js';
 
 export function unsortedSegmentSumWasm(args: {
