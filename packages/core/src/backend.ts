@@ -102,7 +102,7 @@ export async function initBackend(name?: string): Promise<BackendInfo> {
       const info = await loadTensorflow();
       if (!info) {
         throw new Ir2fError('BACKEND_NOT_INSTALLED',
-          `backend 'tensorflow' needs @tensorflow/tfjs-node (CPU) or @tensorflow/tfjs-node-gpu (CUDA 11.8, cuDNN 8.6): ` +
+          `backend 'tensorflow' needs @tensorflow/tfjs-node (CPU) or @tensorflow/tfjs-node-gpu (libtensorflow 2.9.1: CUDA 11.2, cuDNN 8.1): ` +
           `npm install @tensorflow/tfjs-node@${tf.version_core}`);
       }
       return activate(info);
