@@ -19,6 +19,8 @@ export interface BackendInfo {
   version: string;
   /** The npm package that provides it. */
   package: string;
+  /** Set when automatic selection skipped a backend that is installed but failed to start. */
+  fallback?: { from: BackendName; reason: string };
 }
 
 const TENSORFLOW_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
@@ -110,11 +112,18 @@ export async function initBackend(name?: string): Promise<BackendInfo> {
     if (want === 'wasm') return activate(await loadWasm());
     return activate({ name: 'cpu', version: tf.version_core, package: '@tensorflow/tfjs-backend-cpu' });
   }
-  const native = await loadTensorflow();
-  if (native) return activate(native);
+  // automatic: a backend that is installed but fails to start is skipped, and the reason kept
+  let fallback: BackendInfo['fallback'];
   try {
-    return await activate(await loadWasm());
-  } catch {
-    return activate({ name: 'cpu', version: tf.version_core, package: '@tensorflow/tfjs-backend-cpu' });
+    const native = await loadTensorflow();
+    if (native) return await activate(native);
+  } catch (err) {
+    fallback = { from: 'tensorflow', reason: (err as Error).message };
+  }
+  try {
+    return { ...(await activate(await loadWasm())), ...(fallback && { fallback }) };
+  } catch (err) {
+    const cpu = await activate({ name: 'cpu', version: tf.version_core, package: '@tensorflow/tfjs-backend-cpu' });
+    return { ...cpu, fallback: fallback ?? { from: 'wasm', reason: (err as Error).message } };
   }
 }
