@@ -9,7 +9,12 @@ export type Ir2fErrorCode =
   | 'UNKNOWN_BACKEND'
   | 'BACKEND_NOT_INSTALLED'
   | 'BACKEND_INIT_FAILED'
-  | 'INVALID_ARGUMENT';
+  | 'INVALID_ARGUMENT'
+  | 'DATASET_LAYOUT'
+  | 'DATASET_PAIRING'
+  | 'CORRUPT_IMAGE'
+  | 'SIZE_MISMATCH'
+  | 'LABEL_OUT_OF_SPEC';
 
 export class Ir2fError extends Error {
   readonly code: Ir2fErrorCode;
