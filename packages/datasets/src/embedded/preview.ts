@@ -1,0 +1,38 @@
+/**
+ * A preview grid PNG of a benchmark: per row, a source image, its label, a target (val) image and its label,
+ * labels in the Cityscapes palette, scaled ×2 with nearest-neighbour so pixels stay visible.
+ */
+import sharp from 'sharp';
+import { colorize, readLabel, readRgb, writeFileAtomic, type RgbImage } from '../image-io.js';
+import { CITYSCAPES_PALETTE } from '../label-specs.js';
+import { scanDataset } from '../layouts.js';
+import type { EmbeddedBenchmark } from './benchmarks.js';
+
+export async function writePreviewGrid(bench: EmbeddedBenchmark, file: string, rows = 4, scale = 2): Promise<void> {
+  const source = await scanDataset(bench.source);
+  const target = await scanDataset(bench.targetVal);
+  const tiles: RgbImage[][] = [];
+  for (let r = 0; r < rows; r++) {
+    const row: RgbImage[] = [];
+    for (const ds of [source, target]) {
+      const item = ds.items[r % ds.items.length];
+      row.push(await readRgb(item.image));
+      const label = await readLabel(item.label!, item.labelSpec!, 'ignore');
+      row.push(colorize(label, CITYSCAPES_PALETTE));
+    }
+    tiles.push(row);
+  }
+  const w = tiles[0][0].width * scale;
+  const h = tiles[0][0].height * scale;
+  const gap = 4;
+  const composites = await Promise.all(tiles.flatMap((row, r) => row.map(async (img, c) => ({
+    input: await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+      .resize(w, h, { kernel: 'nearest' }).png().toBuffer(),
+    left: c * (w + gap) + (c >= 2 ? gap * 2 : 0),
+    top: r * (h + gap),
+  }))));
+  const png = await sharp({
+    create: { width: 4 * w + 5 * gap, height: rows * (h + gap) - gap, channels: 3, background: { r: 255, g: 255, b: 255 } },
+  }).composite(composites).png().toBuffer();
+  await writeFileAtomic(file, png);
+}
