@@ -20,7 +20,11 @@ interface BnParams { gamma: tf.Variable; beta: tf.Variable; mean: tf.Variable; v
 const BN_MOMENTUM = 0.1;
 const BN_EPS = 1e-5;
 
+let instances = 0;
+
 export class ToySegNet {
+  /** tfjs variable names are global: each net gets its own prefix. */
+  private readonly prefix = `toy${instances++}`;
   readonly trainable: tf.Variable[] = [];
   readonly stats: tf.Variable[] = [];
   private readonly p: Record<string, ConvParams> = {};
@@ -47,11 +51,11 @@ export class ToySegNet {
   private conv(name: string, shape: [number, number, number, number], rng: Rng, bias = false): void {
     const fanIn = shape[0] * shape[1] * shape[2];
     const values = rng.normalArray(shape.reduce((a, b) => a * b, 1), 0, Math.sqrt(2 / fanIn));
-    const w = tf.variable(tf.tensor4d(values, shape), true, `${name}/w`);
+    const w = tf.variable(tf.tensor4d(values, shape), true, `${this.prefix}/${name}/w`);
     this.trainable.push(w);
     const params: ConvParams = { w };
     if (bias) {
-      params.b = tf.variable(tf.zeros([shape[3]]), true, `${name}/b`);
+      params.b = tf.variable(tf.zeros([shape[3]]), true, `${this.prefix}/${name}/b`);
       this.trainable.push(params.b);
     }
     this.p[name] = params;
@@ -59,10 +63,10 @@ export class ToySegNet {
 
   private norm(name: string, c: number): void {
     const bn: BnParams = {
-      gamma: tf.variable(tf.ones([c]), true, `${name}/gamma`),
-      beta: tf.variable(tf.zeros([c]), true, `${name}/beta`),
-      mean: tf.variable(tf.zeros([c]), false, `${name}/mean`),
-      variance: tf.variable(tf.ones([c]), false, `${name}/var`),
+      gamma: tf.variable(tf.ones([c]), true, `${this.prefix}/${name}/gamma`),
+      beta: tf.variable(tf.zeros([c]), true, `${this.prefix}/${name}/beta`),
+      mean: tf.variable(tf.zeros([c]), false, `${this.prefix}/${name}/mean`),
+      variance: tf.variable(tf.ones([c]), false, `${this.prefix}/${name}/var`),
     };
     this.trainable.push(bn.gamma, bn.beta);
     this.stats.push(bn.mean, bn.variance);

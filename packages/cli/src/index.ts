@@ -1,2 +1,3 @@
-/** @ir2f/cli: not implemented yet; see README.md. */
-export {};
+/** @ir2f/cli: the `ir2f` command, also callable in-process. */
+export { buildProgram, runCli, type CliIo } from './program.js';
+export { dataMake, type DataMakeOptions } from './data-make.js';

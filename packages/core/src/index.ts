@@ -17,6 +17,7 @@ export { definePlugin, type Ir2fPlugin, type PluginDefinition, type PluginFactor
 export { createPipeline, type Binding, type Pipeline, type PipelineOptions, type PipelineParts } from './pipeline.js';
 export { IdentityRectifier } from './rectifier-identity.js';
 export { Rng, type RngState } from './rng.js';
+export { ConfusionMatrix } from './metrics.js';
 export { initBackend, BACKEND_NAMES, type BackendInfo, type BackendName } from './backend.js';
 export { Ir2fError, type Ir2fErrorCode } from './errors.js';
 export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';

@@ -43,10 +43,15 @@ const SYNTHETIC: Record<number, RGB> = {
   [C.road]: [110, 110, 118], [C.sidewalk]: [196, 150, 180], [C.building]: [150, 120, 95], [C.pole]: [140, 140, 150],
   [C.vegetation]: [60, 170, 60], [C.sky]: [90, 160, 235], [C.person]: [200, 60, 80], [C.car]: [40, 70, 200],
 };
-const REAL: Record<number, RGB> = {
+/** Target colours: the source's hues pulled toward muted, real-world ones (a shift, not a new palette). */
+const REAL_TARGET: Record<number, RGB> = {
   [C.road]: [72, 70, 74], [C.sidewalk]: [178, 174, 166], [C.building]: [120, 110, 104], [C.pole]: [48, 50, 54],
   [C.vegetation]: [70, 90, 45], [C.sky]: [190, 200, 212], [C.person]: [70, 60, 64], [C.car]: [105, 105, 112],
 };
+const REAL_MIX = 0.5;
+const REAL: Record<number, RGB> = Object.fromEntries(Object.entries(REAL_TARGET).map(([k, v]) => [
+  k, v.map((c, i) => Math.round(REAL_MIX * c + (1 - REAL_MIX) * SYNTHETIC[Number(k)][i])) as RGB,
+]));
 
 const CAR_COLOURS: RGB[] = [[210, 210, 205], [35, 35, 38], [150, 152, 155], [40, 50, 80], [110, 35, 35]];
 
@@ -133,7 +138,7 @@ export async function renderScene(scene: Scene, style: DomainStyleName, rng: Rng
   // sensor: blur, noise, then JPEG compression
   const blurred = await sharp(data, { raw: { width, height, channels: 3 } }).blur(0.6 + 0.4 * rng.next()).raw().toBuffer();
   data = new Uint8Array(blurred);
-  const sigma = style === 'night' ? 9 : 5;
+  const sigma = style === 'night' ? 7 : 5;
   for (let i = 0; i < data.length; i++) data[i] = clamp(Math.round(data[i] + rng.normal(0, sigma)));
   const jpeg = await sharp(data, { raw: { width, height, channels: 3 } }).jpeg({ quality: 35 + rng.int(30) }).toBuffer();
   const decoded = await sharp(jpeg).removeAlpha().raw().toBuffer();
@@ -146,8 +151,8 @@ export async function renderScene(scene: Scene, style: DomainStyleName, rng: Rng
  */
 function applyNight(scene: Scene, px: Float32Array, rng: Rng): void {
   const { width, height, label } = scene;
-  const ambient = 0.28 + 0.14 * rng.next();
-  const cast: RGB = rng.next() < 0.7 ? [1.15, 0.95, 0.65] : [0.8, 0.9, 1.2];
+  const ambient = 0.55 + 0.15 * rng.next();
+  const cast: RGB = rng.next() < 0.7 ? [1.08, 0.97, 0.8] : [0.88, 0.94, 1.12];
   const lit = new Float32Array(width * height).fill(ambient);
   for (const light of scene.lights) {
     const r2 = (light.radius * 7) ** 2;
@@ -164,12 +169,12 @@ function applyNight(scene: Scene, px: Float32Array, rng: Rng): void {
     const glow = label[i] === C.building && x % 6 >= 2 && y % 7 >= 3 && hash(Math.floor(x / 6), Math.floor(y / 7), windowSeed) < 0.15;
     for (let c = 0; c < 3; c++) {
       const v = px[i * 3 + c] / 255;
-      px[i * 3 + c] = glow ? 200 * cast[c] : 255 * Math.min(1, lit[i]) * Math.pow(v, 1.4) * cast[c];
+      px[i * 3 + c] = glow ? 200 * cast[c] : 255 * Math.min(1, lit[i]) * Math.pow(v, 1.15) * cast[c];
     }
     if (label[i] === C.sky) {
-      px[i * 3] *= 0.3;
-      px[i * 3 + 1] *= 0.3;
-      px[i * 3 + 2] *= 0.42;
+      px[i * 3] *= 0.45;
+      px[i * 3 + 1] *= 0.45;
+      px[i * 3 + 2] *= 0.55;
     }
   }
   for (const light of scene.lights) {
