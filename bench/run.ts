@@ -1,10 +1,11 @@
 /**
  * `npm run bench -- <name>`: benchmarks that print ratios against a reference measured in the same run.
- * Names: backend.
+ * Names: backend (kernel and training-step cost), shift (domain shift of the embedded benchmarks).
  */
 import { benchBackend } from './backend.js';
+import { benchDomainShift } from './domain-shift.js';
 
-const BENCHES: Record<string, () => Promise<void>> = { backend: benchBackend };
+const BENCHES: Record<string, () => Promise<void>> = { backend: benchBackend, shift: benchDomainShift };
 
 async function main(): Promise<void> {
   const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));
