@@ -4,7 +4,7 @@
  * on completion order, and a bounded number of samples in flight, so memory does not grow with the dataset.
  * A corrupt file is reported through `onWarning` and skipped, or fails the run, by option; never silently.
  */
-import { Ir2fError, Rng } from '@ir2f/core';
+import { Ir2fError, Rng, type EventBus } from '@ir2f/core';
 import { readLabel, readRgb, type OutOfSpecPolicy } from './image-io.js';
 import type { Dataset, DatasetItem } from './layouts.js';
 import { normalize, type Sample } from './transforms.js';
@@ -26,6 +26,8 @@ export interface LoaderOptions {
   outOfSpec?: OutOfSpecPolicy;
   onCorrupt?: 'fail' | 'skip';
   onWarning?: (w: { code: string; message: string; file?: string }) => void;
+  /** When given, warnings are also emitted on the bus as `warning` events. */
+  bus?: EventBus;
   seed?: number | string;
   /** Stop after this many batches (default: endless). */
   maxBatches?: number;
@@ -122,7 +124,9 @@ export class BatchLoader implements AsyncIterable<Batch> {
         } catch (err) {
           if (err instanceof Ir2fError && err.code === 'CORRUPT_IMAGE' && this.opts.onCorrupt === 'skip') {
             this.stats.skipped++;
-            this.opts.onWarning?.({ code: 'CORRUPT_IMAGE', message: `${err.message} (skipped)`, file: item.image });
+            const message = `${err.message} (skipped)`;
+            this.opts.onWarning?.({ code: 'CORRUPT_IMAGE', message, file: item.image });
+            this.opts.bus?.emit({ type: 'warning', code: 'CORRUPT_IMAGE', message });
             continue;
           }
           throw err;

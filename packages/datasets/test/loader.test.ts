@@ -1,7 +1,7 @@
 import test from 'ava';
 import path from 'node:path';
 import { writeFile } from 'node:fs/promises';
-import type { Rng } from '@ir2f/core';
+import { RxEventBus, type Ir2fEvent, type Rng } from '@ir2f/core';
 import { createLoader, gta5, horizontalFlip, randomCrop, scanDataset, sequentialSampler, type Sample } from '@ir2f/datasets';
 import { tempDir, writePair } from './fixtures.js';
 
@@ -36,8 +36,11 @@ test('a corrupt image is reported by a warning and skipped, or fails the run, by
     await writeFile(path.join(dir, 'gta/images/2.png'), 'garbage');
     const ds = await scanDataset(gta5(path.join(dir, 'gta')));
     const warnings: string[] = [];
+    const bus = new RxEventBus();
+    const events: Ir2fEvent[] = [];
+    bus.events$.subscribe((e) => events.push(e));
     const loader = createLoader(ds, {
-      batchSize: 2, sampler: sequentialSampler(4), onCorrupt: 'skip', maxBatches: 3, onWarning: (w) => warnings.push(w.message),
+      batchSize: 2, sampler: sequentialSampler(4), onCorrupt: 'skip', maxBatches: 3, onWarning: (w) => warnings.push(w.message), bus,
     });
     const ids: string[] = [];
     for await (const b of loader) ids.push(...b.ids);
@@ -45,6 +48,7 @@ test('a corrupt image is reported by a warning and skipped, or fails the run, by
     t.true(warnings.length >= 1);
     t.regex(warnings[0], /2\.png.*skipped/);
     t.true(loader.stats.skipped >= 1);
+    t.true(events.some((e) => e.type === 'warning' && e.code === 'CORRUPT_IMAGE' && /2\.png/.test(e.message)));
     const failing = createLoader(ds, { batchSize: 2, sampler: sequentialSampler(4), maxBatches: 3 });
     const err = await t.throwsAsync(async () => {
       for await (const b of failing) void b;
