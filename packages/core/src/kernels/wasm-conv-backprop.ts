@@ -9,16 +9,14 @@
  *   the stride-1 "valid" XNNPACK convolution of the zero-inserted, padded dy with the filter rotated by 180°
  *   and its channel axes swapped.
  */
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import {
-  asWasm, dispose, f32, heapOffsets, requireChannelsLast, requireFloat32, runWasmKernel, zeroInsertAndPad,
-  type WasmBackendLike,
+  asWasm, convInfo, dispose, f32, heapOffsets, requireFloat32, runWasmKernel, zeroInsertAndPad,
+  type ConvAttrs, type KernelArgs, type WasmBackendLike,
 } from './wasm-heap.js';
 
 /** Elements of one colT chunk (16 MiB of float32). */
 const CHUNK_ELEMENTS = 1 << 22;
-
-type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
 
 interface ConvGeometry {
   B: number; H: number; W: number; Ci: number;
@@ -81,22 +79,12 @@ function fillTransposedIm2col(
   }
 }
 
-export function conv2DBackpropFilterWasm(args: {
-  inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap;
-}): tf.TensorInfo {
+export function conv2DBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   const wb = asWasm(args.backend);
   const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-  const attrs = args.attrs as unknown as {
-    strides: [number, number] | number; pad: Pad; dataFormat?: string;
-    dimRoundingMode?: 'floor' | 'round' | 'ceil'; filterShape: [number, number, number, number];
-    dilations?: [number, number] | number;
-  };
+  const attrs = args.attrs as unknown as ConvAttrs & { filterShape: number[] };
   requireFloat32('Conv2DBackpropFilter', x, dy);
-  requireChannelsLast('Conv2DBackpropFilter', attrs.dataFormat);
-  const info = tf.backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number], attrs.filterShape, attrs.strides, attrs.dilations ?? 1,
-    attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
-  const g = geometry(info);
+  const g = geometry(convInfo('Conv2DBackpropFilter', x.shape, attrs.filterShape, attrs, false));
   const R = g.KH * g.KW * g.Ci;
   const N = g.B * g.OH * g.OW;
   const kc = Math.max(1, Math.min(N, Math.max(256, Math.floor(CHUNK_ELEMENTS / R))));
@@ -145,22 +133,12 @@ export function rotateFilter(wb: WasmBackendLike, filter: tf.TensorInfo, swapCha
   return out;
 }
 
-export function conv2DBackpropInputWasm(args: {
-  inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap;
-}): tf.TensorInfo {
+export function conv2DBackpropInputWasm(args: KernelArgs): tf.TensorInfo {
   const wb = asWasm(args.backend);
   const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
-  const attrs = args.attrs as unknown as {
-    strides: [number, number] | number; pad: Pad; dataFormat?: string;
-    dimRoundingMode?: 'floor' | 'round' | 'ceil'; inputShape: [number, number, number, number];
-    dilations?: [number, number] | number;
-  };
+  const attrs = args.attrs as unknown as ConvAttrs & { inputShape: number[] };
   requireFloat32('Conv2DBackpropInput', dy, filter);
-  requireChannelsLast('Conv2DBackpropInput', attrs.dataFormat);
-  const info = tf.backend_util.computeConv2DInfo(
-    attrs.inputShape, filter.shape as [number, number, number, number], attrs.strides, attrs.dilations ?? 1,
-    attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
-  const g = geometry(info);
+  const g = geometry(convInfo('Conv2DBackpropInput', attrs.inputShape, filter.shape, attrs, false));
   const padded = zeroInsertAndPad(
     wb, dy, [g.sh, g.sw], (g.KH - 1) * g.dh - g.top, (g.KW - 1) * g.dw - g.left,
     g.H + (g.KH - 1) * g.dh, g.W + (g.KW - 1) * g.dw);

@@ -8,33 +8,18 @@
  *   per-channel reduction with no matmul structure, so a single JS loop over the heap (both reads
  *   contiguous in the channel) beats slicing and reducing with kernels.
  */
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { rotateFilter } from './wasm-conv-backprop.js';
-import { asWasm, dispose, f32, requireFloat32, runWasmKernel, zeroInsertAndPad } from './wasm-heap.js';
+import {
+  asWasm, convInfo, dispose, f32, requireFloat32, runWasmKernel, zeroInsertAndPad, type ConvAttrs, type KernelArgs,
+} from './wasm-heap.js';
 
-type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
-
-interface DepthwiseAttrs {
-  strides: [number, number] | number;
-  dilations?: [number, number] | number;
-  pad: Pad;
-  dimRoundingMode?: 'floor' | 'round' | 'ceil';
-}
-
-function depthwiseInfo(inShape: number[], filterShape: number[], a: DepthwiseAttrs): tf.backend_util.Conv2DInfo {
-  return tf.backend_util.computeConv2DInfo(
-    inShape as [number, number, number, number], filterShape as [number, number, number, number], a.strides,
-    a.dilations ?? 1, a.pad, a.dimRoundingMode, true, 'channelsLast');
-}
-
-export function depthwiseBackpropInputWasm(args: {
-  inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap;
-}): tf.TensorInfo {
+export function depthwiseBackpropInputWasm(args: KernelArgs): tf.TensorInfo {
   const wb = asWasm(args.backend);
   const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
-  const attrs = args.attrs as unknown as DepthwiseAttrs & { inputShape: number[] };
+  const attrs = args.attrs as unknown as ConvAttrs & { inputShape: number[] };
   requireFloat32('DepthwiseConv2dNativeBackpropInput', dy, filter);
-  const info = depthwiseInfo(attrs.inputShape, filter.shape, attrs);
+  const info = convInfo('DepthwiseConv2dNativeBackpropInput', attrs.inputShape, filter.shape, attrs, true);
   const [KH, KW, C, M] = filter.shape;
   const { batchSize: B, inHeight: H, inWidth: W, strideHeight: sh, strideWidth: sw } = info;
   const { dilationHeight: dh, dilationWidth: dw } = info;
@@ -64,14 +49,12 @@ export function depthwiseBackpropInputWasm(args: {
   return out;
 }
 
-export function depthwiseBackpropFilterWasm(args: {
-  inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap;
-}): tf.TensorInfo {
+export function depthwiseBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   const wb = asWasm(args.backend);
   const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-  const attrs = args.attrs as unknown as DepthwiseAttrs & { filterShape: number[] };
+  const attrs = args.attrs as unknown as ConvAttrs & { filterShape: number[] };
   requireFloat32('DepthwiseConv2dNativeBackpropFilter', x, dy);
-  const info = depthwiseInfo(x.shape, attrs.filterShape, attrs);
+  const info = convInfo('DepthwiseConv2dNativeBackpropFilter', x.shape, attrs.filterShape, attrs, true);
   const [KH, KW, C, M] = attrs.filterShape;
   const { batchSize: B, inHeight: H, inWidth: W, outHeight: OH, outWidth: OW } = info;
   const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;

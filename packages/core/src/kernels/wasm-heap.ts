@@ -53,6 +53,32 @@ export function requireFloat32(kernel: string, ...infos: Info[]): void {
   }
 }
 
+/** What every kernel function receives. */
+export interface KernelArgs {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs: tf.NamedAttrMap;
+}
+
+/** Attributes shared by the conv and depthwise backprop kernels (dilations: ir2f's own callers pass them). */
+export interface ConvAttrs {
+  strides: [number, number] | number;
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dataFormat?: string;
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  dilations?: [number, number] | number;
+}
+
+/** Conv geometry for an NHWC kernel, rejecting other layouts. */
+export function convInfo(
+  kernel: string, inShape: number[], filterShape: number[], attrs: ConvAttrs, depthwise: boolean,
+): tf.backend_util.Conv2DInfo {
+  requireChannelsLast(kernel, attrs.dataFormat);
+  return tf.backend_util.computeConv2DInfo(
+    inShape as [number, number, number, number], filterShape as [number, number, number, number], attrs.strides,
+    attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, depthwise, 'channelsLast');
+}
+
 export function requireChannelsLast(kernel: string, dataFormat: unknown): void {
   if (dataFormat != null && dataFormat !== 'NHWC' && dataFormat !== 'channelsLast') {
     throw new Error(`${kernel} on wasm supports NHWC only (got dataFormat ${String(dataFormat)}); transpose to NHWC first`);

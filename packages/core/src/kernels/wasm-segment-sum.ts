@@ -4,11 +4,9 @@
  * would cost O(S·N·D). Ids outside [0, numSegments) are dropped, as in TensorFlow.
  */
 import type * as tf from '@tensorflow/tfjs';
-import { asWasm } from './wasm-heap.js';
+import { asWasm, type KernelArgs } from './wasm-heap.js';
 
-export function unsortedSegmentSumWasm(args: {
-  inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap;
-}): tf.TensorInfo {
+export function unsortedSegmentSumWasm(args: KernelArgs): tf.TensorInfo {
   const wb = asWasm(args.backend);
   const { x, segmentIds } = args.inputs as { x: tf.TensorInfo; segmentIds: tf.TensorInfo };
   const numSegments = (args.attrs as { numSegments: number }).numSegments;
