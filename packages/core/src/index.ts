@@ -23,3 +23,11 @@ export { Ir2fError, type Ir2fErrorCode } from './errors.js';
 export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';
 export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
 export { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
+export { Layer, Module, fromTorch, toTorch, torchShape, type ParamLayout, type StateEntry } from './nn/module.js';
+export { BatchNorm2d, Conv2d, MaxPool2d, ReLU, Sequential, type Conv2dOptions } from './nn/layers.js';
+export { attr, OnnxGraph, unsupportedOp, type Dim, type OnnxAttr } from './onnx/graph.js';
+export { exportOnnx, writeOnnx, type ExportOptions, type OnnxExportable } from './onnx/export.js';
+export {
+  decodeSafetensors, encodeSafetensors, loadState, saveState, stateTensors, writeAtomic,
+  type LoadOptions, type LoadReport, type SafeDtype, type SafeTensor,
+} from './weights/safetensors.js';

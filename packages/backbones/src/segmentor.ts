@@ -1,0 +1,59 @@
+/**
+ * An encoder-decoder segmentation model (mmseg's `EncoderDecoder`): `backbone.*` and `decode_head.*` state
+ * names, logits at the head's stride, and `predict` upsampling them bilinearly (half-pixel, as PyTorch's
+ * `align_corners=False`) to the input size. It exports to ONNX with the upsampling included.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import * as tfl from '@tensorflow/tfjs';
+import { attr, Module, type Backbone, type DecodeHead, type DecodeOutput, type OnnxExportable, type OnnxGraph } from '@ir2f/core';
+
+export interface OnnxEncoder extends Backbone, Module {
+  toOnnxFeatures(g: OnnxGraph, input: string, prefix: string): string[];
+}
+
+export interface OnnxDecodeHead extends DecodeHead, Module {
+  toOnnxHead(g: OnnxGraph, features: string[], prefix: string): string;
+}
+
+export class SegmentationModel extends Module implements OnnxExportable {
+  readonly backbone: OnnxEncoder;
+  readonly decodeHead: OnnxDecodeHead;
+
+  constructor(backbone: OnnxEncoder, decodeHead: OnnxDecodeHead, readonly preset = 'custom') {
+    super();
+    this.backbone = this.child('backbone', backbone);
+    this.decodeHead = this.child('decode_head', decodeHead);
+  }
+
+  get numClasses(): number {
+    return this.decodeHead.numClasses;
+  }
+
+  /** Logits and embedding at the head's resolution. */
+  forward(x: tf.Tensor4D): DecodeOutput {
+    const ctx = { step: 0, training: this.training, rng: undefined as never };
+    return this.decodeHead.forward(this.backbone.forward(x, ctx), ctx);
+  }
+
+  /** Logits [B, H, W, K] at the input resolution. */
+  predict(x: tf.Tensor4D): tf.Tensor4D {
+    return tfl.tidy(() => {
+      const { logits } = this.forward(x);
+      return tfl.image.resizeBilinear(logits, [x.shape[1], x.shape[2]], false, true);
+    });
+  }
+
+  toOnnx(g: OnnxGraph, input: string): string {
+    const features = this.backbone.toOnnxFeatures(g, input, 'backbone.');
+    const logits = this.decodeHead.toOnnxHead(g, features, 'decode_head.');
+    // sizes = [N, K] of the logits ++ [H, W] of the input, so H and W stay dynamic
+    const inShape = g.node('Shape', [input], {}, 'input_shape');
+    const hw = g.node('Slice', [inShape, g.int64s('hw_start', [2]), g.int64s('hw_end', [4])], {}, 'input_hw');
+    const logitShape = g.node('Shape', [logits], {}, 'logits_shape');
+    const nk = g.node('Slice', [logitShape, g.int64s('nk_start', [0]), g.int64s('nk_end', [2])], {}, 'logits_nk');
+    const sizes = g.node('Concat', [nk, hw], { axis: attr.int(0) }, 'resize_sizes');
+    return g.node('Resize', [logits, '', '', sizes], {
+      mode: attr.str('linear'), coordinate_transformation_mode: attr.str('half_pixel'),
+    }, 'logits_full');
+  }
+}

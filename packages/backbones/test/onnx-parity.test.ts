@@ -1,0 +1,76 @@
+import test from 'ava';
+import * as tf from '@tensorflow/tfjs';
+import * as ort from 'onnxruntime-node';
+import { exportOnnx, initBackend, Rng } from '@ir2f/core';
+import { createModel, type SegmentationModel } from '@ir2f/backbones';
+
+test.before(async () => {
+  await initBackend('wasm');
+});
+
+/** Run the exported model in onnxruntime on NHWC input x, return NHWC logits. */
+async function runOrt(bytes: Uint8Array, x: tf.Tensor4D): Promise<Float32Array> {
+  const session = await ort.InferenceSession.create(bytes);
+  const nchw = tf.tidy(() => tf.transpose(x, [0, 3, 1, 2]));
+  const feeds = { input: new ort.Tensor('float32', nchw.dataSync() as Float32Array, nchw.shape) };
+  nchw.dispose();
+  const out = (await session.run(feeds)).logits;
+  const nhwc = tf.tidy(() => tf.transpose(tf.tensor(out.data as Float32Array, out.dims as number[]), [0, 2, 3, 1]));
+  const data = nhwc.dataSync() as Float32Array;
+  nhwc.dispose();
+  await session.release();
+  return data;
+}
+
+async function parity(t: import('ava').ExecutionContext, model: SegmentationModel, sizes: [number, number][]) {
+  model.eval();
+  const bytes = exportOnnx(model);
+  const rng = new Rng(3);
+  for (const [h, w] of sizes) {
+    const x = tf.tensor4d(rng.normalArray(2 * h * w * 3), [2, h, w, 3]);
+    const ref = tf.tidy(() => model.predict(x).dataSync() as Float32Array);
+    const got = await runOrt(bytes, x);
+    x.dispose();
+    t.is(got.length, ref.length);
+    let maxErr = 0;
+    for (let i = 0; i < ref.length; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - ref[i]));
+    t.true(maxErr < 1e-4, `${model.preset} ${h}×${w}: max abs error ${maxErr}`);
+  }
+}
+
+test('resnet-tiny-deeplabv2: onnxruntime output matches tfjs (max abs error < 1e-4) at two input sizes', async (t) => {
+  const model = createModel('resnet-tiny-deeplabv2', { numClasses: 5 });
+  // non-trivial batch-norm statistics
+  model.train();
+  tf.tidy(() => { for (let i = 0; i < 3; i++) model.forward(tf.randomNormal([2, 64, 64, 3], 0, 1, 'float32', i)); });
+  await parity(t, model, [[64, 64], [72, 96]]);
+  model.dispose();
+});
+
+test('the exported model passes onnx.checker.check_model (Debian python3-onnx), when available', async (t) => {
+  const { execFileSync } = await import('node:child_process');
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const python = '/usr/bin/python3';
+  try {
+    execFileSync(python, ['-c', 'import onnx'], { stdio: 'ignore' });
+  } catch {
+    t.log('skipped: Debian python3-onnx is not installed (apt-get install python3-onnx) for /usr/bin/python3');
+    t.pass();
+    return;
+  }
+  const model = createModel('resnet-tiny-deeplabv2', { numClasses: 3 });
+  const dir = mkdtempSync(join(tmpdir(), 'ir2f-onnx-'));
+  try {
+    const file = join(dir, 'm.onnx');
+    writeFileSync(file, exportOnnx(model));
+    const out = execFileSync(python, ['-c',
+      'import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print("ok", m.opset_import[0].version)', file],
+    { encoding: 'utf8' });
+    t.regex(out, /ok 17/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    model.dispose();
+  }
+});
