@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
 import { exportOnnx, initBackend, Rng } from '@ir2f/core';
@@ -22,7 +22,7 @@ async function runOrt(bytes: Uint8Array, x: tf.Tensor4D): Promise<Float32Array> 
   return data;
 }
 
-async function parity(t: import('ava').ExecutionContext, model: SegmentationModel, sizes: [number, number][]) {
+async function parity(t: ExecutionContext, model: SegmentationModel, sizes: [number, number][]) {
   model.eval();
   const bytes = exportOnnx(model);
   const rng = new Rng(3);
