@@ -4,7 +4,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import * as tfl from '@tensorflow/tfjs';
-import { Conv2d, Module, type DecodeHead, type DecodeOutput, type OnnxGraph, type Rng } from '@ir2f/core';
+import { Conv2d, Module, ModuleList, type DecodeHead, type DecodeOutput, type OnnxGraph, type Rng } from '@ir2f/core';
 
 export interface DeepLabV2HeadOptions {
   inChannels: number;
@@ -19,9 +19,9 @@ export class DeepLabV2Head extends Module implements DecodeHead {
   constructor(opts: DeepLabV2HeadOptions, rng: Rng) {
     super();
     this.numClasses = opts.numClasses;
-    const aspp = new AsppModules(opts, rng);
-    this.child('aspp_modules', aspp);
-    this.aspp = aspp.convs;
+    const dilations = opts.dilations ?? [6, 12, 18, 24];
+    this.aspp = this.child('aspp_modules', new ModuleList(dilations.map((d, i) =>
+      new Conv2d(opts.inChannels, opts.numClasses, { kernel: 3, padding: d, dilation: d, bias: true }, rng.fork(`aspp${i}`))))).items as Conv2d[];
   }
 
   forward(features: tf.Tensor4D[]): DecodeOutput {
@@ -37,14 +37,3 @@ export class DeepLabV2Head extends Module implements DecodeHead {
   }
 }
 
-/** A container named like mmseg's `aspp_modules` ModuleList ('0'…'3'). */
-class AsppModules extends Module {
-  readonly convs: Conv2d[];
-
-  constructor(opts: DeepLabV2HeadOptions, rng: Rng) {
-    super();
-    const dilations = opts.dilations ?? [6, 12, 18, 24];
-    this.convs = dilations.map((d, i) =>
-      this.child(String(i), new Conv2d(opts.inChannels, opts.numClasses, { kernel: 3, padding: d, dilation: d, bias: true }, rng.fork(`aspp${i}`))));
-  }
-}

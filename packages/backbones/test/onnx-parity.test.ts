@@ -38,14 +38,18 @@ async function parity(t: ExecutionContext, model: SegmentationModel, sizes: [num
   }
 }
 
-test('resnet-tiny-deeplabv2: onnxruntime output matches tfjs (max abs error < 1e-4) at two input sizes', async (t) => {
-  const model = createModel('resnet-tiny-deeplabv2', { numClasses: 5 });
-  // non-trivial batch-norm statistics
-  model.train();
-  tf.tidy(() => { for (let i = 0; i < 3; i++) model.forward(tf.randomNormal([2, 64, 64, 3], 0, 1, 'float32', i)); });
-  await parity(t, model, [[64, 64], [72, 96]]);
-  model.dispose();
-});
+for (const preset of ['resnet-tiny-deeplabv2', 'mit-tiny-daformer', 'mit-tiny-segformer', 'mit-b0-segformer']) {
+  test(`${preset}: onnxruntime output matches tfjs (max abs error < 1e-4) at two input sizes`, async (t) => {
+    const model = createModel(preset, { numClasses: 5 });
+    // non-trivial batch-norm statistics
+    model.train();
+    tf.tidy(() => {
+      for (let i = 0; i < 3; i++) model.forward(tf.randomNormal([2, 64, 64, 3], 0, 1, 'float32', i));
+    });
+    await parity(t, model, [[64, 64], [72, 96]]);
+    model.dispose();
+  });
+}
 
 test('the exported model passes onnx.checker.check_model (Debian python3-onnx), when available', async (t) => {
   const { execFileSync } = await import('node:child_process');
@@ -60,17 +64,19 @@ test('the exported model passes onnx.checker.check_model (Debian python3-onnx), 
     t.pass();
     return;
   }
-  const model = createModel('resnet-tiny-deeplabv2', { numClasses: 3 });
   const dir = mkdtempSync(join(tmpdir(), 'ir2f-onnx-'));
   try {
-    const file = join(dir, 'm.onnx');
-    writeFileSync(file, exportOnnx(model));
-    const out = execFileSync(python, ['-c',
-      'import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print("ok", m.opset_import[0].version)', file],
-    { encoding: 'utf8' });
-    t.regex(out, /ok 17/);
+    for (const preset of ['resnet-tiny-deeplabv2', 'mit-tiny-daformer', 'mit-tiny-segformer']) {
+      const model = createModel(preset, { numClasses: 3 });
+      const file = join(dir, `${preset}.onnx`);
+      writeFileSync(file, exportOnnx(model));
+      model.dispose();
+      const out = execFileSync(python, ['-c',
+        'import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print("ok", m.opset_import[0].version)', file],
+      { encoding: 'utf8' });
+      t.regex(out, /ok 17/, preset);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
-    model.dispose();
   }
 });

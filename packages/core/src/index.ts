@@ -23,8 +23,10 @@ export { Ir2fError, type Ir2fErrorCode } from './errors.js';
 export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';
 export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
 export { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
-export { Layer, Module, fromTorch, toTorch, torchShape, type ParamLayout, type StateEntry } from './nn/module.js';
-export { BatchNorm2d, Conv2d, MaxPool2d, ReLU, Sequential, type Conv2dOptions } from './nn/layers.js';
+export { Layer, Module, ModuleList, fromTorch, toTorch, torchShape, type ParamLayout, type StateEntry } from './nn/module.js';
+export {
+  BatchNorm2d, Conv2d, ConvBnReLU, Dropout, GELU, LayerNorm, Linear, MaxPool2d, ReLU, Sequential, type Conv2dOptions,
+} from './nn/layers.js';
 export { attr, OnnxGraph, unsupportedOp, type Dim, type OnnxAttr } from './onnx/graph.js';
 export { exportOnnx, writeOnnx, type ExportOptions, type OnnxExportable } from './onnx/export.js';
 export {

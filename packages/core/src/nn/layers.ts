@@ -163,3 +163,117 @@ export class Sequential extends Layer {
     return this.layers.reduce((h, l, i) => l.toOnnx(g, h, `${prefix}${i}.`), input);
   }
 }
+
+/** y = x·W + b over the last axis (W stored [in, out] in tfjs, [out, in] in PyTorch state). */
+export class Linear extends Layer {
+  readonly weight: tf.Variable;
+  readonly bias?: tf.Variable;
+
+  constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng, bias = true) {
+    super();
+    // truncated-normal-like init (std 0.02, as ViT/SegFormer)
+    const w = rng.normalArray(inFeatures * outFeatures, 0, 0.02).map((v) => Math.max(-0.04, Math.min(0.04, v)));
+    this.weight = this.param('weight', tf.tensor2d(w, [inFeatures, outFeatures]), 'linear');
+    if (bias) this.bias = this.param('bias', tf.zeros([outFeatures]));
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    const shape = x.shape;
+    const flat = tf.reshape(x, [-1, this.inFeatures]) as tf.Tensor2D;
+    let y: tf.Tensor = tf.matMul(flat, this.weight as tf.Tensor2D);
+    if (this.bias) y = tf.add(y, this.bias);
+    return tf.reshape(y, [...shape.slice(0, -1), this.outFeatures]);
+  }
+
+  /** Emitted on the last axis of `input` (tokens [B, N, C] in the exported graphs). */
+  toOnnx(g: OnnxGraph, input: string, prefix: string): string {
+    const w = g.floats(`${prefix}weight`, this.weight.dataSync() as Float32Array, [this.inFeatures, this.outFeatures]);
+    const y = g.node('MatMul', [input, w], {}, `${prefix}matmul`);
+    if (!this.bias) return y;
+    return g.node('Add', [y, g.floats(`${prefix}bias`, this.bias.dataSync() as Float32Array, [this.outFeatures])], {}, `${prefix}linear`);
+  }
+}
+
+/** Layer normalisation over the last axis. */
+export class LayerNorm extends Layer {
+  readonly weight: tf.Variable;
+  readonly bias: tf.Variable;
+
+  constructor(readonly features: number, readonly eps = 1e-5) {
+    super();
+    this.weight = this.param('weight', tf.ones([features]));
+    this.bias = this.param('bias', tf.zeros([features]));
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    const { mean, variance } = tf.moments(x, -1, true);
+    return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.eps))), this.weight), this.bias);
+  }
+
+  toOnnx(g: OnnxGraph, input: string, prefix: string): string {
+    return g.node('LayerNormalization', [
+      input,
+      g.floats(`${prefix}weight`, this.weight.dataSync() as Float32Array, [this.features]),
+      g.floats(`${prefix}bias`, this.bias.dataSync() as Float32Array, [this.features]),
+    ], { axis: attr.int(-1), epsilon: attr.float(this.eps) }, `${prefix}ln`);
+  }
+}
+
+/** GELU, exact (erf) form as PyTorch's nn.GELU. */
+export class GELU extends Layer {
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
+  }
+
+  toOnnx(g: OnnxGraph, input: string, prefix: string): string {
+    const scaled = g.node('Mul', [input, g.floats(`${prefix}rsqrt2`, new Float32Array([Math.SQRT1_2]), [])], {}, `${prefix}gelu_in`);
+    const erf = g.node('Erf', [scaled], {}, `${prefix}erf`);
+    const one = g.node('Add', [erf, g.floats(`${prefix}one`, new Float32Array([1]), [])], {}, `${prefix}erf1`);
+    const half = g.node('Mul', [input, g.floats(`${prefix}half`, new Float32Array([0.5]), [])], {}, `${prefix}half_x`);
+    return g.node('Mul', [half, one], {}, `${prefix}gelu`);
+  }
+}
+
+/**
+ * Dropout (element-wise) or, with `perSample`, stochastic depth (one draw per batch item, DropPath). Active
+ * in training only; each call draws a fresh seed from its own RNG stream, so runs are reproducible.
+ */
+export class Dropout extends Layer {
+  constructor(readonly rate: number, private readonly rng: Rng, readonly perSample = false) {
+    super();
+    if (!(rate >= 0 && rate < 1)) throw new Error(`dropout rate must be in [0, 1), got ${rate}`);
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    if (!this.training || this.rate === 0) return x;
+    const seed = this.rng.uint32();
+    const noiseShape = this.perSample ? [x.shape[0], ...x.shape.slice(1).map(() => 1)] : x.shape;
+    return tf.dropout(x, this.rate, noiseShape, seed);
+  }
+
+  /** Identity at inference. */
+  toOnnx(_g: OnnxGraph, input: string): string {
+    return input;
+  }
+}
+
+/** conv → batch norm → ReLU (mmcv's ConvModule), children named `conv` and `bn`. */
+export class ConvBnReLU extends Layer {
+  readonly conv: Conv2d;
+  readonly bn: BatchNorm2d;
+  private readonly relu = new ReLU();
+
+  constructor(inChannels: number, outChannels: number, opts: Conv2dOptions, rng: Rng) {
+    super();
+    this.conv = this.child('conv', new Conv2d(inChannels, outChannels, { ...opts, bias: false }, rng));
+    this.bn = this.child('bn', new BatchNorm2d(outChannels));
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    return this.relu.forward(this.bn.forward(this.conv.forward(x)));
+  }
+
+  toOnnx(g: OnnxGraph, input: string, prefix: string): string {
+    return this.relu.toOnnx(g, this.bn.toOnnx(g, this.conv.toOnnx(g, input, `${prefix}conv.`), `${prefix}bn.`), prefix);
+  }
+}

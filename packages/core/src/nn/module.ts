@@ -123,3 +123,13 @@ export function torchShape(shape: number[], layout: ParamLayout): number[] {
     default: return shape;
   }
 }
+
+/** Modules held under the names '0', '1', … (PyTorch's ModuleList), or under given names (ModuleDict). */
+export class ModuleList<M extends Module> extends Module {
+  readonly items: readonly M[];
+
+  constructor(items: M[], names?: string[]) {
+    super();
+    this.items = items.map((m, i) => this.child(names?.[i] ?? String(i), m));
+  }
+}
