@@ -5,7 +5,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import * as tfl from '@tensorflow/tfjs';
-import { attr, Module, type Backbone, type DecodeHead, type DecodeOutput, type OnnxExportable, type OnnxGraph } from '@ir2f/core';
+import { attr, Module, unsupportedOp, type Backbone, type DecodeHead, type DecodeOutput, type OnnxExportable, type OnnxGraph } from '@ir2f/core';
 
 export interface OnnxEncoder extends Backbone, Module {
   toOnnxFeatures(g: OnnxGraph, input: string, prefix: string): string[];
@@ -31,8 +31,7 @@ export class SegmentationModel extends Module implements OnnxExportable {
 
   /** Logits and embedding at the head's resolution. */
   forward(x: tf.Tensor4D): DecodeOutput {
-    const ctx = { step: 0, training: this.training, rng: undefined as never };
-    return this.decodeHead.forward(this.backbone.forward(x, ctx), ctx);
+    return this.decodeHead.forward(this.backbone.forward(x));
   }
 
   /** Logits [B, H, W, K] at the input resolution. */
@@ -44,6 +43,11 @@ export class SegmentationModel extends Module implements OnnxExportable {
   }
 
   toOnnx(g: OnnxGraph, input: string): string {
+    for (const [part, fn] of [[this.backbone, 'toOnnxFeatures'], [this.decodeHead, 'toOnnxHead']] as const) {
+      if (typeof (part as unknown as Record<string, unknown>)[fn] !== 'function') {
+        throw unsupportedOp(part.constructor.name, fn, `implement ${fn}() to export it`);
+      }
+    }
     const features = this.backbone.toOnnxFeatures(g, input, 'backbone.');
     const logits = this.decodeHead.toOnnxHead(g, features, 'decode_head.');
     // sizes = [N, K] of the logits ++ [H, W] of the input, so H and W stay dynamic

@@ -86,3 +86,68 @@ test('a truncated or malformed safetensors file is a clear error', (t) => {
   t.throws(() => decodeSafetensors(good.subarray(0, good.length - 4)), { message: /truncated/ });
   t.throws(() => decodeSafetensors(good.subarray(0, 4)), { message: /shorter than its 8-byte header/ });
 });
+
+/** Our MiT state under Hugging Face's names (key/value split), plus a classifier, as transformers saves it. */
+function hfFixture(state: Map<string, SafeTensor>): Map<string, SafeTensor> {
+  const out = new Map<string, SafeTensor>();
+  const parts: [RegExp, string][] = [
+    [/^norm1\./, 'layer_norm_1.'], [/^norm2\./, 'layer_norm_2.'], [/^attn\.q\./, 'attention.self.query.'],
+    [/^attn\.sr\./, 'attention.self.sr.'], [/^attn\.norm\./, 'attention.self.layer_norm.'],
+    [/^attn\.proj\./, 'attention.output.dense.'], [/^mlp\.fc1\./, 'mlp.dense1.'], [/^mlp\.dwconv\.dwconv\./, 'mlp.dwconv.dwconv.'],
+    [/^mlp\.fc2\./, 'mlp.dense2.'],
+  ];
+  for (const [name, t] of state) {
+    let m = name.match(/^patch_embed(\d)\.(proj|norm)\.(weight|bias)$/);
+    if (m) {
+      out.set(`segformer.encoder.patch_embeddings.${Number(m[1]) - 1}.${m[2] === 'proj' ? 'proj' : 'layer_norm'}.${m[3]}`, t);
+      continue;
+    }
+    m = name.match(/^norm(\d)\.(weight|bias)$/);
+    if (m) {
+      out.set(`segformer.encoder.layer_norm.${Number(m[1]) - 1}.${m[2]}`, t);
+      continue;
+    }
+    m = name.match(/^block(\d)\.(\d+)\.(.+)$/)!;
+    const base = `segformer.encoder.block.${Number(m[1]) - 1}.${m[2]}.`;
+    const kv = m[3].match(/^attn\.kv\.(weight|bias)$/);
+    if (kv) {
+      const half = t.data.byteLength / 2;
+      const shape = [t.shape[0] / 2, ...t.shape.slice(1)];
+      out.set(`${base}attention.self.key.${kv[1]}`, { dtype: t.dtype, shape, data: t.data.slice(0, half) });
+      out.set(`${base}attention.self.value.${kv[1]}`, { dtype: t.dtype, shape, data: t.data.slice(half) });
+      continue;
+    }
+    const p = parts.find(([re]) => re.test(m[3]))!;
+    out.set(base + m[3].replace(p[0], p[1]), t);
+  }
+  out.set('classifier.weight', { dtype: 'F32', shape: [1000, 128], data: new Uint8Array(1000 * 128 * 4) });
+  return out;
+}
+
+test('MiT weights import from NVlabs/mmseg (`backbone.*`) and Hugging Face (`segformer.encoder.*`) names', async (t) => {
+  for (const preset of ['mit-tiny-daformer', 'mit-b0-segformer']) {
+    const src = createModel(preset, { seed: 7 });
+    const state = stateTensors(src.backbone);
+    t.true(state.has('block1.0.attn.kv.weight') && state.has('block1.0.mlp.dwconv.dwconv.weight') && state.has('patch_embed1.proj.weight'));
+
+    const mmseg = new Map([...state].map(([k, v]) => [`backbone.${k}`, v] as [string, SafeTensor]));
+    mmseg.set('decode_head.conv_seg.weight', { dtype: 'F32', shape: [2], data: new Uint8Array(8) });
+    const a = createModel(preset, { seed: 8 });
+    const ra = await importEncoderWeights(a.backbone, encodeSafetensors(mmseg), { format: 'mmseg-mit' });
+    t.deepEqual(ra.skipped, ['decode_head.conv_seg.weight']);
+    t.true(sameState(state, stateTensors(a.backbone)), `${preset} mmseg`);
+
+    const b = createModel(preset, { seed: 9 });
+    const rb = await importEncoderWeights(b.backbone, encodeSafetensors(hfFixture(state)), { format: 'hf-segformer' });
+    t.deepEqual(rb.skipped, ['classifier.weight']);
+    t.true(sameState(state, stateTensors(b.backbone)), `${preset} hf`);
+    // and the imported encoders compute the same features
+    const x = tf.randomNormal([1, 32, 32, 3]) as tf.Tensor4D;
+    src.eval();
+    b.eval();
+    const d = tf.tidy(() => tf.max(tf.abs(tf.sub(src.backbone.forward(x)[3], b.backbone.forward(x)[3]))).dataSync()[0]);
+    t.is(d, 0);
+    x.dispose();
+    [src, a, b].forEach((m) => m.dispose());
+  }
+});

@@ -25,7 +25,7 @@ export interface Backbone extends Disposable {
   readonly strides: readonly number[];
   /** Trainable variables (optimised by the trainer). */
   readonly variables: readonly tf.Variable[];
-  forward(x: tf.Tensor4D, ctx: StepContext): tf.Tensor4D[];
+  forward(x: tf.Tensor4D, ctx?: StepContext): tf.Tensor4D[];
 }
 
 export interface DecodeOutput {
@@ -38,7 +38,7 @@ export interface DecodeOutput {
 export interface DecodeHead extends Disposable {
   readonly numClasses: number;
   readonly variables: readonly tf.Variable[];
-  forward(features: tf.Tensor4D[], ctx: StepContext): DecodeOutput;
+  forward(features: tf.Tensor4D[], ctx?: StepContext): DecodeOutput;
 }
 
 export interface PseudoLabels {

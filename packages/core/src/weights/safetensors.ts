@@ -121,6 +121,8 @@ export interface LoadOptions {
   rename?: (name: string) => string | null;
   /** Load what matches and report the rest instead of failing. */
   allowPartial?: boolean;
+  /** How errors name the source (default: the path, or 'the given weights'). */
+  label?: string;
 }
 
 export interface LoadReport {
@@ -133,11 +135,13 @@ export interface LoadReport {
   skipped: string[];
 }
 
-/** Load safetensors (a path or bytes) into a module, by name. */
-export async function loadState(module: Module, source: string | Uint8Array, opts: LoadOptions = {}): Promise<LoadReport> {
-  const bytes = typeof source === 'string' ? new Uint8Array(await fs.readFile(source)) : source;
-  const where = typeof source === 'string' ? source : 'the given bytes';
-  const { tensors } = decodeSafetensors(bytes);
+/** Load safetensors (a path, bytes, or already decoded tensors) into a module, by name. */
+export async function loadState(
+  module: Module, source: string | Uint8Array | Map<string, SafeTensor>, opts: LoadOptions = {},
+): Promise<LoadReport> {
+  const where = opts.label ?? (typeof source === 'string' ? source : 'the given weights');
+  const tensors = source instanceof Map ? source
+    : decodeSafetensors(typeof source === 'string' ? new Uint8Array(await fs.readFile(source)) : source).tensors;
   const state = new Map(module.namedState());
   const report: LoadReport = { loaded: [], missing: [], unexpected: [], skipped: [] };
   const pending: [string, Float32Array, string][] = [];
