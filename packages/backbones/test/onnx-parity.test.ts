@@ -2,7 +2,7 @@ import test, { type ExecutionContext } from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
 import { exportOnnx, initBackend, Rng } from '@ir2f/core';
-import { createModel, type SegmentationModel } from '@ir2f/backbones';
+import { createModel, PRESET_NAMES, type SegmentationModel } from '@ir2f/backbones';
 
 test.before(async () => {
   await initBackend('wasm');
@@ -33,20 +33,28 @@ async function parity(t: ExecutionContext, model: SegmentationModel, sizes: [num
     x.dispose();
     t.is(got.length, ref.length);
     let maxErr = 0;
-    for (let i = 0; i < ref.length; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - ref[i]));
-    t.true(maxErr < 1e-4, `${model.preset} ${h}×${w}: max abs error ${maxErr}`);
+    let scale = 0;
+    for (let i = 0; i < ref.length; i++) {
+      maxErr = Math.max(maxErr, Math.abs(got[i] - ref[i]));
+      scale = Math.max(scale, Math.abs(ref[i]));
+    }
+    t.true(maxErr < 1e-4, `${model.preset} ${h}×${w}: max abs error ${maxErr} (max |logit| ${scale})`);
   }
 }
 
-for (const preset of ['resnet-tiny-deeplabv2', 'mit-tiny-daformer', 'mit-tiny-segformer', 'mit-b0-segformer']) {
-  test(`${preset}: onnxruntime output matches tfjs (max abs error < 1e-4) at two input sizes`, async (t) => {
+const small = (p: string) => p.includes('tiny') || p.includes('b0');
+for (const preset of PRESET_NAMES) {
+  // full-size presets at reduced input sizes (same graph, less compute)
+  const sizes: [number, number][] = small(preset) ? [[64, 64], [72, 96]] : [[32, 32], [40, 56]];
+  test.serial(`${preset}: onnxruntime output matches tfjs (max abs error < 1e-4) at two input sizes`, async (t) => {
     const model = createModel(preset, { numClasses: 5 });
-    // non-trivial batch-norm statistics
+    // batch-norm statistics from data, as after training: keeps activations at a realistic scale through
+    // 100 layers (with the initial identity statistics they grow geometrically with depth)
     model.train();
     tf.tidy(() => {
-      for (let i = 0; i < 3; i++) model.forward(tf.randomNormal([2, 64, 64, 3], 0, 1, 'float32', i));
+      for (let i = 0; i < 3; i++) model.forward(tf.randomNormal([2, ...sizes[0], 3], 0, 1, 'float32', i) as tf.Tensor4D);
     });
-    await parity(t, model, [[64, 64], [72, 96]]);
+    await parity(t, model, sizes);
     model.dispose();
   });
 }
