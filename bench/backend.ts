@@ -14,6 +14,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { initBackend, replacedWasmKernels, Rng, wasmGradientKernels } from '@ir2f/core';
 import { ToySegNet, trainStep } from '../examples/toy/toy-seg-net.js';
+import { debianBlas } from './models.js';
 import { fmt, medianKernelMs, medianMs, table } from './timing.js';
 
 const DEBIAN_PYTHON = '/usr/bin/python3';
@@ -104,7 +105,8 @@ function pytorchMs(opts: { batch: number; size: number; width: number }, threads
 
 export async function benchBackend(): Promise<void> {
   const info = await initBackend('wasm');
-  console.log(`# backend benchmark: tfjs ${tf.version_core}, wasm ${info.version}, ${availableParallelism()} cores\n`);
+  console.log(`# backend benchmark: tfjs ${tf.version_core}, wasm ${info.version}, ${availableParallelism()} cores, ` +
+    `PyTorch BLAS: ${debianBlas()}\n`);
   const k = kernelBench();
   console.log(table(k.rows));
   console.log(`\nbackprop-filter / forward conv: ${fmt(k.filterRatio, 2)} (target ≤ 2)\n`);

@@ -1,11 +1,13 @@
 /**
  * `npm run bench -- <name>`: benchmarks that print ratios against a reference measured in the same run.
- * Names: backend (kernel and training-step cost), shift (domain shift of the embedded benchmarks).
+ * Names: backend (kernel and training-step cost), shift (domain shift of the embedded benchmarks),
+ * models (inference cost per model preset: tfjs, onnxruntime, PyTorch).
  */
 import { benchBackend } from './backend.js';
 import { benchDomainShift } from './domain-shift.js';
+import { benchModels } from './models.js';
 
-const BENCHES: Record<string, () => Promise<void>> = { backend: benchBackend, shift: benchDomainShift };
+const BENCHES: Record<string, () => Promise<void>> = { backend: benchBackend, shift: benchDomainShift, models: benchModels };
 
 async function main(): Promise<void> {
   const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -1,0 +1,76 @@
+/**
+ * `npm run bench -- models`: forward (inference) cost per preset, batch 1: tfjs on wasm (one thread),
+ * onnxruntime-node on the exported model, and the PyTorch twin (bench/reference/models.py) on the same
+ * number of threads as onnxruntime, as ms and throughput ratios against PyTorch.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { execFileSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import * as ort from 'onnxruntime-node';
+import { exportOnnx, initBackend, Rng } from '@ir2f/core';
+import { createModel } from '@ir2f/backbones';
+import { fmt, medianMs, table } from './timing.js';
+
+const CASES: [string, number][] = [
+  ['resnet-tiny-deeplabv2', 128],
+  ['mit-tiny-daformer', 128],
+  ['mit-b0-segformer', 256],
+  ['resnet101-deeplabv2', 256],
+  ['mit-b5-daformer', 256],
+];
+
+function pytorchMs(preset: string, size: number, threads: number): number {
+  try {
+    const script = new URL('./reference/models.py', import.meta.url).pathname;
+    const out = execFileSync('/usr/bin/python3', [script, 'time', '--preset', preset, '--size', String(size),
+      '--threads', String(threads), '--runs', '5'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return JSON.parse(out.trim().split('\n').pop()!).ms;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The BLAS behind Debian's torch: the reference (netlib) one makes every matmul of the PyTorch twin slow. */
+export function debianBlas(): string {
+  try {
+    const lib = realpathSync('/usr/lib/x86_64-linux-gnu/libblas.so.3');
+    if (lib.includes('openblas')) return 'OpenBLAS';
+    if (lib.includes('blis')) return 'BLIS';
+    return 'reference BLAS (slow: apt-get install libopenblas0-pthread for a fair PyTorch reference)';
+  } catch {
+    return 'unknown';
+  }
+}
+
+export async function benchModels(): Promise<void> {
+  await initBackend('wasm');
+  const threads = availableParallelism();
+  console.log(`# model forward, batch 1 (tfjs wasm: 1 thread; onnxruntime and PyTorch: ${threads} threads; ` +
+    `PyTorch BLAS: ${debianBlas()})\n`);
+  const rows: (string | number)[][] = [['preset', 'input', 'wasm ms', 'ort ms', 'torch ms', 'ort/torch ×', 'wasm/torch ×']];
+  for (const [preset, size] of CASES) {
+    const model = createModel(preset).eval();
+    const x = tf.tensor4d(new Rng(0).normalArray(size * size * 3), [1, size, size, 3]);
+    const heavy = size >= 256 && !preset.includes('b0');
+    const wasmMs = medianMs(() => tf.tidy(() => model.predict(x).dataSync()), { warmup: 1, runs: heavy ? 2 : 5 });
+    const session = await ort.InferenceSession.create(exportOnnx(model), { intraOpNumThreads: threads, interOpNumThreads: 1 });
+    const input = new ort.Tensor('float32', tf.tidy(() => tf.transpose(x, [0, 3, 1, 2]).dataSync() as Float32Array), [1, 3, size, size]);
+    await session.run({ input });
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      await session.run({ input });
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    const ortMs = times[2];
+    await session.release();
+    model.dispose();
+    x.dispose();
+    const torchMs = pytorchMs(preset, size, threads);
+    rows.push([preset, `${size}²`, fmt(wasmMs), fmt(ortMs), fmt(torchMs), fmt(torchMs / ortMs, 2), fmt(torchMs / wasmMs, 2)]);
+  }
+  console.log(table(rows));
+  console.log('\n× = throughput relative to PyTorch CPU (higher is faster); target ort/torch ≥ 1.2');
+}
