@@ -14,10 +14,8 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { initBackend, replacedWasmKernels, Rng, wasmGradientKernels } from '@ir2f/core';
 import { ToySegNet, trainStep } from '../examples/toy/toy-seg-net.js';
-import { debianBlas } from './models.js';
+import { DEBIAN_PYTHON, debianBlas } from './python-reference.js';
 import { fmt, medianKernelMs, medianMs, table } from './timing.js';
-
-const DEBIAN_PYTHON = '/usr/bin/python3';
 
 /** Run `fn` with tfjs-backend-wasm's own kernel `name` in place of ir2f's, then restore ir2f's. */
 function withPackageKernel(name: string, fn: () => number): number {

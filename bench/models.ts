@@ -5,11 +5,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { execFileSync } from 'node:child_process';
-import { realpathSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { exportOnnx, initBackend, Rng } from '@ir2f/core';
 import { createModel } from '@ir2f/backbones';
+import { DEBIAN_PYTHON, debianBlas } from './python-reference.js';
 import { fmt, medianMs, table } from './timing.js';
 
 const CASES: [string, number][] = [
@@ -23,23 +23,11 @@ const CASES: [string, number][] = [
 function pytorchMs(preset: string, size: number, threads: number): number {
   try {
     const script = new URL('./reference/models.py', import.meta.url).pathname;
-    const out = execFileSync('/usr/bin/python3', [script, 'time', '--preset', preset, '--size', String(size),
+    const out = execFileSync(DEBIAN_PYTHON, [script, 'time', '--preset', preset, '--size', String(size),
       '--threads', String(threads), '--runs', '5'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     return JSON.parse(out.trim().split('\n').pop()!).ms;
   } catch {
     return NaN;
-  }
-}
-
-/** The BLAS behind Debian's torch: the reference (netlib) one makes every matmul of the PyTorch twin slow. */
-export function debianBlas(): string {
-  try {
-    const lib = realpathSync('/usr/lib/x86_64-linux-gnu/libblas.so.3');
-    if (lib.includes('openblas')) return 'OpenBLAS';
-    if (lib.includes('blis')) return 'BLIS';
-    return 'reference BLAS (slow: apt-get install libopenblas0-pthread for a fair PyTorch reference)';
-  } catch {
-    return 'unknown';
   }
 }
 
