@@ -158,9 +158,12 @@ class MiTBlock extends Module {
     this.dropPath = this.child('drop_path', new Dropout(dropPath, rng.fork('drop_path'), true));
   }
 
+  /** One tidy per block: intermediates are freed as the forward goes (the tape keeps what backprop needs). */
   forward(x: tf.Tensor3D, H: number, W: number): tf.Tensor3D {
-    const a = tfl.add(x, this.dropPath.forward(this.attn.forward(this.norm1.forward(x) as tf.Tensor3D, H, W))) as tf.Tensor3D;
-    return tfl.add(a, this.dropPath.forward(this.mlp.forward(this.norm2.forward(a) as tf.Tensor3D, H, W))) as tf.Tensor3D;
+    return tfl.tidy(() => {
+      const a = tfl.add(x, this.dropPath.forward(this.attn.forward(this.norm1.forward(x) as tf.Tensor3D, H, W))) as tf.Tensor3D;
+      return tfl.add(a, this.dropPath.forward(this.mlp.forward(this.norm2.forward(a) as tf.Tensor3D, H, W))) as tf.Tensor3D;
+    });
   }
 
   toOnnx(g: OnnxGraph, x: string, shapeOf: string, p: string): string {

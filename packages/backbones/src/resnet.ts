@@ -24,11 +24,14 @@ abstract class Block extends Layer {
   abstract readonly body: Layer[];
   abstract readonly downsample?: Sequential;
 
+  /** One tidy per block: intermediates are freed as the forward goes (the tape keeps what backprop needs). */
   forward(x: tf.Tensor): tf.Tensor {
-    const identity = this.downsample ? this.downsample.forward(x) : x;
-    let h = x;
-    this.body.forEach((l) => (h = l.forward(h)));
-    return tfl.relu(tfl.add(h, identity));
+    return tfl.tidy(() => {
+      const identity = this.downsample ? this.downsample.forward(x) : x;
+      let h = x;
+      this.body.forEach((l) => (h = l.forward(h)));
+      return tfl.relu(tfl.add(h, identity));
+    });
   }
 
   toOnnx(g: OnnxGraph, input: string, prefix: string): string {
