@@ -104,3 +104,29 @@ test('an op with no ONNX mapping is an error naming the layer and the op, and no
   t.throws(() => exportOnnx(noEmitter), { message: /uses 'toOnnxHead'/ });
   model.dispose();
 });
+
+test('training steps of a preset on wasm keep tf.memory() flat and lower the loss on a fixed batch', async (t) => {
+  const m = createModel('mit-tiny-daformer', { numClasses: 4, seed: 3 });
+  const opt = tf.train.adam(1e-3);
+  const x = tf.randomNormal([2, 64, 64, 3], 0, 1, 'float32', 7) as tf.Tensor4D;
+  const y = tf.tidy(() => tf.oneHot(tf.cast(tf.greater(tf.mean(x, 3), 0), 'int32'), 4)) as tf.Tensor4D;
+  const step = () => {
+    const loss = tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, m.predict(x)) as tf.Scalar, m.variables as tf.Variable[]);
+      opt.applyGradients(grads);
+      return value;
+    });
+    const v = loss.dataSync()[0];
+    loss.dispose();
+    return v;
+  };
+  const first = step();
+  const before = tf.memory().numTensors;
+  let last = first;
+  for (let i = 0; i < 8; i++) last = step();
+  t.is(tf.memory().numTensors, before);
+  t.true(last < first, `loss ${first} → ${last}`);
+  [x, y].forEach((v) => v.dispose());
+  opt.dispose();
+  m.dispose();
+});
