@@ -113,7 +113,7 @@ test('training steps of a preset on wasm keep tf.memory() flat and lower the los
   const step = () => {
     const loss = tf.tidy(() => {
       const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, m.predict(x)) as tf.Scalar, m.variables as tf.Variable[]);
-      opt.applyGradients(grads as tf.NamedVariableMap);
+      opt.applyGradients(grads as Record<string, tf.Variable>);
       return value;
     });
     const v = loss.dataSync()[0];
