@@ -42,6 +42,8 @@ async function importOptional(pkg: string): Promise<Record<string, unknown> | un
   }
 }
 
+const CPU: BackendInfo = { name: 'cpu', version: tf.version_core, package: '@tensorflow/tfjs-backend-cpu' };
+
 async function loadTensorflow(): Promise<BackendInfo | undefined> {
   for (const pkg of TENSORFLOW_PACKAGES) {
     const mod = await importOptional(pkg);
@@ -110,7 +112,7 @@ export async function initBackend(name?: string): Promise<BackendInfo> {
       return activate(info);
     }
     if (want === 'wasm') return activate(await loadWasm());
-    return activate({ name: 'cpu', version: tf.version_core, package: '@tensorflow/tfjs-backend-cpu' });
+    return activate(CPU);
   }
   // automatic: a backend that is installed but fails to start is skipped, and the reason kept
   let fallback: BackendInfo['fallback'];
@@ -123,7 +125,6 @@ export async function initBackend(name?: string): Promise<BackendInfo> {
   try {
     return { ...(await activate(await loadWasm())), ...(fallback && { fallback }) };
   } catch (err) {
-    const cpu = await activate({ name: 'cpu', version: tf.version_core, package: '@tensorflow/tfjs-backend-cpu' });
-    return { ...cpu, fallback: fallback ?? { from: 'wasm', reason: (err as Error).message } };
+    return { ...(await activate(CPU)), fallback: fallback ?? { from: 'wasm', reason: (err as Error).message } };
   }
 }

@@ -101,6 +101,7 @@ export class BatchLoader implements AsyncIterable<Batch> {
     const root = new Rng(this.opts.seed ?? 0);
     const samplerRng = root.fork('sampler');
     let counter = 0;
+    let consecutiveSkips = 0;
     let active = 0;
     const waiters: (() => void)[] = [];
     const slot = async () => {
@@ -120,10 +121,16 @@ export class BatchLoader implements AsyncIterable<Batch> {
           const raw = await loadSample(item, this.opts);
           const sample = this.opts.transform ? await this.opts.transform(raw, root.fork(`sample-${k}`)) : raw;
           this.stats.samplesLoaded++;
+          consecutiveSkips = 0;
           return { sample, id: item.id };
         } catch (err) {
           if (err instanceof Ir2fError && err.code === 'CORRUPT_IMAGE' && this.opts.onCorrupt === 'skip') {
             this.stats.skipped++;
+            if (++consecutiveSkips > this.dataset.items.length) {
+              throw new Ir2fError('CORRUPT_IMAGE',
+                `every file of dataset '${this.dataset.layout.name}' drawn in a row was corrupt (${consecutiveSkips}): ` +
+                `check the data under ${this.dataset.layout.root}`, { cause: err });
+            }
             const message = `${err.message} (skipped)`;
             this.opts.onWarning?.({ code: 'CORRUPT_IMAGE', message, file: item.image });
             this.opts.bus?.emit({ type: 'warning', code: 'CORRUPT_IMAGE', message });

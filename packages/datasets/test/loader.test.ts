@@ -54,6 +54,12 @@ test('a corrupt image is reported by a warning and skipped, or fails the run, by
       for await (const b of failing) void b;
     });
     t.regex(err!.message, /2\.png/);
+    // all corrupt: skipping cannot go on forever
+    for (let i = 0; i < 4; i++) await writeFile(path.join(dir, `gta/images/${i}.png`), 'garbage');
+    const hopeless = createLoader(ds, { batchSize: 2, onCorrupt: 'skip', maxBatches: 1 });
+    await t.throwsAsync(async () => {
+      for await (const b of hopeless) void b;
+    }, { message: /every file of dataset 'gta' drawn in a row was corrupt/ });
   } finally {
     await cleanup();
   }
