@@ -35,3 +35,7 @@ export {
   decodeSafetensors, encodeSafetensors, loadState, saveState, stateTensors, writeAtomic,
   type LoadOptions, type LoadReport, type SafeDtype, type SafeTensor,
 } from './weights/safetensors.js';
+export { ConfidencePseudoLabeler, type ConfidencePseudoLabelerOptions } from './defaults/pseudo-labeler-confidence.js';
+export { pixelCrossEntropy, WeightedCrossEntropy } from './defaults/loss-weighted-ce.js';
+export { ClassMix, classMixMask, gaussianBlur, type ClassMixOptions } from './defaults/mixer-classmix.js';
+export { emaAlpha, emaUpdate } from './defaults/ema.js';

@@ -11,6 +11,9 @@ import { container as rootContainer, Lifecycle, type DependencyContainer, type I
 import { Ir2fError } from './errors.js';
 import { RxEventBus, type Ir2fEvent } from './events.js';
 import type { Ir2fPlugin } from './plugin.js';
+import { ClassMix } from './defaults/mixer-classmix.js';
+import { WeightedCrossEntropy } from './defaults/loss-weighted-ce.js';
+import { ConfidencePseudoLabeler } from './defaults/pseudo-labeler-confidence.js';
 import { IdentityRectifier } from './rectifier-identity.js';
 import { TOKEN_PROVIDERS, Tokens, tokenName, type TokenName } from './tokens.js';
 
@@ -101,9 +104,13 @@ function recording(c: DependencyContainer, onBind: (token: InjectionToken<unknow
 export function createPipeline(options: PipelineOptions = {}): Pipeline {
   const c = (options.parent ?? rootContainer).createChildContainer();
 
-  // core defaults
-  c.register(Tokens.EventBus, { useClass: RxEventBus }, { lifecycle: Lifecycle.ContainerScoped });
-  c.register(Tokens.Rectifier, { useClass: IdentityRectifier }, { lifecycle: Lifecycle.ContainerScoped });
+  // core defaults: the DAFormer baseline of DESIGN §4.1 (ClassMix reads K from the decode head)
+  const scoped = { lifecycle: Lifecycle.ContainerScoped };
+  c.register(Tokens.EventBus, { useClass: RxEventBus }, scoped);
+  c.register(Tokens.Rectifier, { useClass: IdentityRectifier }, scoped);
+  c.register(Tokens.PseudoLabeler, { useClass: ConfidencePseudoLabeler }, scoped);
+  c.register(Tokens.Loss, { useClass: WeightedCrossEntropy }, scoped);
+  bind(c, Tokens.Mixer, { useFactory: (inner) => new ClassMix({ numClasses: inner.resolve(Tokens.DecodeHead).numClasses }) });
 
   const boundBy = new Map<InjectionToken<unknown>, string>();
   const names: string[] = [];

@@ -86,6 +86,11 @@ test('explicit parts override plugin bindings and core defaults', (t) => {
   const q = createPipeline(parts);
   t.is(q.resolve(Tokens.Rectifier).constructor.name, 'IdentityRectifier');
   t.is(q.resolve(Tokens.Backbone), backbone);
+  // only the model is needed: the DAFormer baseline parts are core defaults
+  const d = createPipeline({ backbone, decodeHead: head });
+  t.is(d.resolve(Tokens.PseudoLabeler).constructor.name, 'ConfidencePseudoLabeler');
+  t.is(d.resolve(Tokens.Loss).constructor.name, 'WeightedCrossEntropy');
+  t.is(d.resolve(Tokens.Mixer).constructor.name, 'ClassMix');
 });
 
 test('factory and class parts are one instance per pipeline, separate across pipelines', (t) => {

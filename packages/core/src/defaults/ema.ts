@@ -1,0 +1,24 @@
+/**
+ * The mean teacher (DESIGN §4.1): φ ← α φ + (1 − α) θ with α = min(1 − 1/(t + 1), 0.999), applied to
+ * parameters and to batch-norm running statistics (the teacher runs in eval mode, so its statistics would
+ * otherwise stay at their initial values).
+ */
+import * as tf from '@tensorflow/tfjs';
+
+export function emaAlpha(step: number, max = 0.999): number {
+  return Math.min(1 - 1 / (step + 1), max);
+}
+
+/** Update teacher state in place from student state (same order and shapes). */
+export function emaUpdate(teacher: readonly tf.Variable[], student: readonly tf.Variable[], alpha: number): void {
+  if (teacher.length !== student.length) {
+    throw new Error(`EMA: teacher has ${teacher.length} tensors, student ${student.length}: build both from one architecture`);
+  }
+  tf.tidy(() => {
+    teacher.forEach((t, i) => {
+      const s = student[i];
+      if (t.shape.join() !== s.shape.join()) throw new Error(`EMA: '${t.name}' [${t.shape}] vs '${s.name}' [${s.shape}]`);
+      t.assign(alpha === 0 ? s : tf.add(tf.mul(t, alpha), tf.mul(s, 1 - alpha)));
+    });
+  });
+}

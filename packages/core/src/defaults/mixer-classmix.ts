@@ -1,0 +1,126 @@
+/**
+ * ClassMix with DACS's strong augmentation (DESIGN §4.1): for each pair, half of the classes present in the
+ * source label (⌈n/2⌉, chosen at random) are pasted onto the target image; the mixed label takes the source
+ * label there and the pseudo-label elsewhere, the weight is 1 on pasted pixels and the pseudo-label weight
+ * elsewhere. Then, as in DAFormer, colour jitter (strength 0.2, applied with probability 0.8) and Gaussian blur
+ * (probability 0.5, σ ∈ [0.15, 1.15], odd kernel of ⌈0.1·H⌉ rounded down) on the mixed image. Class choice runs on
+ * tensors (random scores from the run's RNG, ranks among present classes), so there is no host round trip.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { MixBatch, Mixer, MixResult, StepContext } from '../contracts.js';
+
+const MEAN = [123.675, 116.28, 103.53];
+const STD = [58.395, 57.12, 57.375];
+
+export interface ClassMixOptions {
+  numClasses: number;
+  ignoreIndex?: number;
+  colorJitterStrength?: number;
+  /** DAFormer's `color_jitter_p`: jitter is applied when a uniform draw exceeds it. */
+  colorJitterThreshold?: number;
+  blur?: boolean;
+}
+
+/** The ClassMix mask [B, H, W] (1 = take the source) from source labels and per-class random scores [B, K]. */
+export function classMixMask(labels: tf.Tensor3D, scores: tf.Tensor2D, numClasses: number): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [B, H, W] = labels.shape;
+    const onehot = tf.oneHot(tf.reshape(tf.cast(labels, 'int32'), [B, H * W]), numClasses); // ignore → zeros
+    const present = tf.max(onehot, 1); // [B, K]
+    const n = tf.sum(present, 1, true); // [B, 1]
+    // rank of class k among present classes by score
+    const less = tf.cast(tf.less(tf.expandDims(scores, 1), tf.expandDims(scores, 2)), 'float32'); // [B, K(k), K(j)]: s_j < s_k
+    const rank = tf.sum(tf.mul(less, tf.expandDims(present, 1)), 2); // [B, K]
+    const half = tf.floor(tf.div(tf.add(n, 1), 2)); // ⌈n/2⌉
+    const chosen = tf.mul(present, tf.cast(tf.less(rank, half), 'float32'));
+    const mask = tf.matMul(onehot, tf.expandDims(chosen, 2)); // [B, HW, 1]
+    return tf.reshape(mask, [B, H, W]) as tf.Tensor3D;
+  });
+}
+
+function denormalize(x: tf.Tensor4D): tf.Tensor4D {
+  return tf.div(tf.add(tf.mul(x, STD), MEAN), 255) as tf.Tensor4D;
+}
+
+function renormalize(x: tf.Tensor4D): tf.Tensor4D {
+  return tf.div(tf.sub(tf.mul(x, 255), MEAN), STD) as tf.Tensor4D;
+}
+
+/** Per-image brightness, contrast, saturation and hue (YIQ rotation) on [0, 1] RGB. */
+function colorJitter(x: tf.Tensor4D, s: number, ctx: StepContext): tf.Tensor4D {
+  const B = x.shape[0];
+  const draw = () => tf.tensor(Array.from({ length: B }, () => ctx.rng.uniform(1 - s, 1 + s)), [B, 1, 1, 1]);
+  const gray = (t: tf.Tensor4D) => tf.sum(tf.mul(t, [0.299, 0.587, 0.114]), 3, true);
+  let y: tf.Tensor4D = tf.clipByValue(tf.mul(x, draw()), 0, 1);
+  const m = tf.mean(gray(y), [1, 2, 3], true);
+  y = tf.clipByValue(tf.add(tf.mul(tf.sub(y, m), draw()), m), 0, 1);
+  const g = gray(y);
+  y = tf.clipByValue(tf.add(tf.mul(tf.sub(y, g), draw()), g), 0, 1);
+  // hue: rotate the chroma plane of YIQ by θ ∈ [−s, s] of a full turn
+  const rgb2yiq = tf.tensor2d([[0.299, 0.596, 0.211], [0.587, -0.274, -0.523], [0.114, -0.322, 0.312]]);
+  const yiq2rgb = tf.tensor2d([[1, 1, 1], [0.956, -0.272, -1.106], [0.621, -0.647, 1.703]]);
+  const [, H, W] = x.shape;
+  const rot = tf.stack(Array.from({ length: B }, () => {
+    const th = ctx.rng.uniform(-s, s) * 2 * Math.PI;
+    const c = Math.cos(th);
+    const si = Math.sin(th);
+    return tf.tensor2d([[1, 0, 0], [0, c, si], [0, -si, c]]);
+  })) as tf.Tensor3D;
+  const flat = tf.reshape(y, [B, H * W, 3]) as tf.Tensor3D;
+  const yiq = tf.matMul(tf.matMul(flat, tf.tile(tf.expandDims(rgb2yiq, 0), [B, 1, 1]) as tf.Tensor3D), rot);
+  const back = tf.matMul(yiq, tf.tile(tf.expandDims(yiq2rgb, 0), [B, 1, 1]) as tf.Tensor3D);
+  return tf.clipByValue(tf.reshape(back, [B, H, W, 3]), 0, 1) as tf.Tensor4D;
+}
+
+/** Separable Gaussian blur with reflect padding. */
+export function gaussianBlur(x: tf.Tensor4D, sigma: number, size: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const r = size >> 1;
+    const k = Array.from({ length: size }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigma * sigma)));
+    const sum = k.reduce((a, b) => a + b, 0);
+    const w = k.map((v) => v / sum);
+    const C = x.shape[3];
+    const kx = tf.tile(tf.reshape(tf.tensor1d(w), [1, size, 1, 1]), [1, 1, C, 1]) as tf.Tensor4D;
+    const ky = tf.tile(tf.reshape(tf.tensor1d(w), [size, 1, 1, 1]), [1, 1, C, 1]) as tf.Tensor4D;
+    const padded = tf.mirrorPad(x, [[0, 0], [r, r], [r, r], [0, 0]], 'reflect');
+    return tf.depthwiseConv2d(tf.depthwiseConv2d(padded, kx, 1, 'valid'), ky, 1, 'valid');
+  });
+}
+
+export class ClassMix implements Mixer {
+  constructor(private readonly opts: ClassMixOptions) {}
+
+  mix(source: MixBatch, target: MixBatch, ctx: StepContext): MixResult {
+    const { numClasses } = this.opts;
+    const [B, H] = source.labels.shape;
+    const scores = tf.tensor2d(Array.from({ length: B * numClasses }, () => ctx.rng.next()), [B, numClasses]);
+    const jitter = ctx.rng.next() > (this.opts.colorJitterThreshold ?? 0.2);
+    const blur = (this.opts.blur ?? true) && ctx.rng.next() > 0.5;
+    const sigma = ctx.rng.uniform(0.15, 1.15);
+    const result = tf.tidy(() => {
+      const mask = classMixMask(source.labels, scores, numClasses);
+      const m4 = tf.expandDims(mask, 3);
+      let image = tf.add(tf.mul(m4, source.image), tf.mul(tf.sub(1, m4), target.image)) as tf.Tensor4D;
+      const fromSource = tf.cast(mask, 'bool');
+      const labels = tf.where(fromSource, tf.cast(source.labels, 'int32'), tf.cast(target.labels, 'int32')) as tf.Tensor3D;
+      const weight = tf.where(fromSource, tf.onesLike(mask), target.weight ?? tf.onesLike(mask)) as tf.Tensor3D;
+      const out: MixResult = { image, labels, weight, sourceMask: mask };
+      if (target.rectification && target.rectification.rank === 3) {
+        out.rectification = tf.where(fromSource, tf.onesLike(mask), target.rectification as tf.Tensor3D);
+      }
+      if (jitter || blur) {
+        let rgb = denormalize(image);
+        if (jitter) rgb = colorJitter(rgb, this.opts.colorJitterStrength ?? 0.2, ctx);
+        // DAFormer's kernel: ⌈0.1·H⌉, made odd by rounding down
+        const k = Math.ceil(0.1 * H);
+        const size = k % 2 === 1 ? k : k - 1;
+        if (blur && size >= 3) rgb = gaussianBlur(rgb, sigma, size);
+        image = renormalize(rgb);
+        out.image = image;
+      }
+      return out as unknown as tf.TensorContainer;
+    }) as unknown as MixResult;
+    scores.dispose();
+    return result;
+  }
+}
