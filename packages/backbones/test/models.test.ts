@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { exportOnnx, initBackend, Layer, Module, Rng, unsupportedOp, writeOnnx, type OnnxGraph } from '@ir2f/core';
+import { emaUpdateModule, exportOnnx, initBackend, Layer, Module, Rng, unsupportedOp, writeOnnx, type OnnxGraph } from '@ir2f/core';
 import { createModel, DeepLabV2Head, PRESET_NAMES, ResNet, SegmentationModel } from '@ir2f/backbones';
 
 test.before(async () => {
@@ -129,4 +129,21 @@ test('training steps of a preset on wasm keep tf.memory() flat and lower the los
   [x, y].forEach((v) => v.dispose());
   opt.dispose();
   m.dispose();
+});
+
+test('the EMA teacher averages parameters and batch-norm statistics of a model', (t) => {
+  const student = createModel('resnet-tiny-deeplabv2', { numClasses: 3, seed: 1 });
+  const teacher = createModel('resnet-tiny-deeplabv2', { numClasses: 3, seed: 2 });
+  student.train();
+  tf.tidy(() => {
+    student.forward(tf.randomNormal([2, 32, 32, 3]) as tf.Tensor4D);
+  });
+  const get = (m: typeof student, n: string) => m.namedState().find(([k]) => k === n)![1].variable.dataSync()[0];
+  const names = ['backbone.conv1.weight', 'backbone.bn1.running_mean'];
+  const before = names.map((n) => [get(teacher, n), get(student, n)]);
+  emaUpdateModule(teacher, student, 0.9);
+  names.forEach((n, i) => t.true(Math.abs(get(teacher, n) - (0.9 * before[i][0] + 0.1 * before[i][1])) < 1e-6, n));
+  const other = createModel('mit-tiny-daformer', { numClasses: 3 });
+  t.throws(() => emaUpdateModule(teacher, other, 0.5), { message: /teacher and student differ/ });
+  [student, teacher, other].forEach((m) => m.dispose());
 });

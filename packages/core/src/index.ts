@@ -38,4 +38,8 @@ export {
 export { ConfidencePseudoLabeler, type ConfidencePseudoLabelerOptions } from './defaults/pseudo-labeler-confidence.js';
 export { pixelCrossEntropy, WeightedCrossEntropy } from './defaults/loss-weighted-ce.js';
 export { ClassMix, classMixMask, gaussianBlur, type ClassMixOptions } from './defaults/mixer-classmix.js';
-export { emaAlpha, emaUpdate } from './defaults/ema.js';
+export { emaAlpha, emaUpdate, emaUpdateModule } from './defaults/ema.js';
+export {
+  AdamW, DAFORMER_PARAM_RULES, paramGroups, polyLr,
+  type AdamWOptions, type ParamGroup, type ParamRule, type ScheduleOptions,
+} from './optim/adamw.js';

@@ -4,6 +4,7 @@
  * otherwise stay at their initial values).
  */
 import * as tf from '@tensorflow/tfjs';
+import type { Module } from '../nn/module.js';
 
 export function emaAlpha(step: number, max = 0.999): number {
   return Math.min(1 - 1 / (step + 1), max);
@@ -21,4 +22,15 @@ export function emaUpdate(teacher: readonly tf.Variable[], student: readonly tf.
       t.assign(alpha === 0 ? s : tf.add(tf.mul(t, alpha), tf.mul(s, 1 - alpha)));
     });
   });
+}
+
+/** EMA over every parameter and buffer of two modules of one architecture, matched by name. */
+export function emaUpdateModule(teacher: Module, student: Module, alpha: number): void {
+  const t = teacher.namedState();
+  const s = new Map(student.namedState());
+  const missing = t.filter(([n]) => !s.has(n)).map(([n]) => n);
+  if (missing.length || t.length !== s.size) {
+    throw new Error(`EMA: teacher and student differ (${missing.slice(0, 3).join(', ') || `${t.length} vs ${s.size} tensors`})`);
+  }
+  emaUpdate(t.map(([, e]) => e.variable), t.map(([n]) => s.get(n)!.variable), alpha);
 }
