@@ -21,7 +21,7 @@ export class DeepLabV2Head extends Module implements DecodeHead {
     this.numClasses = opts.numClasses;
     const dilations = opts.dilations ?? [6, 12, 18, 24];
     this.aspp = this.child('aspp_modules', new ModuleList(dilations.map((d, i) =>
-      new Conv2d(opts.inChannels, opts.numClasses, { kernel: 3, padding: d, dilation: d, bias: true }, rng.fork(`aspp${i}`))))).items as Conv2d[];
+      new Conv2d(opts.inChannels, opts.numClasses, { kernel: 3, padding: d, dilation: d, bias: true, initStd: 0.01 }, rng.fork(`aspp${i}`))))).items as Conv2d[];
   }
 
   forward(features: tf.Tensor4D[]): DecodeOutput {

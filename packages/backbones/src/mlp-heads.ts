@@ -75,7 +75,7 @@ export class SegFormerHead extends Module implements DecodeHead {
     this.embeds = opts.inChannels.map((c, i) => this.child(SegFormerHead.names[i], new MLPEmbed(c, E, rng.fork(`embed${i}`))));
     this.fuse = this.child('linear_fuse', new ConvBnReLU(4 * E, E, { kernel: 1 }, rng.fork('fuse')));
     this.drop = this.child('dropout', new Dropout(opts.dropout ?? 0.1, rng.fork('dropout')));
-    this.pred = this.child('linear_pred', new Conv2d(E, opts.numClasses, { kernel: 1, bias: true }, rng.fork('pred')));
+    this.pred = this.child('linear_pred', new Conv2d(E, opts.numClasses, { kernel: 1, bias: true, initStd: 0.01 }, rng.fork('pred')));
   }
 
   forward(features: tf.Tensor4D[]): DecodeOutput {
@@ -146,7 +146,7 @@ export class DAFormerHead extends Module implements DecodeHead {
     this.child('embed_layers', new ModuleList(this.embeds));
     this.fuse = this.child('fuse_layer', new AsppWrapper(4 * E, E, opts.dilations ?? [1, 6, 12, 18], rng.fork('fuse')));
     this.drop = this.child('dropout', new Dropout(opts.dropout ?? 0.1, rng.fork('dropout')));
-    this.cls = this.child('conv_seg', new Conv2d(E, opts.numClasses, { kernel: 1, bias: true }, rng.fork('cls')));
+    this.cls = this.child('conv_seg', new Conv2d(E, opts.numClasses, { kernel: 1, bias: true, initStd: 0.01 }, rng.fork('cls')));
   }
 
   forward(features: tf.Tensor4D[]): DecodeOutput {

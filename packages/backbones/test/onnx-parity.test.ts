@@ -38,6 +38,7 @@ async function parity(t: ExecutionContext, model: SegmentationModel, sizes: [num
       maxErr = Math.max(maxErr, Math.abs(got[i] - ref[i]));
       scale = Math.max(scale, Math.abs(ref[i]));
     }
+    t.log(`${h}×${w}: max abs error ${maxErr.toExponential(2)}, max |logit| ${scale.toFixed(2)}`);
     t.true(maxErr < 1e-4, `${model.preset} ${h}×${w}: max abs error ${maxErr} (max |logit| ${scale})`);
   }
 }

@@ -15,6 +15,8 @@ export interface Conv2dOptions {
   /** 1 (dense) or inChannels (depthwise, with outChannels a multiple of inChannels). */
   groups?: number;
   bias?: boolean;
+  /** Normal(0, initStd) weights instead of He (fan-out); mmseg initialises classifiers with std 0.01. */
+  initStd?: number;
 }
 
 /** He-normal (fan-out, as torchvision's ResNet init). */
@@ -44,7 +46,10 @@ export class Conv2d extends Layer {
     }
     const shape = this.depthwise ? [k, k, inChannels, outChannels / inChannels] : [k, k, inChannels, outChannels];
     const fanOut = this.depthwise ? k * k * (outChannels / inChannels) : k * k * outChannels;
-    this.weight = this.param('weight', heNormal(rng, shape, fanOut), this.depthwise ? 'depthwise' : 'conv');
+    const init = opts.initStd != null
+      ? tf.tensor(rng.normalArray(shape.reduce((a, b) => a * b, 1), 0, opts.initStd), shape)
+      : heNormal(rng, shape, fanOut);
+    this.weight = this.param('weight', init, this.depthwise ? 'depthwise' : 'conv');
     if (opts.bias) this.bias = this.param('bias', tf.zeros([outChannels]));
   }
 
