@@ -14,7 +14,8 @@ export type Ir2fErrorCode =
   | 'DATASET_PAIRING'
   | 'CORRUPT_IMAGE'
   | 'SIZE_MISMATCH'
-  | 'LABEL_OUT_OF_SPEC';
+  | 'LABEL_OUT_OF_SPEC'
+  | 'NON_FINITE_LOSS';
 
 export class Ir2fError extends Error {
   readonly code: Ir2fErrorCode;

@@ -43,3 +43,6 @@ export {
   AdamW, DAFORMER_PARAM_RULES, paramGroups, polyLr,
   type AdamWOptions, type ParamGroup, type ParamRule, type ScheduleOptions,
 } from './optim/adamw.js';
+export {
+  udaStep, type SegmentationNetwork, type TrainMode, type UdaBatch, type UdaParts, type UdaStepResult,
+} from './train/uda-step.js';
