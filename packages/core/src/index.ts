@@ -46,3 +46,4 @@ export {
 export {
   udaStep, type SegmentationNetwork, type TrainMode, type UdaBatch, type UdaParts, type UdaStepResult,
 } from './train/uda-step.js';
+export { evaluate, inferLogits, type EvalResult, type EvalSample, type Predictor, type SlideOptions } from './train/evaluate.js';
