@@ -12,7 +12,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import * as tfl from '@tensorflow/tfjs';
 import {
-  attr, Conv2d, ConvBnReLU, Dropout, Layer, Linear, Module, ModuleList, type DecodeHead, type DecodeOutput, type OnnxGraph, type Rng,
+  attr, Conv2d, ConvBnReLU, Dropout, Layer, Linear, Module, ModuleList, resizeTo, type DecodeHead, type DecodeOutput, type OnnxGraph, type Rng,
 } from '@ir2f/core';
 import { mapToTokens, resizeLike, tokensToMap } from './onnx-tokens.js';
 
@@ -36,15 +36,10 @@ class MLPEmbed extends Module {
   }
 }
 
-function upsampleTo(x: tf.Tensor4D, like: tf.Tensor4D): tf.Tensor4D {
-  const [, h, w] = like.shape;
-  return x.shape[1] === h && x.shape[2] === w ? x : tfl.image.resizeBilinear(x, [h, w], false, true);
-}
-
 /** Embed each level, upsample to level 0 and concatenate in `order`. */
 function embedAndConcat(embeds: MLPEmbed[], features: tf.Tensor4D[], order: number[]): tf.Tensor4D {
   const e = embeds.map((m, i) => m.forward(features[i]));
-  return tfl.concat(order.map((i) => upsampleTo(e[i], e[0])), 3);
+  return tfl.concat(order.map((i) => resizeTo(e[i], e[0].shape.slice(1, 3))), 3);
 }
 
 function embedAndConcatOnnx(g: OnnxGraph, embeds: MLPEmbed[], features: string[], order: number[], names: string[], prefix: string): string {

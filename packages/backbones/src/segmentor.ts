@@ -5,7 +5,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import * as tfl from '@tensorflow/tfjs';
-import { attr, Module, unsupportedOp, type Backbone, type DecodeHead, type DecodeOutput, type OnnxExportable, type OnnxGraph } from '@ir2f/core';
+import { attr, Module, resizeTo, unsupportedOp, type Backbone, type DecodeHead, type DecodeOutput, type OnnxExportable, type OnnxGraph } from '@ir2f/core';
 
 export interface OnnxEncoder extends Backbone, Module {
   toOnnxFeatures(g: OnnxGraph, input: string, prefix: string): string[];
@@ -37,8 +37,7 @@ export class SegmentationModel extends Module implements OnnxExportable {
   /** Logits [B, H, W, K] at the input resolution. */
   predict(x: tf.Tensor4D): tf.Tensor4D {
     return tfl.tidy(() => {
-      const { logits } = this.forward(x);
-      return tfl.image.resizeBilinear(logits, [x.shape[1], x.shape[2]], false, true);
+      return resizeTo(this.forward(x).logits, x.shape.slice(1, 3));
     });
   }
 

@@ -27,7 +27,8 @@ export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js'
 export { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
 export { Layer, Module, ModuleList, fromTorch, toTorch, torchShape, type ParamLayout, type StateEntry } from './nn/module.js';
 export {
-  BatchNorm2d, Conv2d, ConvBnReLU, Dropout, GELU, LayerNorm, Linear, MaxPool2d, ReLU, Sequential, type Conv2dOptions,
+  BatchNorm2d, Conv2d, ConvBnReLU, Dropout, GELU, LayerNorm, Linear, MaxPool2d, ReLU, resizeTo, Sequential,
+  type Conv2dOptions,
 } from './nn/layers.js';
 export { attr, OnnxGraph, unsupportedOp, type Dim, type OnnxAttr } from './onnx/graph.js';
 export { exportOnnx, writeOnnx, type ExportOptions, type OnnxExportable } from './onnx/export.js';

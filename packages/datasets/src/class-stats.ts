@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Rng } from '@ir2f/core';
-import { readLabel, writeFileAtomic } from './image-io.js';
+import { writeAtomic, type Rng } from '@ir2f/core';
+import { readLabel } from './image-io.js';
 import type { Dataset } from './layouts.js';
 
 const STATS_VERSION = 1;
@@ -71,7 +71,7 @@ export async function classStats(
   const body: StatsFile = { version: STATS_VERSION, fileListHash: hash, numClasses, counts };
   for (const p of paths) {
     try {
-      await writeFileAtomic(p, new TextEncoder().encode(JSON.stringify(body)));
+      await writeAtomic(p, new TextEncoder().encode(JSON.stringify(body)));
       return { numClasses, counts, cachePath: p, fromCache: false };
     } catch {
       // read-only location: try the next

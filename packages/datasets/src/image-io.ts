@@ -5,10 +5,9 @@
  * expand both to colours.
  */
 import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { decode as decodePng, encode as encodePng } from 'fast-png';
 import sharp from 'sharp';
-import { Ir2fError } from '@ir2f/core';
+import { Ir2fError, writeAtomic } from '@ir2f/core';
 import { lookupTable, type LabelSpec } from './label-specs.js';
 
 export interface RgbImage {
@@ -92,22 +91,14 @@ export async function readLabel(file: string, spec: LabelSpec, policy: OutOfSpec
   return { data, width, height, outOfSpec };
 }
 
-/** Write atomically: a temp file in the same folder, then rename. */
-export async function writeFileAtomic(file: string, bytes: Uint8Array): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  await fs.writeFile(tmp, bytes);
-  await fs.rename(tmp, file);
-}
-
 export async function writeRgbPng(file: string, img: RgbImage): Promise<void> {
   const png = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).png().toBuffer();
-  await writeFileAtomic(file, png);
+  await writeAtomic(file, png);
 }
 
 /** 8-bit single-channel PNG (e.g. `_labelTrainIds.png`). */
 export async function writeGrayPng(file: string, map: { data: Uint8Array; width: number; height: number }): Promise<void> {
-  await writeFileAtomic(file, encodePng({ width: map.width, height: map.height, data: map.data, channels: 1, depth: 8 }));
+  await writeAtomic(file, encodePng({ width: map.width, height: map.height, data: map.data, channels: 1, depth: 8 }));
 }
 
 /** Palettised PNG whose indices are `map.data` (how GTA5 stores its Cityscapes-id labels). */
@@ -115,7 +106,7 @@ export async function writeIndexedPng(
   file: string, map: { data: Uint8Array; width: number; height: number }, palette: readonly [number, number, number][],
 ): Promise<void> {
   const full: [number, number, number][] = Array.from({ length: 256 }, (_, i) => palette[i] ?? [0, 0, 0]);
-  await writeFileAtomic(file, encodePng({
+  await writeAtomic(file, encodePng({
     width: map.width, height: map.height, data: map.data, channels: 1, depth: 8, palette: full,
   }));
 }

@@ -8,7 +8,7 @@ export {
   type CityscapesLabel, type LabelSpec,
 } from './label-specs.js';
 export {
-  colorize, readLabel, readRawLabel, readRgb, writeFileAtomic, writeGrayPng, writeIndexedPng, writeRgbPng,
+  colorize, readLabel, readRawLabel, readRgb, writeGrayPng, writeIndexedPng, writeRgbPng,
   type LabelMap, type LabelReadResult, type OutOfSpecPolicy, type RgbImage,
 } from './image-io.js';
 export {

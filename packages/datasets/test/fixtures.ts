@@ -2,7 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { encode } from 'fast-png';
-import { writeFileAtomic, writeGrayPng, writeRgbPng } from '@ir2f/datasets';
+import { writeAtomic } from '@ir2f/core';
+import { writeGrayPng, writeRgbPng } from '@ir2f/datasets';
 
 export async function tempDir(prefix = 'ir2f-ds-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
@@ -31,5 +32,5 @@ export async function writePair(imageFile: string, labelFile: string, w = 8, h =
 export async function writeSynthiaLabel(file: string, w: number, h: number, id: (x: number, y: number) => number) {
   const data = new Uint16Array(w * h * 3);
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data[(y * w + x) * 3] = id(x, y);
-  await writeFileAtomic(file, encode({ width: w, height: h, data, channels: 3, depth: 16 }));
+  await writeAtomic(file, encode({ width: w, height: h, data, channels: 3, depth: 16 }));
 }

@@ -11,7 +11,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import {
-  asWasm, convInfo, dispose, f32, heapOffsets, requireFloat32, runWasmKernel, zeroInsertAndPad,
+  asWasm, convInfo, dispose, f32, heapOffsets, requireFloat32, runWasmKernel, validOutputRange, zeroInsertAndPad,
   type ConvAttrs, type KernelArgs, type WasmBackendLike,
 } from './wasm-heap.js';
 
@@ -48,9 +48,7 @@ function fillTransposedIm2col(
     for (let kw = 0; kw < KW; kw++) {
       const rowBase = (kh * KW + kw) * Ci;
       const iwOff = kw * dw - left;
-      // first and last ow (exclusive) whose input column lies inside the image
-      const owMin = Math.max(0, Math.ceil(-iwOff / sw));
-      const owMax = Math.min(OW, Math.floor((W - 1 - iwOff) / sw) + 1);
+      const [owMin, owMax] = validOutputRange(OW, W, sw, iwOff);
       let j = j0;
       while (j < j0 + n) {
         const b = Math.floor(j / plane);

@@ -11,7 +11,8 @@
 import type * as tf from '@tensorflow/tfjs';
 import { rotateFilter } from './wasm-conv-backprop.js';
 import {
-  asWasm, convInfo, dispose, f32, requireFloat32, runWasmKernel, zeroInsertAndPad, type ConvAttrs, type KernelArgs,
+  asWasm, convInfo, dispose, f32, requireFloat32, runWasmKernel, validOutputRange, zeroInsertAndPad,
+  type ConvAttrs, type KernelArgs,
 } from './wasm-heap.js';
 
 export function depthwiseBackpropInputWasm(args: KernelArgs): tf.TensorInfo {
@@ -68,11 +69,9 @@ export function depthwiseBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   // bounds checks and the accumulator row (CM values) stays in L1
   const row = new Float64Array(CM);
   for (let kh = 0; kh < KH; kh++) {
-    const ohLo = Math.max(0, Math.ceil((top - kh * dh) / sh));
-    const ohHi = Math.min(OH, Math.floor((H - 1 + top - kh * dh) / sh) + 1);
+    const [ohLo, ohHi] = validOutputRange(OH, H, sh, kh * dh - top);
     for (let kw = 0; kw < KW; kw++) {
-      const owLo = Math.max(0, Math.ceil((left - kw * dw) / sw));
-      const owHi = Math.min(OW, Math.floor((W - 1 + left - kw * dw) / sw) + 1);
+      const [owLo, owHi] = validOutputRange(OW, W, sw, kw * dw - left);
       row.fill(0);
       for (let b = 0; b < B; b++) {
         for (let oh = ohLo; oh < ohHi; oh++) {

@@ -79,6 +79,14 @@ export function convInfo(
     attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, depthwise, 'channelsLast');
 }
 
+/**
+ * Output positions [lo, hi) whose input position o·stride + offset lies inside [0, inSize): the taps of one
+ * filter offset that touch the image rather than the padding.
+ */
+export function validOutputRange(outSize: number, inSize: number, stride: number, offset: number): [number, number] {
+  return [Math.max(0, Math.ceil(-offset / stride)), Math.min(outSize, Math.floor((inSize - 1 - offset) / stride) + 1)];
+}
+
 export function requireChannelsLast(kernel: string, dataFormat: unknown): void {
   if (dataFormat != null && dataFormat !== 'NHWC' && dataFormat !== 'channelsLast') {
     throw new Error(`${kernel} on wasm supports NHWC only (got dataFormat ${String(dataFormat)}); transpose to NHWC first`);

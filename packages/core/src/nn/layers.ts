@@ -19,9 +19,17 @@ export interface Conv2dOptions {
   initStd?: number;
 }
 
-/** He-normal (fan-out, as torchvision's ResNet init). */
-function heNormal(rng: Rng, shape: number[], fanOut: number): tf.Tensor {
-  return tf.tensor(rng.normalArray(shape.reduce((a, b) => a * b, 1), 0, Math.sqrt(2 / fanOut)), shape);
+/** Normal(0, std) values of `shape` from the run's RNG. */
+function normal(rng: Rng, shape: number[], std: number): tf.Tensor {
+  return tf.tensor(rng.normalArray(shape.reduce((a, b) => a * b, 1), 0, std), shape);
+}
+
+/**
+ * Bilinear resize of NHWC `x` to [height, width] with half-pixel centres (PyTorch's `align_corners=False`);
+ * `x` itself when it already has that size.
+ */
+export function resizeTo(x: tf.Tensor4D, [height, width]: readonly [number, number] | readonly number[]): tf.Tensor4D {
+  return x.shape[1] === height && x.shape[2] === width ? x : tf.image.resizeBilinear(x, [height, width], false, true);
 }
 
 export class Conv2d extends Layer {
@@ -46,9 +54,8 @@ export class Conv2d extends Layer {
     }
     const shape = this.depthwise ? [k, k, inChannels, outChannels / inChannels] : [k, k, inChannels, outChannels];
     const fanOut = this.depthwise ? k * k * (outChannels / inChannels) : k * k * outChannels;
-    const init = opts.initStd != null
-      ? tf.tensor(rng.normalArray(shape.reduce((a, b) => a * b, 1), 0, opts.initStd), shape)
-      : heNormal(rng, shape, fanOut);
+    // He-normal (fan-out, as torchvision's ResNet) unless a std is given
+    const init = normal(rng, shape, opts.initStd ?? Math.sqrt(2 / fanOut));
     this.weight = this.param('weight', init, this.depthwise ? 'depthwise' : 'conv');
     if (opts.bias) this.bias = this.param('bias', tf.zeros([outChannels]));
   }
@@ -66,9 +73,9 @@ export class Conv2d extends Layer {
 
   toOnnx(g: OnnxGraph, input: string, prefix: string): string {
     const w = tf.tidy(() => toTorch(this.weight, this.depthwise ? 'depthwise' : 'conv'));
-    const inputs = [input, g.floats(`${prefix}weight`, w.dataSync() as Float32Array, w.shape)];
+    const inputs = [input, g.tensor(`${prefix}weight`, w)];
     w.dispose();
-    if (this.bias) inputs.push(g.floats(`${prefix}bias`, this.bias.dataSync() as Float32Array, [this.outChannels]));
+    if (this.bias) inputs.push(g.tensor(`${prefix}bias`, this.bias));
     const k = this.opts.kernel;
     const p = this.padding;
     return g.node('Conv', inputs, {
@@ -111,7 +118,7 @@ export class BatchNorm2d extends Layer {
   }
 
   toOnnx(g: OnnxGraph, input: string, prefix: string): string {
-    const f = (name: string, v: tf.Variable) => g.floats(`${prefix}${name}`, v.dataSync() as Float32Array, [this.channels]);
+    const f = (name: string, v: tf.Variable) => g.tensor(`${prefix}${name}`, v);
     return g.node('BatchNormalization',
       [input, f('weight', this.weight), f('bias', this.bias), f('running_mean', this.runningMean), f('running_var', this.runningVar)],
       { epsilon: attr.float(this.eps) }, `${prefix}bn`);
@@ -192,10 +199,10 @@ export class Linear extends Layer {
 
   /** Emitted on the last axis of `input` (tokens [B, N, C] in the exported graphs). */
   toOnnx(g: OnnxGraph, input: string, prefix: string): string {
-    const w = g.floats(`${prefix}weight`, this.weight.dataSync() as Float32Array, [this.inFeatures, this.outFeatures]);
-    const y = g.node('MatMul', [input, w], {}, `${prefix}matmul`);
+    // tfjs's [in, out] layout is what MatMul needs: no transpose
+    const y = g.node('MatMul', [input, g.tensor(`${prefix}weight`, this.weight)], {}, `${prefix}matmul`);
     if (!this.bias) return y;
-    return g.node('Add', [y, g.floats(`${prefix}bias`, this.bias.dataSync() as Float32Array, [this.outFeatures])], {}, `${prefix}linear`);
+    return g.node('Add', [y, g.tensor(`${prefix}bias`, this.bias)], {}, `${prefix}linear`);
   }
 }
 
@@ -218,8 +225,8 @@ export class LayerNorm extends Layer {
   toOnnx(g: OnnxGraph, input: string, prefix: string): string {
     return g.node('LayerNormalization', [
       input,
-      g.floats(`${prefix}weight`, this.weight.dataSync() as Float32Array, [this.features]),
-      g.floats(`${prefix}bias`, this.bias.dataSync() as Float32Array, [this.features]),
+      g.tensor(`${prefix}weight`, this.weight),
+      g.tensor(`${prefix}bias`, this.bias),
     ], { axis: attr.int(-1), epsilon: attr.float(this.eps) }, `${prefix}ln`);
   }
 }

@@ -43,7 +43,8 @@ export function exportOnnx(model: OnnxExportable, opts: ExportOptions = {}): Uin
     g.nodeN('Identity', [out], {}, 'output', 1);
     // rename the Identity's output to the reserved output name
     g.nodes[g.nodes.length - 1].output = [outputName];
-    g.output(outputName, dynamic ? ['N', 'K', 'H_out', 'W_out'] : ['N', 'K', 'H_out', 'W_out']);
+    // K and the output size are the model's: left symbolic, onnxruntime infers them
+    g.output(outputName, [dynamic ? 'N' : n, 'K', 'H_out', 'W_out']);
     return g.toModel({ opset });
   } finally {
     model.train(wasTraining);

@@ -88,6 +88,11 @@ export class OnnxGraph {
     return n;
   }
 
+  /** A float32 initialiser holding a tensor's current values, in its own shape. */
+  tensor(base: string, t: { dataSync(): ArrayLike<number>; shape: number[] }): string {
+    return this.floats(base, Float32Array.from(t.dataSync()), t.shape);
+  }
+
   /** An int64 initialiser (shapes, axes, indices). */
   int64s(base: string, values: number[], dims: number[] = [values.length]): string {
     const n = this.name(base);

@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { DecodeOutput } from '../contracts.js';
 import { ConfusionMatrix } from '../metrics.js';
+import { resizeTo } from '../nn/layers.js';
 
 export interface Predictor {
   forward(x: tf.Tensor4D): DecodeOutput;
@@ -19,9 +20,7 @@ export interface SlideOptions {
 }
 
 function fullLogits(net: Predictor, x: tf.Tensor4D): tf.Tensor4D {
-  const { logits } = net.forward(x);
-  const [, H, W] = x.shape;
-  return logits.shape[1] === H && logits.shape[2] === W ? logits : tf.image.resizeBilinear(logits, [H, W], false, true);
+  return resizeTo(net.forward(x).logits, x.shape.slice(1, 3));
 }
 
 /** Logits [B, H, W, K] at the input size, over the whole image or by sliding windows. */

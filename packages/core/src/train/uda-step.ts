@@ -17,6 +17,7 @@ import type {
 import { pixelCrossEntropy } from '../defaults/loss-weighted-ce.js';
 import { emaAlpha, emaUpdateModule } from '../defaults/ema.js';
 import { Ir2fError } from '../errors.js';
+import { resizeTo } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
 import type { AdamW } from '../optim/adamw.js';
 
@@ -51,11 +52,7 @@ export interface UdaStepResult {
   pseudo?: { keptFraction: number; meanConfidence: number };
 }
 
-function upsampled(out: DecodeOutput, like: tf.Tensor4D): tf.Tensor4D {
-  const [, H, W] = like.shape;
-  const { logits } = out;
-  return logits.shape[1] === H && logits.shape[2] === W ? logits : tf.image.resizeBilinear(logits, [H, W], false, true);
-}
+const upsampled = (out: DecodeOutput, like: tf.Tensor4D) => resizeTo(out.logits, like.shape.slice(1, 3));
 
 const meanCE = (logits: tf.Tensor4D, labels: tf.Tensor3D) => tf.mean(pixelCrossEntropy(logits, labels)) as tf.Scalar;
 

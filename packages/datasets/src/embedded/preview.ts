@@ -3,7 +3,8 @@
  * labels in the Cityscapes palette, scaled ×2 with nearest-neighbour so pixels stay visible.
  */
 import sharp from 'sharp';
-import { colorize, readLabel, readRgb, writeFileAtomic, type RgbImage } from '../image-io.js';
+import { writeAtomic } from '@ir2f/core';
+import { colorize, readLabel, readRgb, type RgbImage } from '../image-io.js';
 import { CITYSCAPES_PALETTE } from '../label-specs.js';
 import { scanDataset } from '../layouts.js';
 import type { EmbeddedBenchmark } from './benchmarks.js';
@@ -34,5 +35,5 @@ export async function writePreviewGrid(bench: EmbeddedBenchmark, file: string, r
   const png = await sharp({
     create: { width: 4 * w + 5 * gap, height: rows * (h + gap) - gap, channels: 3, background: { r: 255, g: 255, b: 255 } },
   }).composite(composites).png().toBuffer();
-  await writeFileAtomic(file, png);
+  await writeAtomic(file, png);
 }
