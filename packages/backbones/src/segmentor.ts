@@ -5,7 +5,8 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import * as tfl from '@tensorflow/tfjs';
-import { attr, Module, resizeTo, unsupportedOp, type Backbone, type DecodeHead, type DecodeOutput, type OnnxExportable, type OnnxGraph } from '@ir2f/core';
+import { Module, resizeTo, unsupportedOp, type Backbone, type DecodeHead, type DecodeOutput, type OnnxExportable, type OnnxGraph } from '@ir2f/core';
+import { resizeLike } from './onnx-tokens.js';
 
 export interface OnnxEncoder extends Backbone, Module {
   toOnnxFeatures(g: OnnxGraph, input: string, prefix: string): string[];
@@ -49,14 +50,7 @@ export class SegmentationModel extends Module implements OnnxExportable {
     }
     const features = this.backbone.toOnnxFeatures(g, input, 'backbone.');
     const logits = this.decodeHead.toOnnxHead(g, features, 'decode_head.');
-    // sizes = [N, K] of the logits ++ [H, W] of the input, so H and W stay dynamic
-    const inShape = g.node('Shape', [input], {}, 'input_shape');
-    const hw = g.node('Slice', [inShape, g.int64s('hw_start', [2]), g.int64s('hw_end', [4])], {}, 'input_hw');
-    const logitShape = g.node('Shape', [logits], {}, 'logits_shape');
-    const nk = g.node('Slice', [logitShape, g.int64s('nk_start', [0]), g.int64s('nk_end', [2])], {}, 'logits_nk');
-    const sizes = g.node('Concat', [nk, hw], { axis: attr.int(0) }, 'resize_sizes');
-    return g.node('Resize', [logits, '', '', sizes], {
-      mode: attr.str('linear'), coordinate_transformation_mode: attr.str('half_pixel'),
-    }, 'logits_full');
+    // to the input size, H and W staying dynamic
+    return resizeLike(g, logits, input, 'logits_full.');
   }
 }
