@@ -35,6 +35,12 @@ export class SegmentationModel extends Module implements OnnxExportable {
     return this.decodeHead.forward(this.backbone.forward(x));
   }
 
+  /** The forward pass that also returns the encoder's features (for the ImageNet feature distance). */
+  forwardWithFeatures(x: tf.Tensor4D): DecodeOutput & { features: tf.Tensor4D[] } {
+    const features = this.backbone.forward(x);
+    return { ...this.decodeHead.forward(features), features };
+  }
+
   /** Logits [B, H, W, K] at the input resolution. */
   predict(x: tf.Tensor4D): tf.Tensor4D {
     return tfl.tidy(() => {

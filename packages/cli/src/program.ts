@@ -1,12 +1,36 @@
-/** The `ir2f` command line (commander). Commands land here as their issues are done; today: `data make`. */
-import { Command, CommanderError } from 'commander';
-import { Ir2fError } from '@ir2f/core';
+/**
+ * The `ir2f` command line (commander): train, eval, predict, export, data, bench, presets. Every error
+ * becomes one line `ir2f: <reason>` and a non-zero exit code.
+ */
+import path from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { BACKEND_NAMES, Ir2fError } from '@ir2f/core';
+import { EMBEDDED_BENCHMARKS } from '@ir2f/datasets';
+import { benchStep } from './bench-step.js';
+import { loadRawConfig, parseDataArg, resolveConfig } from './config.js';
 import { dataMake } from './data-make.js';
+import { evalCheckpoint, exportCheckpoint, predictImages, type Which } from './model-io.js';
+import { PRESETS } from './presets.js';
+import { runTraining } from './train-run.js';
 
 export interface CliIo {
   log?: (line: string) => void;
   error?: (line: string) => void;
+  /** Progress bar instead of lines (default: stdout is a TTY). */
+  tty?: boolean;
 }
+
+function positiveInt(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new Ir2fError('INVALID_ARGUMENT', `${flag} must be a positive integer, got '${v}'`);
+    return n;
+  };
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+const which = (o: { teacher?: boolean }): Which => (o.teacher ? 'teacher' : 'student');
+const pct = (v: number | null | undefined) => (v == null ? '—' : (v * 100).toFixed(1));
 
 /** The command tree; errors throw (exitOverride) instead of exiting, so the CLI can be run in-process. */
 export function buildProgram(io: CliIo = {}): Command {
@@ -18,7 +42,80 @@ export function buildProgram(io: CliIo = {}): Command {
     .exitOverride()
     .configureOutput({ writeOut: (s) => log(s.trimEnd()), writeErr: (s) => error(s.trimEnd()) })
     .showHelpAfterError();
-  const data = program.command('data').description('datasets: generate the embedded benchmarks');
+
+  program.command('train')
+    .description('train a model by UDA self-training (or a source-only / target-oracle bound)')
+    .requiredOption('-c, --config <file|preset>', `a JSON/YAML run config or a preset (${Object.keys(PRESETS).join(', ')})`)
+    .option('--set <key=value>', 'override a config field (repeatable), e.g. --set train.optimizer.lr=1e-4', collect)
+    .option('--source <layout:dir>', 'labelled source data, e.g. gta:/data/gta')
+    .option('--target <layout:dir>', 'target data, e.g. cityscapes:/data/cityscapes (its val split is evaluated)')
+    .option('--model <preset>', 'model preset, e.g. mit-b5-daformer')
+    .option('--steps <n>', 'training iterations', positiveInt('--steps'))
+    .option('--work-dir <dir>', 'checkpoints, events.jsonl, curves.png, summary.json (default work_dirs/<config>)')
+    .option('--resume [checkpoint]', 'continue from the newest checkpoint in the work dir (or the given file)')
+    .addOption(new Option('--backend <name>', 'tensor backend (default: tensorflow → wasm → cpu)').choices([...BACKEND_NAMES]))
+    .action(async (o) => {
+      const raw = await loadRawConfig(o.config);
+      if (o.backend) raw.backend = o.backend;
+      const config = resolveConfig(raw, { model: o.model, steps: o.steps, source: o.source, target: o.target, set: o.set });
+      const name = config.extends ?? path.basename(o.config).replace(/\.(json|ya?ml)$/i, '');
+      const r = await runTraining(config, { workDir: o.workDir ?? path.join('work_dirs', name), resume: o.resume, log, tty: io.tty });
+      const miou = r.eval ? `; target mIoU student ${pct(r.eval.student.miou)}${r.eval.teacher ? `, teacher ${pct(r.eval.teacher.miou)}` : ''}` : '';
+      log(`${r.reason === 'completed' ? 'done' : 'interrupted'} at step ${r.step} (${r.msPerStep.toFixed(0)} ms/it on ${r.backend.name})${miou}`);
+      log(`checkpoint ${r.checkpoint ?? '(none)'}; curves ${r.files.curves}; log ${r.files.events}`);
+    });
+
+  program.command('eval')
+    .description('evaluate a checkpoint: mIoU and per-class IoU')
+    .requiredOption('--checkpoint <file>', 'a checkpoint written by ir2f train')
+    .option('--data <layout:dir>', 'labelled data (default: the validation split of the checkpoint\'s config)')
+    .addOption(new Option('--split <split>', 'split of --data').choices(['train', 'val', 'test']).default('val'))
+    .option('--teacher', 'evaluate the EMA teacher instead of the student')
+    .option('--limit <n>', 'only the first N images', positiveInt('--limit'))
+    .option('--json', 'print JSON (miou, perClass, …)')
+    .action(async (o) => {
+      const data = o.data ? { ...parseDataArg(o.data, '--data'), split: o.split } : undefined;
+      const r = await evalCheckpoint(o.checkpoint, { data, which: which(o), limit: o.limit });
+      if (o.json) {
+        const { result: _result, ...report } = r;
+        log(JSON.stringify(report, null, 2));
+        return;
+      }
+      log(`${r.model} of ${r.checkpoint} (step ${r.step}) on ${r.data}, ${r.images} images`);
+      for (const [name, v] of Object.entries(r.perClass)) log(`  ${name.padEnd(14)} ${pct(v).padStart(5)}`);
+      log(`mIoU ${pct(r.miou)} over ${r.classes.length} classes; pixel accuracy ${pct(r.pixelAccuracy)}`);
+    });
+
+  program.command('predict')
+    .description('class-map and overlay PNGs (optionally confidence and entropy maps) for images')
+    .requiredOption('--checkpoint <file>', 'a checkpoint written by ir2f train')
+    .requiredOption('--input <image|dir>', 'an image or a folder of images')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--teacher', 'use the EMA teacher instead of the student')
+    .option('--probs', 'also write confidence and entropy heat maps')
+    .action(async (o) => {
+      const files = await predictImages(o.checkpoint, o.input, o.out, { which: which(o), probs: o.probs });
+      log(`wrote ${files.length} PNGs to ${o.out}`);
+    });
+
+  program.command('export')
+    .description('export a checkpoint\'s model to ONNX (input [N,3,H,W] ImageNet-normalised, output logits)')
+    .requiredOption('--checkpoint <file>', 'a checkpoint written by ir2f train')
+    .requiredOption('--onnx <file>', 'the .onnx file to write')
+    .option('--teacher', 'export the EMA teacher instead of the student')
+    .option('--opset <n>', 'ONNX opset (≥ 13)', positiveInt('--opset'), 17)
+    .action(async (o) => {
+      const r = await exportCheckpoint(o.checkpoint, o.onnx, { which: which(o), opset: o.opset });
+      log(`wrote ${o.onnx} (${(r.bytes / 1e6).toFixed(1)} MB)`);
+    });
+
+  const data = program.command('data').description('datasets: list and generate the embedded benchmarks');
+  data.command('list')
+    .description('the embedded benchmarks and the real dataset layouts')
+    .action(() => {
+      log(`embedded benchmarks (ir2f data make <name> --out <dir>): ${EMBEDDED_BENCHMARKS.join(', ')}`);
+      log('layouts for --source/--target/--data <layout>:<dir>: gta, synthia, cityscapes, acdc, dark_zurich');
+    });
   data.command('make')
     .description('generate an embedded domain-shift benchmark in the real dataset layouts')
     .argument('<name>', 'synth2real | day2night')
@@ -29,6 +126,25 @@ export function buildProgram(io: CliIo = {}): Command {
     .option('--preview [file]', 'also write a preview grid PNG (default <out>/preview.png)')
     .option('--overwrite', 'replace an existing benchmark in --out')
     .action((name: string, opts) => dataMake(name, opts, log));
+
+  program.command('presets')
+    .description('the named run configs')
+    .action(() => {
+      for (const [name, p] of Object.entries(PRESETS)) log(`${name.padEnd(20)} ${p.description}`);
+    });
+
+  program.command('bench')
+    .description('time one training iteration (batch B+B, S² crops) of a model preset on this machine')
+    .option('--model <preset>', 'model preset', 'mit-tiny-daformer')
+    .option('--size <n>', 'crop size', positiveInt('--size'), 128)
+    .option('--batch <n>', 'images per domain', positiveInt('--batch'), 2)
+    .option('--steps <n>', 'timed iterations', positiveInt('--steps'), 5)
+    .addOption(new Option('--backend <name>', 'tensor backend').choices([...BACKEND_NAMES]))
+    .action(async (o) => {
+      const r = await benchStep({ preset: o.model, size: o.size, batch: o.batch, steps: o.steps, backend: o.backend });
+      log(`${o.model}, ${o.batch}+${o.batch} at ${o.size}², ${r.backend}: ${r.msPerStep.toFixed(0)} ms/iteration ` +
+        `(teacher ${r.phases.teacher.toFixed(0)}, student fwd+bwd ${r.phases.student.toFixed(0)}, optimiser+EMA ${r.phases.optimizer.toFixed(0)} ms)`);
+    });
   return program;
 }
 
@@ -41,7 +157,8 @@ export async function runCli(argv: string[], io: CliIo = {}): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    error(err instanceof Ir2fError || err instanceof Error ? `ir2f: ${err.message}` : `ir2f: ${String(err)}`);
+    // one line: the reason (multi-line config errors keep their list)
+    error(`ir2f: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   }
 }

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Ir2fError } from './errors.js';
 import { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
 import { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
+import { registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
 import { registerWasmGradientKernels } from './kernels/register-wasm-kernels.js';
 
 export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
@@ -95,9 +96,22 @@ function parseName(name: string, source: string): BackendName {
  * one; otherwise the first that initialises of tensorflow → wasm → cpu. Also installs ir2f's gradient
  * kernels (wasm), and dilated-convolution and batch-norm gradients (all backends).
  */
+let current: BackendInfo | undefined;
+
+/** What `initBackend` last selected (undefined before the first call). */
+export function currentBackend(): BackendInfo | undefined {
+  return current;
+}
+
 export async function initBackend(name?: string): Promise<BackendInfo> {
+  current = await selectBackend(name);
+  return current;
+}
+
+async function selectBackend(name?: string): Promise<BackendInfo> {
   registerDilatedConvGradients();
   registerBatchNormGradient();
+  registerResizeBilinearGradient();
   const requested = name ?? process.env.IR2F_BACKEND;
   const source = name != null ? 'initBackend()' : 'IR2F_BACKEND';
   if (requested != null && requested.trim() !== '') {

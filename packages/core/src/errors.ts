@@ -15,7 +15,11 @@ export type Ir2fErrorCode =
   | 'CORRUPT_IMAGE'
   | 'SIZE_MISMATCH'
   | 'LABEL_OUT_OF_SPEC'
-  | 'NON_FINITE_LOSS';
+  | 'NON_FINITE_LOSS'
+  | 'INVALID_CONFIG'
+  | 'INVALID_CHECKPOINT'
+  | 'CONFIG_MISMATCH'
+  | 'PLUGIN_NOT_INSTALLED';
 
 export class Ir2fError extends Error {
   readonly code: Ir2fErrorCode;

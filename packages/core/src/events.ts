@@ -17,8 +17,16 @@ export interface SmallMap {
 }
 
 export type Ir2fEventInput =
-  | { type: 'run-start'; config: unknown; backend: BackendInfo; seed: number; steps: number }
-  | { type: 'step'; step: number; losses: Record<string, number>; lr: number; ms: number }
+  | {
+      type: 'run-start'; config: unknown; backend: BackendInfo; seed: number; steps: number;
+      /** Steps already done (a resumed run). */
+      startStep?: number;
+    }
+  | {
+      type: 'step'; step: number; losses: Record<string, number>; lr: number; ms: number;
+      /** Phase times (ms) when the run is profiled. */
+      phases?: Record<string, number>;
+    }
   | { type: 'pseudo-labels'; step: number; keptFraction: number; meanConfidence: number }
   | {
       type: 'rectifier'; step: number; mean: number; p10: number; p50: number; p90: number;
@@ -32,7 +40,7 @@ export type Ir2fEventInput =
     }
   | { type: 'checkpoint'; step: number; path: string }
   | { type: 'warning'; code: string; message: string; step?: number }
-  | { type: 'run-end'; step: number; reason: 'completed' | 'interrupted' | 'failed'; ms: number };
+  | { type: 'run-end'; step: number; reason: 'completed' | 'interrupted' | 'failed'; ms: number; error?: string };
 
 /** An event as delivered: stamped with the schema version and the emission time (ms since epoch). */
 export type Ir2fEvent = Ir2fEventInput & { v: number; time: number };

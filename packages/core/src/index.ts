@@ -20,11 +20,12 @@ export { createPipeline, type Binding, type Pipeline, type PipelineOptions, type
 export { IdentityRectifier } from './rectifier-identity.js';
 export { Rng, type RngState } from './rng.js';
 export { ConfusionMatrix } from './metrics.js';
-export { initBackend, BACKEND_NAMES, type BackendInfo, type BackendName } from './backend.js';
+export { currentBackend, initBackend, BACKEND_NAMES, type BackendInfo, type BackendName } from './backend.js';
 export { Ir2fError, type Ir2fErrorCode } from './errors.js';
 export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';
 export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
 export { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
+export { bilinearMatrix, registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
 export { Layer, Module, ModuleList, fromTorch, toTorch, torchShape, type ParamLayout, type StateEntry } from './nn/module.js';
 export {
   BatchNorm2d, Conv2d, ConvBnReLU, Dropout, GELU, LayerNorm, Linear, MaxPool2d, ReLU, resizeTo, Sequential,
@@ -45,6 +46,15 @@ export {
   type AdamWOptions, type ParamGroup, type ParamRule, type ScheduleOptions,
 } from './optim/adamw.js';
 export {
-  udaStep, type SegmentationNetwork, type TrainMode, type UdaBatch, type UdaParts, type UdaStepResult,
+  downscaleLabels, udaStep, type FeatureDistance, type SegmentationNetwork, type TrainMode, type UdaBatch, type UdaParts,
+  type UdaStepResult,
 } from './train/uda-step.js';
+export {
+  RESUMABLE_FIELDS, train, TrainConfigSchema, type HostBatch, type TrainConfig, type TrainConfigInput, type TrainData,
+  type TrainerOptions, type TrainResult,
+} from './train/trainer.js';
+export {
+  canonicalJson, CHECKPOINT_FORMAT, checkpointFile, checkpointPart, configDiff, configHash, latestCheckpoint, listCheckpoints,
+  readCheckpoint, restoreCheckpoint, saveCheckpoint, type CheckpointMeta, type CheckpointState, type LoadedCheckpoint,
+} from './train/checkpoint.js';
 export { evaluate, inferLogits, type EvalResult, type EvalSample, type Predictor, type SlideOptions } from './train/evaluate.js';

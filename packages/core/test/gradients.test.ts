@@ -151,3 +151,33 @@ test('batch-norm gradients (ir2f override) equal those of the same formula in el
     res.fused.forEach((g, i) => t.true(relativeError(g, res.plain[i]) < 1e-5, `${backend} input ${i}`));
   }
 });
+
+// tfjs 4.22's own gradient ignores halfPixelCenters and, on cpu, swaps H and W of non-square inputs
+const RESIZE_CASES: { x: [number, number, number, number]; size: [number, number]; align: boolean; half: boolean }[] = [
+  { x: [2, 3, 5, 2], size: [12, 20], align: false, half: true },
+  { x: [1, 4, 4, 3], size: [16, 16], align: false, half: true },
+  { x: [1, 6, 5, 1], size: [3, 4], align: false, half: true },
+  { x: [1, 3, 4, 2], size: [7, 9], align: true, half: false },
+  { x: [2, 2, 3, 1], size: [5, 7], align: false, half: false },
+];
+
+for (const backend of ['wasm', 'cpu']) {
+  test.serial(`bilinear resize gradient equals the exact adjoint of the forward pass (${backend})`, async (t) => {
+    await onBackend(backend, () => {
+      for (const c of RESIZE_CASES) {
+        const n = c.x.reduce((a, b) => a * b, 1);
+        const w = tf.tensor(randomArray(c.x[0] * c.size[0] * c.size[1] * c.x[3], 7), [c.x[0], ...c.size, c.x[3]]);
+        const f = (x: tf.Tensor) => tf.sum(tf.mul(w, tf.image.resizeBilinear(x as tf.Tensor4D, c.size, c.align, c.half)));
+        const grad = tf.tidy(() => tf.grad(f)(tf.tensor(randomArray(n, 3), c.x)).dataSync());
+        // the op is linear, so the gradient's i-th entry is the function at the i-th unit input
+        const exact = Float32Array.from({ length: n }, (_, i) => tf.tidy(() => {
+          const e = new Float32Array(n);
+          e[i] = 1;
+          return f(tf.tensor(e, c.x)).dataSync()[0];
+        }));
+        t.true(relativeError(grad, exact) < 1e-5, `${JSON.stringify(c)}: ${relativeError(grad, exact)}`);
+        w.dispose();
+      }
+    });
+  });
+}

@@ -31,3 +31,4 @@ export {
 export { writePreviewGrid } from './embedded/preview.js';
 export { EMBEDDED_CLASS_IDS, layoutScene, SOURCE_PRIORS, TARGET_PRIORS, type GeometryPriors, type Scene } from './embedded/street-scene.js';
 export { renderScene, type DomainStyleName } from './embedded/render.js';
+export { udaData, type UdaDataOptions } from './uda-data.js';

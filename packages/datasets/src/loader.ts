@@ -31,6 +31,11 @@ export interface LoaderOptions {
   seed?: number | string;
   /** Stop after this many batches (default: endless). */
   maxBatches?: number;
+  /**
+   * Start as if this many batches had been drawn already (a resumed run gets the batches it has not seen;
+   * exact unless files were skipped as corrupt before the resume point).
+   */
+  skipBatches?: number;
 }
 
 export interface Batch {
@@ -102,6 +107,10 @@ export class BatchLoader implements AsyncIterable<Batch> {
     const samplerRng = root.fork('sampler');
     let counter = 0;
     let consecutiveSkips = 0;
+    for (let i = 0; i < (this.opts.skipBatches ?? 0) * batchSize; i++) {
+      this.sampler(samplerRng);
+      counter++;
+    }
     let active = 0;
     const waiters: (() => void)[] = [];
     const slot = async () => {
@@ -151,7 +160,7 @@ export class BatchLoader implements AsyncIterable<Batch> {
       }
       this.stats.maxInFlight = Math.max(this.stats.maxInFlight, queue.length);
     };
-    for (let b = 0; this.opts.maxBatches == null || b < this.opts.maxBatches; b++) {
+    for (let b = this.opts.skipBatches ?? 0; this.opts.maxBatches == null || b < this.opts.maxBatches; b++) {
       fill();
       const parts = [];
       for (let i = 0; i < batchSize; i++) {

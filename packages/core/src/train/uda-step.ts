@@ -24,6 +24,22 @@ import type { AdamW } from '../optim/adamw.js';
 /** A segmentation network as the loop needs it (e.g. @ir2f/backbones' SegmentationModel). */
 export interface SegmentationNetwork extends Module {
   forward(x: tf.Tensor4D): DecodeOutput;
+  /** The forward pass that also returns the encoder features; needed only for the ImageNet feature distance. */
+  forwardWithFeatures?(x: tf.Tensor4D): DecodeOutput & { features: tf.Tensor4D[] };
+}
+
+/**
+ * DAFormer's ImageNet feature distance: the student's last encoder features stay close to a frozen
+ * ImageNet-pretrained copy's on source pixels of thing classes (λ = 0.005).
+ */
+export interface FeatureDistance {
+  imnet: SegmentationNetwork;
+  lambda: number;
+  /** Train ids the distance applies to (DAFormer: the Cityscapes thing classes). */
+  classes: readonly number[];
+  /** A feature cell keeps its label only when that class covers this share of it (DAFormer: 0.75). */
+  minRatio: number;
+  numClasses: number;
 }
 
 export type TrainMode = 'uda' | 'source-only' | 'target-oracle';
@@ -36,6 +52,7 @@ export interface UdaParts {
   mixer: Mixer;
   loss: Loss;
   optimizer: AdamW;
+  featureDistance?: FeatureDistance;
 }
 
 export interface UdaBatch {
@@ -50,46 +67,111 @@ export interface UdaStepResult {
   losses: Record<string, number>;
   /** Pseudo-label statistics (uda mode). */
   pseudo?: { keptFraction: number; meanConfidence: number };
+  /** Wall time of the step's phases (ms), when `profile` is set (each phase waits for its tensors). */
+  phases?: { teacher: number; student: number; optimizer: number };
 }
 
 const upsampled = (out: DecodeOutput, like: tf.Tensor4D) => resizeTo(out.logits, like.shape.slice(1, 3));
 
 const meanCE = (logits: tf.Tensor4D, labels: tf.Tensor3D) => tf.mean(pixelCrossEntropy(logits, labels)) as tf.Scalar;
 
-export function udaStep(parts: UdaParts, batch: UdaBatch, opts: { mode: TrainMode; lr: number; ctx: StepContext }): UdaStepResult {
-  const { student, teacher, pseudoLabeler, rectifier, mixer, loss, optimizer } = parts;
+/**
+ * Labels at feature resolution as DAFormer's `downscale_label_ratio`: the majority class of each
+ * `scale`×`scale` cell, or ignore when it covers less than `minRatio` of the cell (ignored pixels count).
+ */
+export function downscaleLabels(labels: tf.Tensor3D, scale: number, minRatio: number, numClasses: number, ignoreIndex = 255): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [B, H, W] = labels.shape;
+    if (H % scale !== 0 || W % scale !== 0) {
+      throw new Ir2fError('INVALID_ARGUMENT', `label map ${H}×${W} is not a multiple of the feature stride ${scale}`);
+    }
+    const valid = tf.notEqual(labels, ignoreIndex);
+    // ignored pixels become class K so that they dilute the share of every real class
+    const cls = tf.where(valid, labels, tf.fill(labels.shape, numClasses, 'int32')) as tf.Tensor3D;
+    const share = tf.avgPool(tf.oneHot(tf.reshape(cls, [B, H, W]), numClasses + 1).toFloat() as tf.Tensor4D, scale, scale, 'valid');
+    const real = tf.slice(share, [0, 0, 0, 0], [-1, -1, -1, numClasses]);
+    const best = tf.max(real, 3);
+    return tf.where(tf.greaterEqual(best, minRatio), tf.argMax(real, 3).toInt(), tf.fill(best.shape, ignoreIndex, 'int32')) as tf.Tensor3D;
+  });
+}
+
+function featureDistance(fd: FeatureDistance, studentFeat: tf.Tensor4D, image: tf.Tensor4D, labels: tf.Tensor3D): tf.Scalar {
+  const imnetFeat = tf.tidy(() => fd.imnet.forwardWithFeatures!(image).features.at(-1)!);
+  const scale = labels.shape[1] / studentFeat.shape[1];
+  const down = downscaleLabels(labels, scale, fd.minRatio, fd.numClasses);
+  const mask = tf.tidy(() => fd.classes.map((c) => tf.equal(down, c)).reduce((a, b) => tf.logicalOr(a, b)).toFloat());
+  const dist = tf.tidy(() => {
+    const norm = tf.sqrt(tf.add(tf.sum(tf.square(tf.sub(studentFeat, imnetFeat)), 3), 1e-12));
+    // mean over the masked cells; zero when no thing class is present (as DAFormer skips the term)
+    return tf.mul(tf.div(tf.sum(tf.mul(norm, mask)), tf.maximum(tf.sum(mask), 1)), fd.lambda) as tf.Scalar;
+  });
+  tf.dispose([imnetFeat, down, mask]);
+  return dist;
+}
+
+const clock = (on: boolean, tensors: () => tf.Tensor[]) => {
+  if (!on) return 0;
+  for (const t of tensors()) t.dataSync();
+  return performance.now();
+};
+
+export function udaStep(
+  parts: UdaParts, batch: UdaBatch, opts: {
+    mode: TrainMode; lr: number; ctx: StepContext; profile?: boolean;
+    /** Upper bound of the EMA momentum (DESIGN §4.1: 0.999). */
+    emaMax?: number;
+  },
+): UdaStepResult {
+  const { student, teacher, pseudoLabeler, rectifier, mixer, loss, optimizer, featureDistance: fd } = parts;
   const { mode, ctx } = opts;
   if (mode === 'target-oracle' && !batch.target.labels) {
     throw new Ir2fError('INVALID_ARGUMENT', 'target-oracle mode needs target labels (the bound trains on them)');
   }
+  if (fd && !(student.forwardWithFeatures && fd.imnet.forwardWithFeatures)) {
+    throw new Ir2fError('INVALID_ARGUMENT', 'the feature distance needs networks with forwardWithFeatures(): use a @ir2f/backbones model or implement it');
+  }
   student.train(true);
   teacher.train(false);
+  const t0 = clock(!!opts.profile, () => []);
 
   // teacher pass: pseudo-labels at input resolution, embedding and log-probabilities at feature resolution
-  let teacherOut: { probs: tf.Tensor4D; features: tf.Tensor4D; logProbs: tf.Tensor4D } | undefined;
+  const teacherPass = (image: tf.Tensor4D) => tf.tidy(() => {
+    const out = teacher.forward(image);
+    return {
+      probs: tf.softmax(upsampled(out, image)) as tf.Tensor4D,
+      features: out.embedding,
+      logProbs: tf.logSoftmax(out.logits) as tf.Tensor4D,
+    };
+  });
+  let teacherOut: ReturnType<typeof teacherPass> | undefined;
+  let teacherSource: ReturnType<typeof teacherPass> | undefined;
   let pseudo: ReturnType<PseudoLabeler['label']> | undefined;
   if (mode === 'uda') {
-    teacherOut = tf.tidy(() => {
-      const out = teacher.forward(batch.target.image);
-      return {
-        probs: tf.softmax(upsampled(out, batch.target.image)) as tf.Tensor4D,
-        features: out.embedding,
-        logProbs: tf.logSoftmax(out.logits) as tf.Tensor4D,
-      };
-    });
+    teacherOut = teacherPass(batch.target.image);
     pseudo = pseudoLabeler.label(teacherOut.probs, ctx);
+    // the teacher also labels the source crop for a rectifier's source-side loss (DESIGN §5.1.6)
+    if (rectifier.auxLoss) teacherSource = teacherPass(batch.source.image);
   }
+  const t1 = clock(!!opts.profile, () => (pseudo ? [pseudo.labels] : []));
 
   const named: Record<string, tf.Scalar> = {};
+  const keep = (name: string, v: tf.Scalar) => {
+    named[name] = tf.keep(v);
+    return v;
+  };
   const variables = [...student.variables, ...rectifier.variables] as tf.Variable[];
   const { value, grads } = tf.variableGrads(() => {
-    const source = meanCE(upsampled(student.forward(batch.source.image), batch.source.image), batch.source.labels);
-    named.source = tf.keep(source);
-    let total: tf.Scalar = source;
+    let total: tf.Scalar;
+    if (fd) {
+      const out = student.forwardWithFeatures!(batch.source.image);
+      total = keep('source', meanCE(upsampled(out, batch.source.image), batch.source.labels));
+      total = tf.add(total, keep('featDist', featureDistance(fd, out.features.at(-1)!, batch.source.image, batch.source.labels)));
+    } else {
+      total = keep('source', meanCE(upsampled(student.forward(batch.source.image), batch.source.image), batch.source.labels));
+    }
     if (mode === 'target-oracle') {
       const t = meanCE(upsampled(student.forward(batch.target.image), batch.target.image), batch.target.labels!);
-      named.target = tf.keep(t);
-      total = tf.add(total, t);
+      total = tf.add(total, keep('target', t));
     } else if (mode === 'uda' && teacherOut && pseudo) {
       const rect = rectifier.rectify({ pseudo, features: teacherOut.features, logProbs: teacherOut.logProbs, image: batch.target.image }, ctx);
       const mixed = mixer.mix(
@@ -102,29 +184,36 @@ export function udaStep(parts: UdaParts, batch: UdaBatch, opts: { mode: TrainMod
         rectified: { labels: mixed.labels, weight: mixed.weight, rectification: mixed.rectification ?? mixed.weight },
         sourceMask: mixed.sourceMask,
       }, ctx);
-      for (const [k, v] of Object.entries(out.parts)) named[k === 'ce' ? 'mix' : k] = tf.keep(v);
+      for (const [k, v] of Object.entries(out.parts)) keep(k === 'ce' ? 'mix' : k, v);
       total = tf.add(total, out.total);
+      if (teacherSource && rectifier.auxLoss) {
+        const aux = rectifier.auxLoss({ teacherProbs: teacherSource.probs, features: teacherSource.features, logProbs: teacherSource.logProbs, labels: batch.source.labels }, ctx);
+        total = tf.add(total, keep('rectifierAux', aux));
+      }
     }
-    return total as tf.Scalar;
+    return total;
   }, variables);
   // read the losses before touching the weights: a non-finite loss leaves the model as it was
   const losses: Record<string, number> = { total: value.dataSync()[0] };
   for (const [k, v] of Object.entries(named)) losses[k] = v.dataSync()[0];
+  const t2 = clock(!!opts.profile, () => Object.values(grads));
   const bad = Object.entries(losses).find(([, v]) => !Number.isFinite(v));
   let stats: UdaStepResult['pseudo'];
   if (pseudo && teacherOut) {
     const [kept, conf] = tf.tidy(() => [tf.mean(pseudo!.weight), tf.mean(tf.max(teacherOut!.probs, 3))]);
     stats = { keptFraction: kept.dataSync()[0], meanConfidence: conf.dataSync()[0] };
-    tf.dispose([kept, conf, pseudo.labels, pseudo.weight, pseudo.probs, teacherOut.probs, teacherOut.features, teacherOut.logProbs]);
+    tf.dispose([kept, conf, pseudo.labels, pseudo.weight, pseudo.probs]);
   }
+  for (const o of [teacherOut, teacherSource]) if (o) tf.dispose([o.probs, o.features, o.logProbs]);
   if (!bad) {
     optimizer.apply(grads, opts.lr);
-    emaUpdateModule(teacher, student, emaAlpha(ctx.step));
+    emaUpdateModule(teacher, student, emaAlpha(ctx.step, opts.emaMax));
   }
   tf.dispose([value, ...Object.values(grads), ...Object.values(named)]);
   if (bad) {
     throw new Ir2fError('NON_FINITE_LOSS',
       `loss '${bad[0]}' is ${bad[1]} at step ${ctx.step}; the weights were not updated. Lower the learning rate or check the inputs`);
   }
-  return { losses, pseudo: stats };
+  const t3 = clock(!!opts.profile, () => teacher.variables.slice(-1));
+  return { losses, pseudo: stats, phases: opts.profile ? { teacher: t1 - t0, student: t2 - t1, optimizer: t3 - t2 } : undefined };
 }

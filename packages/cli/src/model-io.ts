@@ -1,0 +1,166 @@
+/**
+ * Using a trained checkpoint: rebuild its model from the config stored in it, evaluate it on a labelled
+ * split, predict PNGs (class map in the Cityscapes palette, overlay, confidence and entropy heat maps),
+ * export it to ONNX.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import {
+  checkpointPart, currentBackend, evaluate, initBackend, inferLogits, Ir2fError, loadState, readCheckpoint, writeOnnx, type EvalResult, type SlideOptions,
+} from '@ir2f/core';
+import type { SegmentationModel } from '@ir2f/backbones';
+import {
+  CITYSCAPES_PALETTE, colorize, loadSample, normalize, readRgb, scanDataset, writeRgbPng, type RgbImage,
+} from '@ir2f/datasets';
+import { RunConfigSchema, type DataSpec, type RunConfig } from './config.js';
+import { buildModel, layoutOf, resolveLayouts } from './run-setup.js';
+
+export type Which = 'student' | 'teacher';
+
+export async function loadTrained(file: string, which: Which = 'student'): Promise<{ model: SegmentationModel; config: RunConfig; step: number }> {
+  const ckpt = await readCheckpoint(file);
+  const parsed = RunConfigSchema.safeParse(ckpt.meta.config);
+  if (!parsed.success) {
+    throw new Ir2fError('INVALID_CHECKPOINT', `${file} was not written by 'ir2f train' (its config is not a run config): load it with the core API`);
+  }
+  if (!currentBackend()) await initBackend(parsed.data.backend);
+  const model = buildModel(parsed.data);
+  try {
+    await loadState(model, checkpointPart(ckpt, which), { label: `${which} of ${file}` });
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  model.eval();
+  return { model, config: parsed.data, step: ckpt.meta.step };
+}
+
+export interface EvalReport {
+  miou: number;
+  perClass: Record<string, number | null>;
+  pixelAccuracy: number;
+  images: number;
+  classes: number[];
+  checkpoint: string;
+  step: number;
+  model: Which;
+  data: string;
+}
+
+export async function evalCheckpoint(file: string, opts: { data?: DataSpec; which?: Which; limit?: number }): Promise<EvalReport & { result: EvalResult }> {
+  const { model, config, step } = await loadTrained(file, opts.which);
+  try {
+    let layout = opts.data ? layoutOf(opts.data) : (await resolveLayouts(config)).val;
+    let classes = config.data.evalClasses;
+    if (!opts.data && config.data.benchmark) classes ??= [...(await resolveLayouts(config)).classes!];
+    if (!layout) throw new Ir2fError('INVALID_ARGUMENT', 'no validation data in the checkpoint\'s config: pass --data <layout>:<dir>');
+    const ds = await scanDataset(layout);
+    const items = opts.limit ? ds.items.slice(0, opts.limit) : ds.items;
+    classes ??= [...(ds.labelSource?.spec.evalClasses ?? Array.from({ length: config.model.numClasses }, (_, i) => i))];
+    const result = await evaluate(model, (async function* () {
+      for (const item of items) {
+        const s = await loadSample(item);
+        yield { image: normalize(s.image), label: s.label!.data, height: s.image.height, width: s.image.width };
+      }
+    })(), { numClasses: config.model.numClasses, classes, slide: config.data.slide });
+    const names = ds.labelSource?.spec.classes ?? [];
+    const perClass = Object.fromEntries(classes.map((c) => [names[c] ?? `class ${c}`, result.perClassIoU[c]]));
+    layout = ds.layout;
+    return {
+      miou: result.miou, perClass, pixelAccuracy: result.pixelAccuracy, images: result.images, classes, checkpoint: file, step,
+      model: opts.which ?? 'student', data: `${layout.name} (${layout.root})`, result,
+    };
+  } finally {
+    model.dispose();
+  }
+}
+
+/** A heat colour for v ∈ [0, 1] (dark blue → red → yellow), for confidence/entropy/rectification maps. */
+export function heatColor(v: number): [number, number, number] {
+  const stops: [number, number, number][] = [[13, 8, 135], [126, 3, 168], [204, 71, 120], [248, 149, 64], [240, 249, 33]];
+  const x = Math.min(Math.max(Number.isFinite(v) ? v : 0, 0), 1) * (stops.length - 1);
+  const i = Math.min(Math.floor(x), stops.length - 2);
+  const f = x - i;
+  return stops[i].map((a, k) => Math.round(a + (stops[i + 1][k] - a) * f)) as [number, number, number];
+}
+
+export function heatMap(values: Float32Array, width: number, height: number): RgbImage {
+  const data = new Uint8Array(width * height * 3);
+  values.forEach((v, i) => data.set(heatColor(v), i * 3));
+  return { data, width, height };
+}
+
+const IMAGE_EXT = /\.(png|jpe?g|webp|tiff?)$/i;
+
+async function listImages(input: string): Promise<string[]> {
+  let st;
+  try {
+    st = await fs.stat(input);
+  } catch {
+    throw new Ir2fError('INVALID_ARGUMENT', `--input ${input} does not exist`);
+  }
+  if (!st.isDirectory()) return [input];
+  const out: string[] = [];
+  for (const e of await fs.readdir(input, { withFileTypes: true, recursive: true })) {
+    if (e.isFile() && IMAGE_EXT.test(e.name)) out.push(path.join(e.parentPath, e.name));
+  }
+  if (!out.length) throw new Ir2fError('INVALID_ARGUMENT', `no images (png, jpg, webp, tif) under ${input}`);
+  return out.sort();
+}
+
+export interface PredictOptions {
+  which?: Which;
+  /** Also write confidence (max probability) and entropy heat maps. */
+  probs?: boolean;
+  slide?: SlideOptions;
+}
+
+/** Class map, overlay (and optionally confidence and entropy) PNGs for each input image; returns the files. */
+export async function predictImages(file: string, input: string, outDir: string, opts: PredictOptions = {}): Promise<string[]> {
+  const images = await listImages(input);
+  const { model, config } = await loadTrained(file, opts.which);
+  const written: string[] = [];
+  try {
+    await fs.mkdir(outDir, { recursive: true });
+    for (const imgFile of images) {
+      const img = await readRgb(imgFile);
+      const { width, height } = img;
+      const x = tf.tensor4d(normalize(img), [1, height, width, 3]);
+      const [pred, conf, ent] = tf.tidy(() => {
+        const probs = tf.softmax(inferLogits(model, x, opts.slide ?? config.data.slide));
+        const logp = tf.log(tf.maximum(probs, 1e-12));
+        const entropy = tf.div(tf.neg(tf.sum(tf.mul(probs, logp), 3)), Math.log(config.model.numClasses));
+        return [tf.argMax(probs, 3), tf.max(probs, 3), entropy];
+      });
+      x.dispose();
+      const labels = Uint8Array.from(await pred.data());
+      const stem = path.join(outDir, path.basename(imgFile).replace(IMAGE_EXT, ''));
+      const color = colorize({ data: labels, width, height }, CITYSCAPES_PALETTE);
+      const overlay = { width, height, data: color.data.map((c, i) => Math.round(0.5 * c + 0.5 * img.data[i])) };
+      const outputs: [string, RgbImage][] = [[`${stem}_pred.png`, color], [`${stem}_overlay.png`, overlay]];
+      if (opts.probs) {
+        outputs.push([`${stem}_confidence.png`, heatMap(await conf.data() as Float32Array, width, height)],
+          [`${stem}_entropy.png`, heatMap(await ent.data() as Float32Array, width, height)]);
+      }
+      tf.dispose([pred, conf, ent]);
+      for (const [f, im] of outputs) {
+        await writeRgbPng(f, im);
+        written.push(f);
+      }
+    }
+  } finally {
+    model.dispose();
+  }
+  return written;
+}
+
+export async function exportCheckpoint(file: string, onnxFile: string, opts: { which?: Which; opset?: number } = {}): Promise<{ bytes: number }> {
+  const { model } = await loadTrained(file, opts.which);
+  try {
+    await writeOnnx(model, onnxFile, { opset: opts.opset });
+    return { bytes: (await fs.stat(onnxFile)).size };
+  } finally {
+    model.dispose();
+  }
+}

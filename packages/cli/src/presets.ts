@@ -1,0 +1,83 @@
+/**
+ * Named run configs: the paper's settings (DAFormer's schedule, DESIGN §4.1) on the real datasets, and the
+ * embedded benchmarks at CPU scale. Data roots default to `data/<dataset>` (mmseg's convention); override
+ * with --source/--target or --set data.source.root=...
+ */
+import { SYNTHIA_13_CLASSES, SYNTHIA_16_CLASSES } from '@ir2f/datasets';
+
+export interface Preset {
+  description: string;
+  config: Record<string, unknown>;
+}
+
+const paperTrain = {
+  steps: 40000,
+  optimizer: { lr: 6e-5, headLrMult: 10, weightDecay: 0.01, warmupSteps: 1500 },
+  evalEvery: 4000,
+  checkpointEvery: 4000,
+};
+
+const paper = (source: object, target: object, val: object, resize: object, extra: Record<string, unknown> = {}) => ({
+  model: { preset: 'mit-b5-daformer', numClasses: 19 },
+  data: {
+    source, target, val, resize, crop: [512, 512], batchSize: 2,
+    rareClass: { temperature: 0.01, minPixels: 3000 }, ...((extra.data as object | undefined) ?? {}),
+  },
+  pseudoLabeler: { threshold: 0.968 },
+  featureDistance: { lambda: 0.005 },
+  train: paperTrain,
+});
+
+/**
+ * The embedded benchmarks at CPU scale: the small preset, 96² crops of the 128×96 images, a few hundred
+ * steps. Rates and the EMA horizon are scaled to the short schedule (the EMA's 0.999 is a 1000-step average,
+ * longer than the whole run); everything else is DAFormer's.
+ */
+const embedded = (benchmark: string) => ({
+  model: { preset: 'mit-tiny-daformer', numClasses: 19 },
+  data: { benchmark, crop: [96, 96], batchSize: 2, rareClass: { temperature: 0.01, minPixels: 40 } },
+  pseudoLabeler: { threshold: 0.968 },
+  train: { steps: 400, optimizer: { lr: 6e-4, warmupSteps: 40 }, emaMax: 0.99, evalEvery: 100, checkpointEvery: 100 },
+});
+
+export const PRESETS: Record<string, Preset> = {
+  'gta2cs-daformer': {
+    description: 'GTA5 → Cityscapes, MiT-B5 + DAFormer head, 40k steps at 512² (the paper\'s synthetic→real setting)',
+    config: paper({ layout: 'gta', root: 'data/gta' }, { layout: 'cityscapes', root: 'data/cityscapes', split: 'train' },
+      { layout: 'cityscapes', root: 'data/cityscapes', split: 'val' },
+      { source: [1280, 720], target: [1024, 512], val: [1024, 512] }),
+  },
+  'syn2cs-daformer': {
+    description: 'SYNTHIA → Cityscapes (16 classes; 13 with --set data.evalClasses=...), MiT-B5 + DAFormer head',
+    config: paper({ layout: 'synthia', root: 'data/synthia' }, { layout: 'cityscapes', root: 'data/cityscapes', split: 'train' },
+      { layout: 'cityscapes', root: 'data/cityscapes', split: 'val' },
+      { source: [1280, 760], target: [1024, 512], val: [1024, 512] }, { data: { evalClasses: [...SYNTHIA_16_CLASSES] } }),
+  },
+  'syn2cs13-daformer': {
+    description: 'SYNTHIA → Cityscapes evaluated on the 13-class protocol',
+    config: paper({ layout: 'synthia', root: 'data/synthia' }, { layout: 'cityscapes', root: 'data/cityscapes', split: 'train' },
+      { layout: 'cityscapes', root: 'data/cityscapes', split: 'val' },
+      { source: [1280, 760], target: [1024, 512], val: [1024, 512] }, { data: { evalClasses: [...SYNTHIA_13_CLASSES] } }),
+  },
+  'cs2dz-daformer': {
+    description: 'Cityscapes → Dark Zurich (day → night), MiT-B5 + DAFormer head',
+    config: paper({ layout: 'cityscapes', root: 'data/cityscapes', split: 'train' },
+      { layout: 'dark_zurich', root: 'data/dark_zurich', split: 'train', condition: 'night' },
+      { layout: 'dark_zurich', root: 'data/dark_zurich', split: 'val' },
+      { source: [1024, 512], target: [960, 540], val: [960, 540] }),
+  },
+  'cs2acdc-daformer': {
+    description: 'Cityscapes → ACDC (adverse conditions), MiT-B5 + DAFormer head',
+    config: paper({ layout: 'cityscapes', root: 'data/cityscapes', split: 'train' },
+      { layout: 'acdc', root: 'data/acdc', split: 'train' }, { layout: 'acdc', root: 'data/acdc', split: 'val' },
+      { source: [1024, 512], target: [960, 540], val: [960, 540] }),
+  },
+  'gta2cs-deeplabv2': {
+    description: 'GTA5 → Cityscapes with ResNet-101 DeepLabV2 (the classic UDA baseline network)',
+    config: { ...paper({ layout: 'gta', root: 'data/gta' }, { layout: 'cityscapes', root: 'data/cityscapes', split: 'train' },
+      { layout: 'cityscapes', root: 'data/cityscapes', split: 'val' },
+      { source: [1280, 720], target: [1024, 512], val: [1024, 512] }), model: { preset: 'resnet101-deeplabv2', numClasses: 19 } },
+  },
+  synth2real: { description: 'the embedded synthetic → real benchmark, small preset, CPU scale', config: embedded('synth2real') },
+  day2night: { description: 'the embedded day → night benchmark, small preset, CPU scale', config: embedded('day2night') },
+};

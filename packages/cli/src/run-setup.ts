@@ -1,0 +1,124 @@
+/**
+ * From a validated run config to the pieces the core trainer takes: models, a pipeline with the configured
+ * plugins (loaded only if installed), and the data (@ir2f/datasets' readers and DAFormer pipelines).
+ */
+import {
+  ConfidencePseudoLabeler, createPipeline, Ir2fError, type EventBus, type Ir2fPlugin, type Pipeline, type TrainData,
+} from '@ir2f/core';
+import { createModel, importEncoderWeights, PRESET_NAMES, type SegmentationModel } from '@ir2f/backbones';
+import {
+  acdc, CITYSCAPES_CLASSES, cityscapes, darkZurich, ensureBenchmark, gta5, scanDataset, synthia, SYNTHIA_13, SYNTHIA_16,
+  udaData, type DatasetLayout,
+} from '@ir2f/datasets';
+import type { DataSpec, RunConfig } from './config.js';
+
+export function layoutOf(spec: DataSpec): DatasetLayout {
+  switch (spec.layout) {
+    case 'gta': return gta5(spec.root);
+    case 'synthia': return synthia(spec.root, spec.classes === 13 ? SYNTHIA_13 : SYNTHIA_16);
+    case 'cityscapes': return cityscapes(spec.root, spec.split ?? 'train');
+    case 'acdc': return acdc(spec.root, { split: spec.split ?? 'train', condition: spec.condition });
+    case 'dark_zurich': return darkZurich(spec.root, { split: spec.split ?? 'train', condition: spec.condition });
+  }
+}
+
+export function buildModel(config: RunConfig, seed = config.train.seed): SegmentationModel {
+  if (!PRESET_NAMES.includes(config.model.preset)) {
+    throw new Ir2fError('INVALID_CONFIG', `model.preset: unknown preset '${config.model.preset}'; available: ${PRESET_NAMES.join(', ')}`);
+  }
+  return createModel(config.model.preset, { numClasses: config.model.numClasses, seed });
+}
+
+/** Student, teacher and (with pretrained weights and the feature distance) the frozen ImageNet model. */
+export async function buildModels(config: RunConfig): Promise<{ student: SegmentationModel; teacher: SegmentationModel; imnet?: SegmentationModel }> {
+  const student = buildModel(config);
+  const teacher = buildModel(config);
+  let imnet: SegmentationModel | undefined;
+  const pre = config.model.pretrained;
+  if (pre) {
+    await importEncoderWeights(student.backbone, pre.file, { format: pre.format });
+    if (config.featureDistance && config.featureDistance.lambda > 0) {
+      imnet = buildModel(config);
+      await importEncoderWeights(imnet.backbone, pre.file, { format: pre.format });
+      imnet.eval();
+    }
+  }
+  return { student, teacher, imnet };
+}
+
+/** Import each configured plugin package and build its plugin value with the configured options. */
+export async function loadPlugins(specs: RunConfig['plugins']): Promise<Ir2fPlugin[]> {
+  const out: Ir2fPlugin[] = [];
+  for (const spec of specs) {
+    let mod: Record<string, unknown>;
+    try {
+      mod = await import(spec.package) as Record<string, unknown>;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
+        throw new Ir2fError('PLUGIN_NOT_INSTALLED', `plugin package '${spec.package}' is not installed: npm install ${spec.package}`, { cause: err });
+      }
+      throw err;
+    }
+    type Factory = ((o?: unknown) => Ir2fPlugin) & { pluginName?: string };
+    const factories = Object.values(mod).filter((v): v is Factory => typeof v === 'function' && typeof (v as Factory).pluginName === 'string');
+    const factory = factories.find((f) => f.pluginName === spec.package) ?? (factories.length === 1 ? factories[0] : undefined);
+    if (!factory) {
+      throw new Ir2fError('PLUGIN_OPTIONS',
+        `package '${spec.package}' exports ${factories.length ? `several plugins (${factories.map((f) => f.pluginName).join(', ')}) and none named after it` : 'no ir2f plugin (a definePlugin factory)'}`);
+    }
+    out.push(factory(spec.options));
+  }
+  return out;
+}
+
+export async function buildPipeline(config: RunConfig, student: SegmentationModel): Promise<Pipeline> {
+  return createPipeline({
+    backbone: student.backbone,
+    decodeHead: student.decodeHead,
+    pseudoLabeler: { useValue: new ConfidencePseudoLabeler({ threshold: config.pseudoLabeler.threshold }) },
+    plugins: await loadPlugins(config.plugins),
+  });
+}
+
+export interface ResolvedData {
+  data: TrainData;
+  classes: readonly number[];
+  classNames: string[];
+  /** Where the data lives, for messages. */
+  describe: string;
+}
+
+export async function resolveLayouts(config: RunConfig): Promise<{ source: DatasetLayout; target: DatasetLayout; val?: DatasetLayout; classes?: readonly number[] }> {
+  const d = config.data;
+  if (d.benchmark) {
+    const b = await ensureBenchmark(d.benchmark);
+    return { source: b.source, target: b.targetTrain, val: b.targetVal, classes: b.classes };
+  }
+  return { source: layoutOf(d.source!), target: layoutOf(d.target!), val: d.val && layoutOf(d.val) };
+}
+
+export async function buildData(config: RunConfig, bus?: EventBus): Promise<ResolvedData> {
+  const layouts = await resolveLayouts(config);
+  const oracle = config.train.mode === 'target-oracle';
+  const [source, target, val] = await Promise.all([
+    scanDataset(layouts.source),
+    scanDataset(layouts.target, { labelled: oracle }),
+    layouts.val ? scanDataset(layouts.val) : Promise.resolve(undefined),
+  ]);
+  const d = config.data;
+  const limited = val && d.valLimit > 0 ? { ...val, items: val.items.slice(0, d.valLimit) } : val;
+  const data = await udaData({
+    source, target, val: limited, numClasses: config.model.numClasses, batchSize: d.batchSize, crop: d.crop, resize: d.resize,
+    rareClass: d.rareClass, photometric: d.photometric, targetLabels: oracle, seed: config.train.seed, bus,
+  });
+  const classes = d.evalClasses ?? layouts.classes ?? val?.labelSource?.spec.evalClasses
+    ?? Array.from({ length: config.model.numClasses }, (_, i) => i);
+  const classNames = Array.from({ length: config.model.numClasses }, (_, i) => CITYSCAPES_CLASSES[i] ?? `class ${i}`);
+  if (data.evaluation) Object.assign(data.evaluation, { classes, classNames, slide: d.slide });
+  return {
+    data, classes, classNames,
+    describe: `${source.items.length} source (${source.layout.name}), ${target.items.length} target (${target.layout.name})` +
+      (limited ? `, ${limited.items.length} val (${limited.layout.name})` : ''),
+  };
+}

@@ -1,0 +1,256 @@
+/**
+ * The UDA self-training run (DESIGN §4, §4.1): batches in, `udaStep` per iteration over the pipeline's
+ * extension points, evaluation of student and EMA teacher, checkpoints, events out. Progress bars, logs and
+ * PNG snapshots are subscribers of the pipeline's event bus, not code in here.
+ *
+ * Determinism: every random draw of iteration t comes from `Rng(seed).fork('step-t')`, and data sources are
+ * asked for batches from index t on, so 3 steps + resume + 3 steps equals 6 steps straight.
+ */
+import { promises as fs } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { currentBackend, type BackendInfo, type BackendName } from '../backend.js';
+import type { EventBus } from '../contracts.js';
+import { Ir2fError } from '../errors.js';
+import { emaUpdateModule } from '../defaults/ema.js';
+import { AdamW, DAFORMER_PARAM_RULES, paramGroups, polyLr, type ParamRule } from '../optim/adamw.js';
+import type { Pipeline } from '../pipeline.js';
+import { Rng } from '../rng.js';
+import { Tokens } from '../tokens.js';
+import {
+  checkpointFile, configDiff, latestCheckpoint, listCheckpoints, readCheckpoint, restoreCheckpoint, saveCheckpoint,
+} from './checkpoint.js';
+import { evaluate, type EvalResult, type EvalSample, type SlideOptions } from './evaluate.js';
+import { udaStep, type FeatureDistance, type SegmentationNetwork, type TrainMode } from './uda-step.js';
+
+/** The trainer's own settings (DESIGN §4.1 defaults: DAFormer's schedule at paper scale). */
+export const TrainConfigSchema = z.object({
+  mode: z.enum(['uda', 'source-only', 'target-oracle']).default('uda'),
+  steps: z.number().int().positive().default(40000),
+  seed: z.number().int().nonnegative().default(0),
+  optimizer: z.object({
+    lr: z.number().positive().default(6e-5),
+    headLrMult: z.number().positive().default(10),
+    weightDecay: z.number().nonnegative().default(0.01),
+    betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
+    warmupSteps: z.number().int().nonnegative().default(1500),
+    warmupRatio: z.number().positive().max(1).default(1e-6),
+    power: z.number().positive().default(1),
+  }).strict().prefault({}),
+  /** Upper bound of the EMA teacher's momentum α (DESIGN §4.1: 0.999 for 40k steps). */
+  emaMax: z.number().min(0).lt(1).default(0.999),
+  /** Evaluate every N steps (0: only at the end). */
+  evalEvery: z.number().int().nonnegative().default(0),
+  /** Checkpoint every N steps (0: only at the end and on interruption). */
+  checkpointEvery: z.number().int().nonnegative().default(0),
+  /** Checkpoints kept in the work dir (oldest removed first). */
+  keepCheckpoints: z.number().int().positive().default(2),
+  /** Also evaluate the EMA teacher (it lags the student on short schedules: DESIGN §4.1). */
+  evalTeacher: z.boolean().default(true),
+}).strict();
+
+export type TrainConfig = z.output<typeof TrainConfigSchema>;
+export type TrainConfigInput = z.input<typeof TrainConfigSchema>;
+
+/** Fields that may change between a checkpoint and its resumption. */
+export const RESUMABLE_FIELDS = ['evalEvery', 'checkpointEvery', 'keepCheckpoints', 'evalTeacher'] as const;
+
+/** A batch on the host, as @ir2f/datasets' loader yields it. */
+export interface HostBatch {
+  /** [B, H, W, 3] normalised. */
+  images: Float32Array;
+  /** [B, H, W] train ids (255 ignore). */
+  labels?: Uint8Array;
+  batchSize: number;
+  height: number;
+  width: number;
+}
+
+export interface TrainData {
+  /** Labelled source batches, from batch index `from` on (resume asks for the batches not yet used). */
+  source(from: number): AsyncIterable<HostBatch>;
+  /** Target batches (labels only for the target-oracle bound). */
+  target(from: number): AsyncIterable<HostBatch>;
+  /** Labelled target validation samples; mIoU averages over `classes`. */
+  evaluation?: {
+    samples: () => AsyncIterable<EvalSample> | Iterable<EvalSample>;
+    classes?: readonly number[];
+    classNames?: readonly string[];
+    slide?: SlideOptions;
+  };
+}
+
+export interface TrainerOptions {
+  config: TrainConfigInput;
+  /** Student and teacher: two instances of one architecture; the teacher starts as a copy of the student. */
+  student: SegmentationNetwork;
+  teacher: SegmentationNetwork;
+  numClasses: number;
+  /** Resolves PseudoLabeler, Rectifier, Mixer, Loss and EventBus. */
+  pipeline: Pick<Pipeline, 'resolve'>;
+  data: TrainData;
+  /** Where checkpoints go; none written when absent. */
+  workDir?: string;
+  /** A checkpoint file, or 'latest' for the newest in `workDir`. */
+  resume?: string;
+  /** The whole run's config, stored in checkpoints and compared on resume (default: `config`). */
+  runConfig?: unknown;
+  /** Abort to stop after the current step; a checkpoint is written and the run ends 'interrupted'. */
+  signal?: AbortSignal;
+  featureDistance?: Omit<FeatureDistance, 'numClasses'>;
+  backend?: BackendInfo;
+  /** Measure the phases of every step (adds a device sync per phase). */
+  profile?: boolean;
+}
+
+export interface TrainResult {
+  step: number;
+  reason: 'completed' | 'interrupted';
+  checkpoint?: string;
+  eval?: { student: EvalResult; teacher?: EvalResult };
+  /** Mean ms per iteration over this run's steps (first step excluded when there are more). */
+  msPerStep: number;
+}
+
+function parseConfig(input: TrainConfigInput): TrainConfig {
+  const r = TrainConfigSchema.safeParse(input);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => `  - ${i.path.length ? i.path.join('.') : '(config)'}: ${i.message}`);
+    throw new Ir2fError('INVALID_CONFIG', `invalid training config:\n${lines.join('\n')}`);
+  }
+  return r.data;
+}
+
+function toTensors(b: HostBatch, labels: boolean, what: string): { image: tf.Tensor4D; labels?: tf.Tensor3D } {
+  if (labels && !b.labels) throw new Ir2fError('INVALID_ARGUMENT', `${what} batches need labels`);
+  const image = tf.tensor4d(b.images, [b.batchSize, b.height, b.width, 3]);
+  return { image, labels: labels ? tf.tensor3d(Int32Array.from(b.labels!), [b.batchSize, b.height, b.width], 'int32') : undefined };
+}
+
+async function next(it: AsyncIterator<HostBatch>, what: string): Promise<HostBatch> {
+  const r = await it.next();
+  if (r.done) throw new Ir2fError('INVALID_ARGUMENT', `the ${what} data ran out before the last step: give an endless source`);
+  return r.value;
+}
+
+export async function train(opts: TrainerOptions): Promise<TrainResult> {
+  const config = parseConfig(opts.config);
+  const runConfig = opts.runConfig ?? config;
+  const mode: TrainMode = config.mode;
+  const { student, teacher, pipeline } = opts;
+  const bus = pipeline.resolve<EventBus>(Tokens.EventBus);
+  const rectifier = pipeline.resolve(Tokens.Rectifier);
+  const parts = {
+    student, teacher, rectifier,
+    pseudoLabeler: pipeline.resolve(Tokens.PseudoLabeler),
+    mixer: pipeline.resolve(Tokens.Mixer),
+    loss: pipeline.resolve(Tokens.Loss),
+    featureDistance: opts.featureDistance && { ...opts.featureDistance, numClasses: opts.numClasses },
+  };
+  const o = config.optimizer;
+  const rules: ParamRule[] = DAFORMER_PARAM_RULES.map((r) => (r.lrMult ? { ...r, lrMult: o.headLrMult } : r));
+  const groups = paramGroups(student.namedState(), rules);
+  if (rectifier.variables.length) groups.push({ variables: [...rectifier.variables], lrMult: o.headLrMult, decayMult: 1 });
+  const optimizer = new AdamW(groups, { betas: o.betas, weightDecay: o.weightDecay });
+  const stepParts = { ...parts, optimizer };
+  const started = Date.now();
+
+  let start = 0;
+  let step = 0;
+  let lastCheckpoint: string | undefined;
+  try {
+    if (opts.resume) {
+      const file = opts.resume === 'latest' ? await latestCheckpoint(opts.workDir ?? '.') : opts.resume;
+      if (!file) {
+        throw new Ir2fError('INVALID_CHECKPOINT',
+          `--resume: no checkpoint (step-*.safetensors) in ${opts.workDir ?? '.'}; start without --resume or point it at a file`);
+      }
+      const ckpt = await readCheckpoint(file);
+      const diff = configDiff(ckpt.meta.config, runConfig, RESUMABLE_FIELDS.map((f) => (runConfig === config ? f : `train.${f}`)));
+      if (diff.length) {
+        throw new Ir2fError('CONFIG_MISMATCH',
+          `checkpoint ${file} was written by another config; these fields differ: ${diff.join(', ')}. ` +
+          'Resume with the config it was trained with, or start a new run in another work dir');
+      }
+      await restoreCheckpoint(ckpt, { student, teacher, rectifier, optimizer });
+      start = ckpt.meta.step;
+      lastCheckpoint = file;
+    } else {
+      emaUpdateModule(teacher, student, 0); // the teacher starts as a copy of the student
+    }
+
+    bus.emit({ type: 'run-start', config: runConfig, backend: opts.backend ?? currentBackend() ?? { name: tf.getBackend() as BackendName, version: tf.version_core, package: 'unknown' }, seed: config.seed, steps: config.steps, startStep: start });
+    const root = new Rng(config.seed);
+    const srcIt = opts.data.source(start)[Symbol.asyncIterator]();
+    const tgtIt = opts.data.target(start)[Symbol.asyncIterator]();
+
+    const save = async (step: number) => {
+      if (!opts.workDir) return undefined;
+      const file = checkpointFile(opts.workDir, step);
+      await saveCheckpoint(file, { student, teacher, rectifier, optimizer },
+        { step, seed: config.seed, config: runConfig, backend: tf.getBackend() });
+      const all = await listCheckpoints(opts.workDir);
+      for (const old of all.slice(0, Math.max(0, all.length - config.keepCheckpoints))) await fs.rm(old.file, { force: true });
+      bus.emit({ type: 'checkpoint', step, path: file });
+      lastCheckpoint = file;
+      return file;
+    };
+    const runEval = async (step: number) => {
+      const ev = opts.data.evaluation;
+      if (!ev) return undefined;
+      const evalOne = async (model: 'student' | 'teacher') => {
+        const r = await evaluate(model === 'student' ? student : teacher, ev.samples(),
+          { numClasses: opts.numClasses, classes: ev.classes, slide: ev.slide });
+        bus.emit({ type: 'eval', step, model, miou: r.miou, perClassIoU: r.perClassIoU, classNames: ev.classNames && [...ev.classNames] });
+        return r;
+      };
+      const s = await evalOne('student');
+      return { student: s, teacher: config.evalTeacher && mode === 'uda' ? await evalOne('teacher') : undefined };
+    };
+
+    step = start;
+    let reason: TrainResult['reason'] = 'completed';
+    let lastEval: TrainResult['eval'];
+    const times: number[] = [];
+    while (step < config.steps) {
+      if (opts.signal?.aborted) {
+        reason = 'interrupted';
+        break;
+      }
+      const [sb, tb] = await Promise.all([next(srcIt, 'source'), next(tgtIt, 'target')]);
+      const t0 = performance.now();
+      const source = toTensors(sb, true, 'source');
+      const target = toTensors(tb, mode === 'target-oracle', 'target');
+      const lr = polyLr(step, { baseLr: o.lr, maxSteps: config.steps, warmupSteps: o.warmupSteps, warmupRatio: o.warmupRatio, power: o.power });
+      let result;
+      try {
+        result = udaStep(stepParts, { source: source as { image: tf.Tensor4D; labels: tf.Tensor3D }, target },
+          { mode, lr, ctx: { step, training: true, rng: root.fork(`step-${step}`) }, profile: opts.profile, emaMax: config.emaMax });
+      } catch (err) {
+        if (err instanceof Ir2fError && err.code === 'NON_FINITE_LOSS') {
+          throw new Ir2fError('NON_FINITE_LOSS', `${err.message}. Last good checkpoint: ${lastCheckpoint ?? 'none written yet'}`, { cause: err });
+        }
+        throw err;
+      } finally {
+        tf.dispose([source.image, source.labels!, target.image, ...(target.labels ? [target.labels] : [])]);
+      }
+      step++;
+      const ms = performance.now() - t0;
+      times.push(ms);
+      bus.emit({ type: 'step', step, losses: result.losses, lr, ms, ...(result.phases ? { phases: result.phases } : {}) });
+      if (result.pseudo) bus.emit({ type: 'pseudo-labels', step, ...result.pseudo });
+      if (config.evalEvery > 0 && step % config.evalEvery === 0 && step < config.steps) lastEval = await runEval(step);
+      if (config.checkpointEvery > 0 && step % config.checkpointEvery === 0 && step < config.steps) await save(step);
+    }
+    if (reason === 'completed') lastEval = (await runEval(step)) ?? lastEval;
+    const checkpoint = (await save(step)) ?? lastCheckpoint;
+    const timed = times.length > 1 ? times.slice(1) : times;
+    bus.emit({ type: 'run-end', step, reason, ms: Date.now() - started });
+    return { step, reason, checkpoint, eval: lastEval, msPerStep: timed.reduce((a, b) => a + b, 0) / Math.max(timed.length, 1) };
+  } catch (err) {
+    bus.emit({ type: 'run-end', step, reason: 'failed', ms: Date.now() - started, error: err instanceof Error ? err.message : String(err) });
+    throw err;
+  } finally {
+    optimizer.dispose();
+  }
+}
