@@ -251,9 +251,13 @@ export class GELU extends Layer {
  * in training only; each call draws a fresh seed from its own RNG stream, so runs are reproducible.
  */
 export class Dropout extends Layer {
-  constructor(readonly rate: number, private readonly rng: Rng, readonly perSample = false) {
+  constructor(readonly rate: number, private rng: Rng, readonly perSample = false) {
     super();
     if (!(rate >= 0 && rate < 1)) throw new Error(`dropout rate must be in [0, 1), got ${rate}`);
+  }
+
+  override reseed(rng: Rng): void {
+    this.rng = rng;
   }
 
   forward(x: tf.Tensor): tf.Tensor {

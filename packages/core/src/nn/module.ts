@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { OnnxGraph } from '../onnx/graph.js';
+import type { Rng } from '../rng.js';
 
 /** How a tensor is laid out in tfjs vs PyTorch. */
 export type ParamLayout = 'conv' | 'depthwise' | 'linear' | 'plain';
@@ -76,6 +77,15 @@ export abstract class Module {
 
   eval(): this {
     return this.train(false);
+  }
+
+  /**
+   * Re-derive the random streams of stochastic layers (dropout, drop path) from `rng`, each from its own
+   * path: the trainer does this every step, so a step's noise depends on (seed, step) only and a resumed
+   * run draws what a straight run would.
+   */
+  reseed(rng: Rng): void {
+    for (const [n, c] of this.children) c.reseed(rng.fork(n));
   }
 
   dispose(): void {

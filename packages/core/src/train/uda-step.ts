@@ -132,6 +132,8 @@ export function udaStep(
   }
   student.train(true);
   teacher.train(false);
+  // dropout and drop path draw from (seed, step) only: resumable and repeatable
+  student.reseed(ctx.rng.fork('student-noise'));
   const t0 = clock(!!opts.profile, () => []);
 
   // teacher pass: pseudo-labels at input resolution, embedding and log-probabilities at feature resolution

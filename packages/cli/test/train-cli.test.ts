@@ -1,0 +1,153 @@
+/**
+ * The CLI end to end on a tiny generated benchmark: train (with resume), eval --json, predict PNGs,
+ * export to ONNX checked by onnxruntime against tfjs, and the errors users meet.
+ */
+import test from 'ava';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import * as tf from '@tensorflow/tfjs';
+import sharp from 'sharp';
+import { initBackend, readCheckpoint } from '@ir2f/core';
+import { loadTrained, runCli } from '@ir2f/cli';
+import { makeBenchmark, normalize, readRgb } from '@ir2f/datasets';
+
+let dir = '';
+let data = '';
+
+const run = async (...args: string[]) => {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runCli(['node', 'ir2f', ...args], { log: (l) => out.push(l), error: (l) => err.push(l), tty: false });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+};
+
+const tiny = ['--set', 'data.crop=[32,32]', '--set', 'train.evalEvery=2', '--set', 'train.checkpointEvery=2',
+  '--set', 'train.optimizer.warmupSteps=1', '--set', 'data.rareClass.minPixels=5'];
+
+test.before(async () => {
+  await initBackend('wasm');
+  dir = await mkdtemp(path.join(os.tmpdir(), 'ir2f-cli-train-'));
+  data = path.join(dir, 'bench');
+  await makeBenchmark('synth2real', data, { size: [48, 40], counts: { source: 6, targetTrain: 4, targetVal: 2 } });
+});
+
+test.after.always(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+test.serial('ir2f train → eval --json → predict → export: a run a user can follow', async (t) => {
+  const work = path.join(dir, 'run');
+  const args = ['train', '--config', 'synth2real', '--source', `gta:${data}/gta`, '--target', `cityscapes:${data}/cityscapes`,
+    '--steps', '4', '--work-dir', work, ...tiny];
+  const r = await run(...args);
+  t.is(r.code, 0, r.err);
+  t.regex(r.out, /data: 6 source \(gta\), 4 target \(cityscapes train\), 2 val \(cityscapes val\)/);
+  t.regex(r.out, /eval @2 student: mIoU \d/);
+  t.regex(r.out, /done at step 4 .* target mIoU student [\d.]+, teacher [\d.]+/);
+  const files = await readdir(work);
+  for (const f of ['config.json', 'curves.png', 'events.jsonl', 'summary.json', 'step-000002.safetensors', 'step-000004.safetensors']) {
+    t.true(files.includes(f), `${f} in ${files.join(', ')}`);
+  }
+  const events = (await readFile(path.join(work, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+  t.is(events[0].type, 'run-start');
+  t.is(events.at(-1)!.type, 'run-end');
+  t.is(events.filter((e) => e.type === 'step').length, 4);
+  const curves = await sharp(path.join(work, 'curves.png')).metadata();
+  t.is(curves.format, 'png');
+
+  // a second run into the same work dir must not clobber it …
+  const again = await run(...args);
+  t.is(again.code, 1);
+  t.regex(again.err, /already holds a run .*pass --resume/);
+  // … and --resume with more steps is a different schedule: refused with the field named
+  const longer = await run(...args.map((a) => (a === '4' ? '6' : a)), '--resume');
+  t.is(longer.code, 1);
+  t.regex(longer.err, /these fields differ: train\.steps/);
+
+  const ckpt = path.join(work, 'step-000004.safetensors');
+  const ev = await run('eval', '--checkpoint', ckpt, '--json');
+  t.is(ev.code, 0, ev.err);
+  const report = JSON.parse(ev.out) as { miou: number; perClass: Record<string, number | null>; images: number; classes: number[] };
+  t.true(report.miou >= 0 && report.miou <= 1);
+  t.is(report.images, 2);
+  // a Cityscapes-layout target is evaluated over the 19 Cityscapes classes (classes absent from both are null)
+  t.is(Object.keys(report.perClass).length, 19);
+  t.is(Object.keys(report.perClass)[0], 'road');
+  t.is(report.perClass.wall, null);
+  const ev2 = await run('eval', '--checkpoint', ckpt, '--data', `cityscapes:${data}/cityscapes`, '--split', 'val', '--teacher');
+  t.is(ev2.code, 0, ev2.err);
+  t.regex(ev2.out, /teacher of .* \(step 4\) on cityscapes val .*, 2 images[\s\S]*mIoU [\d.]+ over 19 classes/);
+
+  const pred = path.join(dir, 'pred');
+  const p = await run('predict', '--checkpoint', ckpt, '--input', path.join(data, 'cityscapes', 'leftImg8bit', 'val'), '--out', pred, '--probs');
+  t.is(p.code, 0, p.err);
+  const pngs = (await readdir(pred)).sort();
+  t.is(pngs.length, 8);
+  t.true(pngs.some((f) => f.endsWith('_pred.png')) && pngs.some((f) => f.endsWith('_overlay.png')) && pngs.some((f) => f.endsWith('_entropy.png')));
+  const meta = await sharp(path.join(pred, pngs.find((f) => f.endsWith('_pred.png'))!)).metadata();
+  t.deepEqual([meta.width, meta.height], [48, 40]);
+
+  const onnxFile = path.join(dir, 'model.onnx');
+  const ex = await run('export', '--checkpoint', ckpt, '--onnx', onnxFile);
+  t.is(ex.code, 0, ex.err);
+  // onnxruntime on a real image vs tfjs on the same input
+  const valDir = path.join(data, 'cityscapes', 'leftImg8bit', 'val');
+  const city = (await readdir(valDir))[0];
+  const img = await readRgb(path.join(valDir, city, (await readdir(path.join(valDir, city)))[0]));
+  const x = normalize(img);
+  const nchw = new Float32Array(x.length);
+  for (let i = 0; i < img.width * img.height; i++) for (let c = 0; c < 3; c++) nchw[c * img.width * img.height + i] = x[i * 3 + c];
+  const session = await ort.InferenceSession.create(onnxFile);
+  const out = await session.run({ input: new ort.Tensor('float32', nchw, [1, 3, img.height, img.width]) });
+  const { model } = await loadTrained(ckpt);
+  const ref = tf.tidy(() => tf.transpose(model.predict(tf.tensor4d(x, [1, img.height, img.width, 3])), [0, 3, 1, 2]).dataSync());
+  model.dispose();
+  const got = out.logits.data as Float32Array;
+  t.is(got.length, ref.length);
+  t.true(got.every((v, i) => Math.abs(v - ref[i]) < 1e-4), 'onnxruntime logits match tfjs within 1e-4');
+});
+
+test.serial('ir2f train --resume continues an interrupted run to the same weights as a straight run', async (t) => {
+  const common = ['train', '--config', 'synth2real', '--source', `gta:${data}/gta`, '--target', `cityscapes:${data}/cityscapes`,
+    '--steps', '4', ...tiny, '--set', 'data.valLimit=1'];
+  const straight = path.join(dir, 'straight');
+  t.is((await run(...common, '--work-dir', straight)).code, 0);
+  // a run whose last checkpoint is step 2 (as after an interruption): drop step 4 of a full run
+  const parted = path.join(dir, 'parted');
+  t.is((await run(...common, '--work-dir', parted)).code, 0);
+  await rm(path.join(parted, 'step-000004.safetensors'));
+  const resumed = await run(...common, '--work-dir', parted, '--resume');
+  t.is(resumed.code, 0, resumed.err);
+  const a = await readCheckpoint(path.join(straight, 'step-000004.safetensors'));
+  const b = await readCheckpoint(path.join(parted, 'step-000004.safetensors'));
+  for (const [name, tensor] of a.tensors) t.deepEqual(b.tensors.get(name)?.data, tensor.data, name);
+});
+
+test.serial('configuration errors name the field, the file or the package', async (t) => {
+  const unknown = await run('train', '--config', 'gta2mars');
+  t.is(unknown.code, 1);
+  t.regex(unknown.err, /'gta2mars' is neither a config file nor a preset; presets: gta2cs-daformer, syn2cs-daformer/);
+  const bad = await run('train', '--config', 'synth2real', '--set', 'train.steps=-3', '--set', 'data.crop=big');
+  t.regex(bad.err, /invalid config:\n {2}- data\.crop: .*\n {2}- train\.steps: /);
+  const yaml = path.join(dir, 'run.yaml');
+  await writeFile(yaml, 'extends: synth2real\nplugins:\n  - package: "@ir2f/plugin-nonexistent"\n');
+  const plugin = await run('train', '--config', yaml, '--work-dir', path.join(dir, 'p'));
+  t.regex(plugin.err, /plugin package '@ir2f\/plugin-nonexistent' is not installed: npm install @ir2f\/plugin-nonexistent/);
+  const missing = await run('train', '--config', 'synth2real', '--source', `gta:${dir}/nowhere`, '--target', `cityscapes:${data}/cityscapes`, '--work-dir', path.join(dir, 'm'));
+  t.regex(missing.err, /dataset 'gta': folder '\.' not found under .*nowhere/);
+  const layout = await run('train', '--config', 'synth2real', '--source', 'kitti:/data');
+  t.regex(layout.err, /--source expects <layout>:<dir> with layout one of gta, synthia, cityscapes, acdc, dark_zurich; got 'kitti:\/data'/);
+  const notCkpt = await run('eval', '--checkpoint', yaml);
+  t.regex(notCkpt.err, /not a readable checkpoint/);
+  for (const r of [bad, plugin, missing, layout, notCkpt]) t.is(r.code, 1);
+});
+
+test.serial('ir2f presets and data list print what exists', async (t) => {
+  const p = await run('presets');
+  t.regex(p.out, /gta2cs-daformer +GTA5 → Cityscapes/);
+  t.regex(p.out, /cs2dz-daformer/);
+  const d = await run('data', 'list');
+  t.regex(d.out, /synth2real, day2night/);
+});
