@@ -1,13 +1,17 @@
 /**
  * `npm run bench -- <name>`: benchmarks that print ratios against a reference measured in the same run.
  * Names: backend (kernel and training-step cost), shift (domain shift of the embedded benchmarks),
- * models (inference cost per model preset: tfjs, onnxruntime, PyTorch).
+ * models (inference cost per model preset: tfjs, onnxruntime, PyTorch), train (one UDA iteration vs PyTorch,
+ * peak RSS).
  */
 import { benchBackend } from './backend.js';
 import { benchDomainShift } from './domain-shift.js';
 import { benchModels } from './models.js';
+import { benchTrain } from './train.js';
 
-const BENCHES: Record<string, () => Promise<void>> = { backend: benchBackend, shift: benchDomainShift, models: benchModels };
+const BENCHES: Record<string, () => Promise<void>> = {
+  backend: benchBackend, shift: benchDomainShift, models: benchModels, train: benchTrain,
+};
 
 async function main(): Promise<void> {
   const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));

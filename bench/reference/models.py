@@ -322,9 +322,64 @@ def load_safetensors(path):
     return out
 
 
+def time_train_step(student, a):
+    """One DAFormer-style iteration (batch B+B): EMA teacher pseudo-labels (tau 0.968, per-batch quality q),
+    source CE, ClassMix (half of the source classes), weighted CE on the mixed image, AdamW (head lr x10),
+    EMA update. No colour jitter or blur (ir2f's step includes them: a small extra cost on our side)."""
+    import copy
+    student.train()
+    teacher = copy.deepcopy(student).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    head = [p for n, p in student.named_parameters() if 'head' in n]
+    rest = [p for n, p in student.named_parameters() if 'head' not in n]
+    opt = torch.optim.AdamW([{'params': rest}, {'params': head, 'lr': 6e-4}], lr=6e-5, weight_decay=0.01)
+    B, S, K = a.batch, a.size, a.classes
+    xs, xt = torch.randn(B, 3, S, S), torch.randn(B, 3, S, S)
+    ys = torch.randint(0, K, (B, S, S))
+    phases = {'teacher': [], 'student': [], 'optimizer': []}
+    totals = []
+    for i in range(a.runs + 1):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            pt = torch.softmax(up(teacher(xt), xt), 1)
+            conf, yhat = pt.max(1)
+            q = (conf > 0.968).float().mean()
+        t1 = time.perf_counter()
+        ls = F.cross_entropy(up(student(xs), xs), ys, ignore_index=255)
+        masks = []
+        for b in range(B):
+            classes = torch.unique(ys[b])
+            chosen = classes[torch.randperm(len(classes))[:(len(classes) + 1) // 2]]
+            masks.append(torch.isin(ys[b], chosen))
+        m = torch.stack(masks).float()
+        xm = m[:, None] * xs + (1 - m[:, None]) * xt
+        ym = torch.where(m.bool(), ys, yhat)
+        w = torch.where(m.bool(), torch.ones_like(m), q.expand_as(m))
+        lm = (F.cross_entropy(up(student(xm), xm), ym, reduction='none', ignore_index=255) * w).mean()
+        (ls + lm).backward()
+        t2 = time.perf_counter()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        alpha = min(1 - 1 / (i + 2), 0.999)
+        with torch.no_grad():
+            for tp, sp in zip(teacher.parameters(), student.parameters()):
+                tp.mul_(alpha).add_(sp, alpha=1 - alpha)
+            for tb, sb in zip(teacher.buffers(), student.buffers()):
+                if tb.dtype.is_floating_point:
+                    tb.mul_(alpha).add_(sb, alpha=1 - alpha)
+        t3 = time.perf_counter()
+        if i:
+            totals.append((t3 - t0) * 1000)
+            for k, (u, v) in {'teacher': (t0, t1), 'student': (t1, t2), 'optimizer': (t2, t3)}.items():
+                phases[k].append((v - u) * 1000)
+    return {'ms': statistics.median(totals), 'phases': {k: statistics.median(v) for k, v in phases.items()},
+            'threads': torch.get_num_threads(), 'torch': torch.__version__}
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument('mode', choices=['time', 'run'])
+    p.add_argument('mode', choices=['time', 'run', 'train'])
     p.add_argument('--preset', required=True)
     p.add_argument('--classes', type=int, default=19)
     p.add_argument('--threads', type=int, default=1)
@@ -339,6 +394,9 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = build(a.preset, a.classes).eval()
+    if a.mode == 'train':
+        print(json.dumps(time_train_step(model, a)))
+        return
     if a.mode == 'run':
         state = load_safetensors(a.weights)
         result = model.load_state_dict(state, strict=False)

@@ -18,10 +18,17 @@ export class TinyNet extends Module implements SegmentationNetwork {
   }
 
   forward(x: tf.Tensor4D): DecodeOutput {
+    const { logits, embedding, features } = this.forwardWithFeatures(x);
+    features[0].dispose();
+    return { logits, embedding };
+  }
+
+  /** Encoder features: stride 2 and stride 4 (the last is also the embedding). */
+  forwardWithFeatures(x: tf.Tensor4D): DecodeOutput & { features: tf.Tensor4D[] } {
     return tf.tidy(() => {
       const h = tf.relu(this.bn1.forward(this.conv1.forward(x))) as tf.Tensor4D;
       const embedding = tf.relu(this.conv2.forward(h)) as tf.Tensor4D;
-      return { logits: this.head.forward(embedding) as tf.Tensor4D, embedding };
+      return { logits: this.head.forward(embedding) as tf.Tensor4D, embedding, features: [h, embedding] };
     });
   }
 }

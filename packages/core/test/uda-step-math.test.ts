@@ -5,7 +5,7 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import {
-  ClassMix, ConfidencePseudoLabeler, IdentityRectifier, initBackend, Module, Rng, udaStep, WeightedCrossEntropy,
+  ClassMix, ConfidencePseudoLabeler, downscaleLabels, IdentityRectifier, initBackend, Module, Rng, udaStep, WeightedCrossEntropy,
   type AdamW, type DecodeOutput, type MixBatch, type Mixer, type MixResult, type Rectified, type Rectifier, type RectifyInput,
   type SegmentationNetwork,
 } from '@ir2f/core';
@@ -168,4 +168,49 @@ test.serial('the gradient of a whole UDA iteration (student and rectifier) match
   student.dispose();
   teacher.dispose();
   rectifier.dispose();
+});
+
+test.serial('labels at feature resolution keep a cell\'s majority class only above the minimum share (DAFormer)', (t) => {
+  // 4×4 → 2×2 cells: [0,0,0,1] → 0 (0.75); [1,1,2,2] → ignore (0.5); [3,3,3,255] → 3 (0.75, ignore counts); [2,2,2,2] → 2
+  const labels = tf.tensor3d([
+    0, 0, 1, 1,
+    0, 1, 2, 2,
+    3, 3, 2, 2,
+    3, 255, 2, 2,
+  ], [1, 4, 4], 'int32');
+  const down = downscaleLabels(labels, 2, 0.75, 4);
+  t.deepEqual(Array.from(down.dataSync()), [0, 255, 3, 2]);
+  tf.dispose([labels, down]);
+});
+
+test.serial('the ImageNet feature distance: λ · mean ‖f_student − f_imnet‖ over thing-class cells, gradients to the student only', (t) => {
+  const K = 4;
+  const student = new TinyNet(K, 1);
+  const teacher = new TinyNet(K, 1);
+  const imnet = new TinyNet(K, 2).eval();
+  const imnetBefore = imnet.variables.map((v) => v.dataSync().slice());
+  // left half class 2 ("thing"), right half class 0
+  const labels = tf.tensor3d(Int32Array.from({ length: 2 * 16 * 16 }, (_, i) => (i % 16 < 8 ? 2 : 0)), [2, 16, 16], 'int32');
+  const image = tf.tensor4d(new Rng(1).normalArray(2 * 16 * 16 * 3), [2, 16, 16, 3]);
+  const { seen, opt } = spyOptimizer();
+  const lambda = 0.5;
+  const r = udaStep({
+    student, teacher, optimizer: opt, pseudoLabeler: new ConfidencePseudoLabeler(), rectifier: new IdentityRectifier(),
+    mixer: new LeftColumnMix(), loss: new WeightedCrossEntropy(),
+    featureDistance: { imnet, lambda, classes: [2], minRatio: 0.75, numClasses: K },
+  }, { source: { image, labels }, target: { image } }, { mode: 'source-only', lr: 0, ctx: { step: 0, training: true, rng: new Rng(0) } });
+  // by hand from the two networks' stride-4 features: cells of columns 0–1 (of 4) are class 2
+  const expected = tf.tidy(() => {
+    student.train(true);
+    const fs = student.forwardWithFeatures(image).features[1];
+    const fi = imnet.forwardWithFeatures(image).features[1];
+    const norm = tf.sqrt(tf.sum(tf.square(tf.sub(fs, fi)), 3)).arraySync() as number[][][];
+    const cells = norm.flatMap((img) => img.flatMap((row) => row.slice(0, 2)));
+    return lambda * cells.reduce((a, b) => a + b, 0) / cells.length;
+  });
+  t.true(Math.abs(r.losses.featDist - expected) < 1e-4 * Math.max(1, expected), `${r.losses.featDist} vs ${expected}`);
+  t.true(student.variables.every((v) => seen[v.name] != null));
+  t.deepEqual(imnet.variables.map((v) => v.dataSync().slice()), imnetBefore);
+  tf.dispose([labels, image]);
+  for (const m of [student, teacher, imnet]) m.dispose();
 });

@@ -28,7 +28,7 @@ export {
   benchmarkLayouts, defaultCacheDir, EMBEDDED_BENCHMARKS, EMBEDDED_VERSION, ensureBenchmark, makeBenchmark,
   type EmbeddedBenchmark, type EmbeddedBenchmarkName, type MakeOptions,
 } from './embedded/benchmarks.js';
-export { writePreviewGrid } from './embedded/preview.js';
+export { writeImageGrid, writePreviewGrid } from './embedded/preview.js';
 export { EMBEDDED_CLASS_IDS, layoutScene, SOURCE_PRIORS, TARGET_PRIORS, type GeometryPriors, type Scene } from './embedded/street-scene.js';
 export { renderScene, type DomainStyleName } from './embedded/render.js';
 export { udaData, type UdaDataOptions } from './uda-data.js';

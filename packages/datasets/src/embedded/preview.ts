@@ -23,17 +23,29 @@ export async function writePreviewGrid(bench: EmbeddedBenchmark, file: string, r
     }
     tiles.push(row);
   }
+  await writeImageGrid(file, tiles, { scale, groupEvery: 2 });
+}
+
+/**
+ * Tiles (rows of equally sized images) into one PNG, each scaled by `scale` (nearest, so label maps stay
+ * crisp), with a wider gap after every `groupEvery` columns.
+ */
+export async function writeImageGrid(file: string, tiles: RgbImage[][], opts: { scale?: number; gap?: number; groupEvery?: number } = {}): Promise<void> {
+  const scale = opts.scale ?? 2;
+  const gap = opts.gap ?? 4;
+  const group = opts.groupEvery ?? 0;
   const w = tiles[0][0].width * scale;
   const h = tiles[0][0].height * scale;
-  const gap = 4;
+  const cols = Math.max(...tiles.map((r) => r.length));
+  const left = (c: number) => c * (w + gap) + (group > 0 ? Math.floor(c / group) * gap * 2 : 0);
   const composites = await Promise.all(tiles.flatMap((row, r) => row.map(async (img, c) => ({
     input: await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
       .resize(w, h, { kernel: 'nearest' }).png().toBuffer(),
-    left: c * (w + gap) + (c >= 2 ? gap * 2 : 0),
+    left: left(c),
     top: r * (h + gap),
   }))));
   const png = await sharp({
-    create: { width: 4 * w + 5 * gap, height: rows * (h + gap) - gap, channels: 3, background: { r: 255, g: 255, b: 255 } },
+    create: { width: left(cols - 1) + w, height: tiles.length * (h + gap) - gap, channels: 3, background: { r: 255, g: 255, b: 255 } },
   }).composite(composites).png().toBuffer();
   await writeAtomic(file, png);
 }
