@@ -3,9 +3,11 @@
  * export to ONNX checked by onnxruntime against tfjs, and the errors users meet.
  */
 import test from 'ava';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
@@ -150,4 +152,30 @@ test.serial('ir2f presets and data list print what exists', async (t) => {
   t.regex(p.out, /cs2dz-daformer/);
   const d = await run('data', 'list');
   t.regex(d.out, /synth2real, day2night/);
+});
+
+test.serial('SIGTERM during ir2f train: the step finishes, a checkpoint is written, the run ends "interrupted"', async (t) => {
+  const work = path.join(dir, 'signalled');
+  const bin = fileURLToPath(new URL('../src/bin.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import=tsx', '--conditions=ir2f-source', bin, 'train', '--config', 'synth2real',
+    '--source', `gta:${data}/gta`, '--target', `cityscapes:${data}/cityscapes`, '--steps', '500', '--work-dir', work, ...tiny,
+    '--set', 'train.evalEvery=0', '--set', 'train.checkpointEvery=0'], { env: { ...process.env, TSX_TSCONFIG_PATH: 'tsconfig.tsx.json' } });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // wait for the third step in the JSONL log, then stop the run
+  for (let i = 0; i < 600; i++) {
+    const log = await readFile(path.join(work, 'events.jsonl'), 'utf8').catch(() => '');
+    if ((log.match(/"type":"step"/g) ?? []).length >= 3) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGTERM');
+  t.is(await exited, 0, stderr);
+  const events = (await readFile(path.join(work, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; step?: number; reason?: string });
+  const end = events.at(-1)!;
+  t.is(end.type, 'run-end');
+  t.is(end.reason, 'interrupted');
+  t.true(end.step! >= 3 && end.step! < 500);
+  const ckpt = await readCheckpoint(path.join(work, `step-${String(end.step).padStart(6, '0')}.safetensors`));
+  t.is(ckpt.meta.step, end.step);
 });
