@@ -177,5 +177,5 @@ test.serial('SIGTERM during ir2f train: the step finishes, a checkpoint is writt
   t.is(end.reason, 'interrupted');
   t.true(end.step! >= 3 && end.step! < 500);
   const ckpt = await readCheckpoint(path.join(work, `step-${String(end.step).padStart(6, '0')}.safetensors`));
-  t.is(ckpt.meta.step, end.step);
+  t.is(ckpt.meta.step, end.step!);
 });

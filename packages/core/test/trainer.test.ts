@@ -153,3 +153,19 @@ test.serial('invalid trainer configs name the field', async (t) => {
   t.regex(err!.message, /steps: /);
   t.regex(err!.message, /optimizer\.lr: /);
 });
+
+test.serial('batchStatsEval: dropout off, batch norm on the batch\'s own statistics, running statistics untouched', (t) => {
+  const net = new TinyNet(K, 4);
+  const x = tf.tensor4d(new Rng(2).normalArray(2 * S * S * 3).map((v) => v * 3 + 1), [2, S, S, 3]);
+  const running = () => [net.bn1.runningMean, net.bn1.runningVar].map((v) => Array.from(v.dataSync()));
+  const before = running();
+  const a = tf.tidy(() => Array.from(net.batchStatsEval().forward(x).logits.dataSync()));
+  t.deepEqual(running(), before);
+  // equal to the training-mode forward (batch statistics) and unlike the running-statistics one
+  const b = tf.tidy(() => Array.from(net.train(true).forward(x).logits.dataSync()));
+  const c = tf.tidy(() => Array.from(net.eval().forward(x).logits.dataSync()));
+  t.true(a.every((v, i) => Math.abs(v - b[i]) < 1e-5));
+  t.false(a.every((v, i) => Math.abs(v - c[i]) < 1e-3));
+  x.dispose();
+  net.dispose();
+});

@@ -103,7 +103,17 @@ export class BatchNorm2d extends Layer {
     this.runningVar = this.buffer('running_var', tf.ones([channels]));
   }
 
+  private batchStats = false;
+
+  protected override onBatchStats(on: boolean): void {
+    this.batchStats = on;
+  }
+
   forward(x: tf.Tensor): tf.Tensor {
+    if (!this.training && this.batchStats) {
+      const { mean, variance } = tf.moments(x, [0, 1, 2]);
+      return tf.batchNorm(x, mean, variance, this.bias, this.weight, this.eps);
+    }
     if (!this.training) {
       return tf.batchNorm(x, this.runningMean, this.runningVar, this.bias, this.weight, this.eps);
     }

@@ -71,12 +71,32 @@ export abstract class Module {
 
   train(on = true): this {
     this.isTraining = on;
+    this.onBatchStats(false);
     for (const c of this.children.values()) c.train(on);
     return this;
   }
 
   eval(): this {
     return this.train(false);
+  }
+
+  /**
+   * Inference that normalises with each batch's own statistics, running statistics untouched: how
+   * DAFormer's EMA teacher labels a target batch (its dropout and drop path are off, its batch norms stay in
+   * training mode). `train()` or `eval()` leave this mode.
+   */
+  batchStatsEval(): this {
+    this.train(false);
+    this.visit((m) => m.onBatchStats(true));
+    return this;
+  }
+
+  /** Hook for layers whose inference depends on `batchStatsEval` (batch norm). */
+  protected onBatchStats(_on: boolean): void {}
+
+  private visit(fn: (m: Module) => void): void {
+    fn(this);
+    for (const c of this.children.values()) c.visit(fn);
   }
 
   /**

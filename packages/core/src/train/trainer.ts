@@ -39,6 +39,8 @@ export const TrainConfigSchema = z.object({
   }).strict().prefault({}),
   /** Upper bound of the EMA teacher's momentum α (DESIGN §4.1: 0.999 for 40k steps). */
   emaMax: z.number().min(0).lt(1).default(0.999),
+  /** The teacher's batch norms when labelling: each batch's statistics (DAFormer's code) or running ones. */
+  teacherNorm: z.enum(['batch', 'running']).default('batch'),
   /** Evaluate every N steps (0: only at the end). */
   evalEvery: z.number().int().nonnegative().default(0),
   /** Checkpoint every N steps (0: only at the end and on interruption). */
@@ -225,7 +227,7 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
       let result;
       try {
         result = udaStep(stepParts, { source: source as { image: tf.Tensor4D; labels: tf.Tensor3D }, target },
-          { mode, lr, ctx: { step, training: true, rng: root.fork(`step-${step}`) }, profile: opts.profile, emaMax: config.emaMax });
+          { mode, lr, ctx: { step, training: true, rng: root.fork(`step-${step}`) }, profile: opts.profile, emaMax: config.emaMax, teacherNorm: config.teacherNorm });
       } catch (err) {
         if (err instanceof Ir2fError && err.code === 'NON_FINITE_LOSS') {
           throw new Ir2fError('NON_FINITE_LOSS', `${err.message}. Last good checkpoint: ${lastCheckpoint ?? 'none written yet'}`, { cause: err });

@@ -120,6 +120,12 @@ export function udaStep(
     mode: TrainMode; lr: number; ctx: StepContext; profile?: boolean;
     /** Upper bound of the EMA momentum (DESIGN §4.1: 0.999). */
     emaMax?: number;
+    /**
+     * How the teacher's batch norms normalise when labelling: 'batch' (default) with each batch's own
+     * statistics, as DAFormer's code (teacher dropout off, batch norm in training mode); 'running' with its
+     * EMA-averaged running statistics.
+     */
+    teacherNorm?: 'batch' | 'running';
   },
 ): UdaStepResult {
   const { student, teacher, pseudoLabeler, rectifier, mixer, loss, optimizer, featureDistance: fd } = parts;
@@ -131,7 +137,8 @@ export function udaStep(
     throw new Ir2fError('INVALID_ARGUMENT', 'the feature distance needs networks with forwardWithFeatures(): use a @ir2f/backbones model or implement it');
   }
   student.train(true);
-  teacher.train(false);
+  if ((opts.teacherNorm ?? 'batch') === 'batch') teacher.batchStatsEval();
+  else teacher.train(false);
   // dropout and drop path draw from (seed, step) only: resumable and repeatable
   student.reseed(ctx.rng.fork('student-noise'));
   const t0 = clock(!!opts.profile, () => []);
