@@ -65,6 +65,13 @@ export const RunConfigSchema = z.object({
     slide: z.object({ crop: size, stride: size }).strict().optional(),
   }).strict().prefault({}),
   pseudoLabeler: z.object({ threshold: z.number().min(0).max(1).default(0.968) }).strict().prefault({}),
+  /** ClassMix's DACS augmentation of the mixed image (DESIGN §4.1). */
+  mixer: z.object({
+    colorJitterStrength: z.number().min(0).max(1).default(0.2),
+    /** Chance the jitter is applied (DAFormer's color_jitter_probability=0.2 is a skip threshold: 0.8 here). */
+    colorJitterProbability: z.number().min(0).max(1).default(0.8),
+    blur: z.boolean().default(true),
+  }).strict().prefault({}),
   /** Plugins by npm package name, loaded only if installed. */
   plugins: z.array(z.object({ package: z.string().min(1), options: z.record(z.string(), z.unknown()).default({}) }).strict()).default([]),
   /** DAFormer's ImageNet feature distance; applies when model.pretrained is set. */

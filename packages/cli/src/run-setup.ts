@@ -3,7 +3,7 @@
  * plugins (loaded only if installed), and the data (@ir2f/datasets' readers and DAFormer pipelines).
  */
 import {
-  ConfidencePseudoLabeler, createPipeline, Ir2fError, type EventBus, type Ir2fPlugin, type Pipeline, type TrainData,
+  ClassMix, ConfidencePseudoLabeler, createPipeline, Ir2fError, type EventBus, type Ir2fPlugin, type Pipeline, type TrainData,
 } from '@ir2f/core';
 import { createModel, importEncoderWeights, PRESET_NAMES, type SegmentationModel } from '@ir2f/backbones';
 import {
@@ -77,6 +77,12 @@ export async function buildPipeline(config: RunConfig, student: SegmentationMode
     backbone: student.backbone,
     decodeHead: student.decodeHead,
     pseudoLabeler: { useValue: new ConfidencePseudoLabeler({ threshold: config.pseudoLabeler.threshold }) },
+    mixer: {
+      useValue: new ClassMix({
+        numClasses: config.model.numClasses, colorJitterStrength: config.mixer.colorJitterStrength,
+        colorJitterThreshold: 1 - config.mixer.colorJitterProbability, blur: config.mixer.blur,
+      }),
+    },
     plugins: await loadPlugins(config.plugins),
   });
 }

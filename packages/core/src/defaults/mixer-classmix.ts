@@ -3,7 +3,9 @@
  * source label (⌈n/2⌉, chosen at random) are pasted onto the target image; the mixed label takes the source
  * label there and the pseudo-label elsewhere, the weight is 1 on pasted pixels and the pseudo-label weight
  * elsewhere. Then, as in DAFormer, colour jitter (strength 0.2, applied with probability 0.8) and Gaussian blur
- * (probability 0.5, σ ∈ [0.15, 1.15], odd kernel of ⌈0.1·H⌉ rounded down) on the mixed image. Class choice runs on
+ * (probability 0.5, σ ∈ [0.15, 1.15], odd kernel of ⌈0.1·H⌉ rounded down) on the mixed image. DAFormer's σ is in
+ * pixels of its 512² crops while its kernel scales with H: σ is scaled by H/512 (`blurReferenceSize`) so that
+ * the blur is the same relative to the scene at any crop size (exactly DAFormer's at 512). Class choice runs on
  * tensors (random scores from the run's RNG, ranks among present classes), so there is no host round trip.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -19,6 +21,8 @@ export interface ClassMixOptions {
   /** DAFormer's `color_jitter_p`: jitter is applied when a uniform draw exceeds it. */
   colorJitterThreshold?: number;
   blur?: boolean;
+  /** The crop height DAFormer's σ range refers to (default 512); σ scales by H / this. */
+  blurReferenceSize?: number;
 }
 
 /** The ClassMix mask [B, H, W] (1 = take the source) from source labels and per-class random scores [B, K]. */
@@ -96,7 +100,7 @@ export class ClassMix implements Mixer {
     const scores = tf.tensor2d(Array.from({ length: B * numClasses }, () => ctx.rng.next()), [B, numClasses]);
     const jitter = ctx.rng.next() > (this.opts.colorJitterThreshold ?? 0.2);
     const blur = (this.opts.blur ?? true) && ctx.rng.next() > 0.5;
-    const sigma = ctx.rng.uniform(0.15, 1.15);
+    const sigma = ctx.rng.uniform(0.15, 1.15) * (H / (this.opts.blurReferenceSize ?? 512));
     const result = tf.tidy(() => {
       const mask = classMixMask(source.labels, scores, numClasses);
       const m4 = tf.expandDims(mask, 3);
