@@ -46,13 +46,18 @@ function panel(x0: number, y0: number, w: number, h: number, title: string, seri
   }
   parts.push(`<text x="${x0}" y="${y0 + h + 16}" font-size="11">${xmin}</text>`,
     `<text x="${x0 + w}" y="${y0 + h + 16}" font-size="11" text-anchor="end">step ${xmax}</text>`);
-  series.forEach((s, i) => {
+  series.forEach((s) => {
     const d = s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ');
     parts.push(s.points.length > 1
       ? `<polyline points="${d}" fill="none" stroke="${s.color}" stroke-width="2"/>`
       : `<circle cx="${px(s.points[0][0])}" cy="${py(s.points[0][1])}" r="3" fill="${s.color}"/>`);
-    parts.push(`<text x="${x0 + w - 4}" y="${y0 + 16 + i * 14}" font-size="12" text-anchor="end" fill="${s.color}">${esc(s.name)}</text>`);
   });
+  // legend in the title row, right-aligned, so it never covers a curve
+  let x = x0 + w;
+  for (const s of [...series].reverse()) {
+    parts.push(`<text x="${x}" y="${y0 - 8}" font-size="12" text-anchor="end" fill="${s.color}">■ ${esc(s.name)}</text>`);
+    x -= 24 + 7 * s.name.length;
+  }
   return parts.join('\n');
 }
 

@@ -106,3 +106,23 @@ test('UnsortedSegmentSum on wasm matches cpu, dropping out-of-range ids', async 
     t.true(relativeError(wasm, cpu) <= 1e-6);
   }
 });
+
+test.serial('Conv2DBackpropFilter stays correct when its tensors sit above 2 GiB of wasm heap', async (t) => {
+  // a signed `>> 2` once turned heap offsets past 2^31 negative and corrupted the heap (256² training crops)
+  const c: ConvCase = { x: [2, 20, 20, 8], filter: [3, 3, 8, 4], strides: [1, 1], pad: 'same', dilations: [1, 1] };
+  const out = outShape(c, false);
+  const xs = randomArray(c.x.reduce((a, b) => a * b, 1), 31);
+  const dys = randomArray(out.reduce((a, b) => a * b, 1), 32);
+  const run = () => tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor4d(xs, c.x), dy: tf.tensor(dys, out) },
+    { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.filter }) as tf.Tensor;
+  const cpu = await onBackend('cpu', () => tf.tidy(() => run().dataSync() as Float32Array));
+  const wasm = await onBackend('wasm', () => {
+    const filler = tf.zeros([576 * 1024 * 1024]); // 2.25 GiB below the kernel's tensors
+    try {
+      return tf.tidy(() => run().dataSync() as Float32Array);
+    } finally {
+      filler.dispose();
+    }
+  });
+  t.true(relativeError(wasm, cpu) <= 1e-4);
+});

@@ -143,5 +143,6 @@ export function zeroInsertAndPad(
 export function heapOffsets(backend: WasmBackendLike, ...infos: Info[]): { heap: Float32Array; offsets: number[] } {
   const views = infos.map((i) => f32(backend, i));
   const heap = new Float32Array(views[0].buffer);
-  return { heap, offsets: views.map((v) => v.byteOffset >> 2) };
+  // unsigned: heap offsets pass 2^31 on big crops (a signed `>> 2` went negative)
+  return { heap, offsets: views.map((v) => v.byteOffset / 4) };
 }
