@@ -164,25 +164,37 @@ export function udaStep(
   const t1 = clock(!!opts.profile, () => (pseudo ? [pseudo.labels] : []));
 
   const named: Record<string, tf.Scalar> = {};
+  // a copy for the events: the value itself may be the scalar a gradient pass returns (and disposes)
   const keep = (name: string, v: tf.Scalar) => {
-    named[name] = tf.keep(v);
+    named[name] = tf.keep(tf.clone(v));
     return v;
   };
   const variables = [...student.variables, ...rectifier.variables] as tf.Variable[];
-  const { value, grads } = tf.variableGrads(() => {
-    let total: tf.Scalar;
-    if (fd) {
-      const out = student.forwardWithFeatures!(batch.source.image);
-      total = keep('source', meanCE(upsampled(out, batch.source.image), batch.source.labels));
-      total = tf.add(total, keep('featDist', featureDistance(fd, out.features.at(-1)!, batch.source.image, batch.source.labels)));
-    } else {
-      total = keep('source', meanCE(upsampled(student.forward(batch.source.image), batch.source.image), batch.source.labels));
+  // two backward passes, as DAFormer's code (source loss, then the target side): the gradients add up to
+  // those of the summed loss, and only one student graph is held in memory at a time
+  const grads: Record<string, tf.Tensor> = {};
+  const values: tf.Scalar[] = [];
+  const accumulate = (f: () => tf.Scalar) => {
+    const r = tf.variableGrads(f, variables);
+    values.push(r.value);
+    for (const [k, g] of Object.entries(r.grads)) {
+      const prev = grads[k];
+      grads[k] = prev ? tf.add(prev, g) : g;
+      if (prev) tf.dispose([prev, g]);
     }
-    if (mode === 'target-oracle') {
-      const t = meanCE(upsampled(student.forward(batch.target.image), batch.target.image), batch.target.labels!);
-      total = tf.add(total, keep('target', t));
-    } else if (mode === 'uda' && teacherOut && pseudo) {
-      const rect = rectifier.rectify({ pseudo, features: teacherOut.features, logProbs: teacherOut.logProbs, image: batch.target.image }, ctx);
+  };
+  accumulate(() => {
+    if (!fd) return keep('source', meanCE(upsampled(student.forward(batch.source.image), batch.source.image), batch.source.labels));
+    const out = student.forwardWithFeatures!(batch.source.image);
+    const source = keep('source', meanCE(upsampled(out, batch.source.image), batch.source.labels));
+    return tf.add(source, keep('featDist', featureDistance(fd, out.features.at(-1)!, batch.source.image, batch.source.labels)));
+  });
+  if (mode === 'target-oracle') {
+    accumulate(() => keep('target', meanCE(upsampled(student.forward(batch.target.image), batch.target.image), batch.target.labels!)));
+  } else if (mode === 'uda' && teacherOut && pseudo) {
+    const [tOut, p] = [teacherOut, pseudo];
+    accumulate(() => {
+      const rect = rectifier.rectify({ pseudo: p, features: tOut.features, logProbs: tOut.logProbs, image: batch.target.image }, ctx);
       const mixed = mixer.mix(
         { image: batch.source.image, labels: batch.source.labels },
         { image: batch.target.image, labels: rect.labels, weight: rect.weight, rectification: rect.rectification },
@@ -194,14 +206,16 @@ export function udaStep(
         sourceMask: mixed.sourceMask,
       }, ctx);
       for (const [k, v] of Object.entries(out.parts)) keep(k === 'ce' ? 'mix' : k, v);
-      total = tf.add(total, out.total);
+      let total = out.total;
       if (teacherSource && rectifier.auxLoss) {
         const aux = rectifier.auxLoss({ teacherProbs: teacherSource.probs, features: teacherSource.features, logProbs: teacherSource.logProbs, labels: batch.source.labels }, ctx);
         total = tf.add(total, keep('rectifierAux', aux));
       }
-    }
-    return total;
-  }, variables);
+      return total;
+    });
+  }
+  const value = values.length === 1 ? values[0] : tf.addN(values) as tf.Scalar;
+  if (values.length > 1) tf.dispose(values);
   // read the losses before touching the weights: a non-finite loss leaves the model as it was
   const losses: Record<string, number> = { total: value.dataSync()[0] };
   for (const [k, v] of Object.entries(named)) losses[k] = v.dataSync()[0];
