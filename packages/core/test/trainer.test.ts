@@ -119,7 +119,7 @@ test.serial('a NaN loss stops the run naming the step, the loss part and the las
   try {
     const err = await t.throwsAsync(run({ steps: 6, seed: 1, checkpointEvery: 2 }, { workDir: dir, nanAt: 3 }));
     t.true(err instanceof Ir2fError && err.code === 'NON_FINITE_LOSS');
-    t.regex(err!.message, /loss '(total|source)' is NaN at step 3/);
+    t.regex(err!.message, /loss '(total|source)' is NaN at step 4/);
     t.regex(err!.message, /Last good checkpoint: .*step-000002\.safetensors/);
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -160,6 +160,8 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
   let start = 0;
   let step = 0;
   let lastCheckpoint: string | undefined;
+  let srcIt: AsyncIterator<HostBatch> | undefined;
+  let tgtIt: AsyncIterator<HostBatch> | undefined;
   try {
     if (opts.resume) {
       const file = opts.resume === 'latest' ? await latestCheckpoint(opts.workDir ?? '.') : opts.resume;
@@ -183,8 +185,8 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
 
     bus.emit({ type: 'run-start', config: runConfig, backend: opts.backend ?? currentBackend() ?? { name: tf.getBackend() as BackendName, version: tf.version_core, package: 'unknown' }, seed: config.seed, steps: config.steps, startStep: start });
     const root = new Rng(config.seed);
-    const srcIt = opts.data.source(start)[Symbol.asyncIterator]();
-    const tgtIt = opts.data.target(start)[Symbol.asyncIterator]();
+    srcIt = opts.data.source(start)[Symbol.asyncIterator]();
+    tgtIt = opts.data.target(start)[Symbol.asyncIterator]();
 
     const save = async (step: number) => {
       if (!opts.workDir) return undefined;
@@ -254,5 +256,6 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
     throw err;
   } finally {
     optimizer.dispose();
+    await Promise.all([srcIt?.return?.(), tgtIt?.return?.()]);
   }
 }

@@ -235,7 +235,7 @@ export function udaStep(
   tf.dispose([value, ...Object.values(grads), ...Object.values(named)]);
   if (bad) {
     throw new Ir2fError('NON_FINITE_LOSS',
-      `loss '${bad[0]}' is ${bad[1]} at step ${ctx.step}; the weights were not updated. Lower the learning rate or check the inputs`);
+      `loss '${bad[0]}' is ${bad[1]} at step ${ctx.step + 1}; the weights were not updated. Lower the learning rate or check the inputs`);
   }
   const t3 = clock(!!opts.profile, () => teacher.variables.slice(-1));
   return { losses, pseudo: stats, phases: opts.profile ? { teacher: t1 - t0, student: t2 - t1, optimizer: t3 - t2 } : undefined };
