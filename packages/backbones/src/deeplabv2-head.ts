@@ -14,11 +14,14 @@ export interface DeepLabV2HeadOptions {
 
 export class DeepLabV2Head extends Module implements DecodeHead {
   readonly numClasses: number;
+  /** The embedding is the encoder's last feature map. */
+  readonly embeddingChannels: number;
   private readonly aspp: Conv2d[];
 
   constructor(opts: DeepLabV2HeadOptions, rng: Rng) {
     super();
     this.numClasses = opts.numClasses;
+    this.embeddingChannels = opts.inChannels;
     const dilations = opts.dilations ?? [6, 12, 18, 24];
     this.aspp = this.child('aspp_modules', new ModuleList(dilations.map((d, i) =>
       new Conv2d(opts.inChannels, opts.numClasses, { kernel: 3, padding: d, dilation: d, bias: true, initStd: 0.01 }, rng.fork(`aspp${i}`))))).items as Conv2d[];

@@ -57,6 +57,7 @@ export interface MLPHeadOptions {
 
 export class SegFormerHead extends Module implements DecodeHead {
   readonly numClasses: number;
+  readonly embeddingChannels: number;
   private readonly embeds: MLPEmbed[];
   private readonly fuse: ConvBnReLU;
   private readonly drop: Dropout;
@@ -66,6 +67,7 @@ export class SegFormerHead extends Module implements DecodeHead {
   constructor(opts: MLPHeadOptions, rng: Rng) {
     super();
     const E = opts.embedDim ?? 256;
+    this.embeddingChannels = E;
     this.numClasses = opts.numClasses;
     this.embeds = opts.inChannels.map((c, i) => this.child(SegFormerHead.names[i], new MLPEmbed(c, E, rng.fork(`embed${i}`))));
     this.fuse = this.child('linear_fuse', new ConvBnReLU(4 * E, E, { kernel: 1 }, rng.fork('fuse')));
@@ -128,6 +130,7 @@ class AsppWrapper extends Module {
 
 export class DAFormerHead extends Module implements DecodeHead {
   readonly numClasses: number;
+  readonly embeddingChannels: number;
   private readonly embeds: MLPEmbed[];
   private readonly fuse: AsppWrapper;
   private readonly drop: Dropout;
@@ -136,6 +139,7 @@ export class DAFormerHead extends Module implements DecodeHead {
   constructor(opts: MLPHeadOptions & { dilations?: number[] }, rng: Rng) {
     super();
     const E = opts.embedDim ?? 256;
+    this.embeddingChannels = E;
     this.numClasses = opts.numClasses;
     this.embeds = opts.inChannels.map((c, i) => new MLPEmbed(c, E, rng.fork(`embed${i}`)));
     this.child('embed_layers', new ModuleList(this.embeds));

@@ -38,6 +38,8 @@ export interface DecodeOutput {
 
 export interface DecodeHead extends Disposable {
   readonly numClasses: number;
+  /** Channels E of `DecodeOutput.embedding` (a rectifier sizes its input projection by it). */
+  readonly embeddingChannels: number;
   readonly variables: readonly tf.Variable[];
   forward(features: tf.Tensor4D[], ctx?: StepContext): DecodeOutput;
 }

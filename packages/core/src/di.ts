@@ -4,5 +4,5 @@
  */
 import 'reflect-metadata';
 
-export { container, inject, injectable, singleton, Lifecycle } from 'tsyringe';
+export { container, inject, injectable, instanceCachingFactory, singleton, Lifecycle } from 'tsyringe';
 export type { DependencyContainer, InjectionToken } from 'tsyringe';

@@ -2,7 +2,7 @@
  * @ir2f/core: extension points and their DI tokens, the plugin API, typed events, the backend resolver
  * with the wasm gradient kernels, and seeded randomness.
  */
-export { container, inject, injectable, singleton, Lifecycle } from './di.js';
+export { container, inject, injectable, instanceCachingFactory, singleton, Lifecycle } from './di.js';
 export type { DependencyContainer, InjectionToken } from './di.js';
 export type {
   Backbone, DecodeHead, DecodeOutput, Disposable, EventBus, Loss, LossInput, LossOutput, MixBatch, MixResult, Mixer,

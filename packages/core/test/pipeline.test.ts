@@ -11,7 +11,7 @@ const backbone: Backbone = {
   forward: (x) => [tf.avgPool(x, 4, 4, 'valid') as tf.Tensor4D], dispose() {},
 };
 const head: DecodeHead = {
-  numClasses: 2, variables: [],
+  numClasses: 2, embeddingChannels: 4, variables: [],
   forward: (f) => ({ logits: f[0], embedding: f[0] }), dispose() {},
 };
 const parts = { backbone, decodeHead: head, pseudoLabeler: { label: () => { throw new Error('unused'); } },

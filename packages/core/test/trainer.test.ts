@@ -47,7 +47,7 @@ function data(opts: { nanAt?: number } = {}): TrainData {
 /** Core defaults, with a low threshold so that a few steps already keep pseudo-labels. */
 const tinyPipeline = () => createPipeline({
   require: ['PseudoLabeler', 'Rectifier', 'Loss', 'Mixer', 'EventBus'],
-  decodeHead: { numClasses: K, variables: [], forward: () => { throw new Error('unused'); }, dispose() {} },
+  decodeHead: { numClasses: K, embeddingChannels: 8, variables: [], forward: () => { throw new Error('unused'); }, dispose() {} },
   pseudoLabeler: new ConfidencePseudoLabeler({ threshold: 0.3 }),
 });
 

@@ -1,2 +1,9 @@
-/** @ir2f/plugin-inr-rectifier: not implemented yet; see README.md. */
-export {};
+/**
+ * @ir2f/plugin-inr-rectifier: IR2F's implicit-neural-representation pseudo-label rectifier (DESIGN §5.1) as
+ * an ir2f plugin binding the `Rectifier` token.
+ */
+export { inrRectifier } from './plugin.js';
+export { InrOptionsSchema, InrRectifier, type InrOptions, type InrOptionsInput } from './inr-rectifier.js';
+export {
+  firstLayerGrid, gridCoords, latentGrid, queryChunked, queryLogits, type InrParams, type InrShape,
+} from './inr-query.js';

@@ -1,0 +1,221 @@
+/**
+ * The INR rectifier (DESIGN §5.1) behind the core `Rectifier` contract: it owns ψ (projection + MLP),
+ * rectifies pseudo-labels at label resolution during training, answers queries at any coordinates or
+ * resolution, trains on the source by calibration (§5.1.6), and reports r's distribution as events.
+ * The maths is in `inr-query.ts`.
+ */
+import * as tf from '@tensorflow/tfjs';
+import {
+  Ir2fError, Rng, z, type EventBus, type Rectified, type Rectifier, type RectifierSourceSide, type RectifyInput, type SmallMap,
+  type StepContext,
+} from '@ir2f/core';
+import { firstLayerGrid, gridCoords, latentGrid, queryChunked, type InrParams, type InrShape } from './inr-query.js';
+
+export const InrOptionsSchema = z.object({
+  /** Channels of the embedding's 1×1 projection (C_r). */
+  projChannels: z.number().int().positive().default(32),
+  /** MLP hidden widths ([256, 256, 256, 256] is LIIF's). */
+  hidden: z.array(z.number().int().positive()).min(1).default([64, 64]),
+  /** 3×3 feature unfolding. */
+  unfold: z.boolean().default(true),
+  /** Four-neighbour local ensemble with area weights. */
+  localEnsemble: z.boolean().default(true),
+  /** Feed the query pixel size to the MLP. */
+  cellDecode: z.boolean().default(true),
+  /** λ_cal of the source calibration loss (0: off). */
+  calibrationWeight: z.number().nonnegative().default(1),
+  /** Queries per chunk. */
+  chunkSize: z.number().int().positive().default(16384),
+  /** The weight handed to the loss is r without gradient (DESIGN §5.3 "+ INR" row); `rectification` keeps it. */
+  detachWeight: z.boolean().default(true),
+  /** Emit a `rectifier` event every N rectify calls (0: never), with a small map of r every `mapEvery`. */
+  statsEvery: z.number().int().nonnegative().default(1),
+  mapEvery: z.number().int().nonnegative().default(100),
+  mapSize: z.number().int().positive().default(32),
+  /** Seed of ψ's initialisation. */
+  seed: z.number().int().nonnegative().default(0),
+}).strict();
+
+export type InrOptions = z.output<typeof InrOptionsSchema>;
+export type InrOptionsInput = z.input<typeof InrOptionsSchema>;
+
+/** x with its value and no gradient (tfjs has no stop-gradient op). */
+const detach = tf.customGrad(((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
+  save([x]);
+  return { value: tf.clone(x), gradFunc: (_dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => [tf.zerosLike(saved[0])] };
+}) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (x: tf.Tensor) => tf.Tensor;
+
+function uniformInit(rng: Rng, fanIn: number, shape: number[]): tf.Tensor {
+  // PyTorch's nn.Linear / Conv2d default: U(−1/√fan_in, 1/√fan_in)
+  const bound = 1 / Math.sqrt(fanIn);
+  const n = shape.reduce((a, b) => a * b, 1);
+  return tf.tensor(Float32Array.from({ length: n }, () => rng.uniform(-bound, bound)), shape);
+}
+
+let uid = 0;
+
+function percentile(sorted: Float32Array, q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+export class InrRectifier implements Rectifier {
+  readonly options: InrOptions;
+  readonly shape: InrShape;
+  private readonly params: InrParams;
+  private readonly vars: tf.Variable[];
+  private calls = 0;
+  private pending?: { step: number; stats: Omit<Extract<Parameters<EventBus['emit']>[0], { type: 'rectifier' }>, 'type' | 'step'> };
+  /** Source calibration (§5.1.6); absent when its weight is 0. */
+  readonly auxLoss?: (source: RectifierSourceSide, ctx: StepContext) => tf.Scalar;
+
+  constructor(options: InrOptionsInput, readonly dims: { embeddingChannels: number; numClasses: number }, private readonly bus?: EventBus) {
+    this.options = InrOptionsSchema.parse(options);
+    const o = this.options;
+    const C = o.projChannels + dims.numClasses;
+    this.shape = { latentChannels: C, hidden: o.hidden, unfold: o.unfold, localEnsemble: o.localEnsemble, cellDecode: o.cellDecode };
+    const rng = new Rng(`inr-rectifier-${o.seed}`);
+    const E = dims.embeddingChannels;
+    const k = o.unfold ? 3 : 1;
+    const H1 = o.hidden[0];
+    const fanIn1 = C * k * k + 2 + (o.cellDecode ? 2 : 0);
+    // tfjs variable names are global: one prefix per instance
+    const prefix = `inr${uid++}`;
+    const v = (name: string, t: tf.Tensor) => tf.variable(t, true, `${prefix}/${name}`);
+    const widths = [...o.hidden, 1];
+    this.params = {
+      projW: v('proj.weight', uniformInit(rng, E, [1, 1, E, o.projChannels])) as unknown as tf.Tensor4D,
+      projB: v('proj.bias', uniformInit(rng, E, [o.projChannels])) as unknown as tf.Tensor1D,
+      w1Feat: v('mlp.0.weight_feat', uniformInit(rng, fanIn1, [k, k, C, H1])) as unknown as tf.Tensor4D,
+      w1Coord: v('mlp.0.weight_coord', uniformInit(rng, fanIn1, [2, H1])) as unknown as tf.Tensor2D,
+      w1Cell: v('mlp.0.weight_cell', uniformInit(rng, fanIn1, [2, H1])) as unknown as tf.Tensor2D,
+      b1: v('mlp.0.bias', uniformInit(rng, fanIn1, [H1])) as unknown as tf.Tensor1D,
+      layers: widths.slice(1).map((out, i) => ({
+        w: v(`mlp.${i + 1}.weight`, uniformInit(rng, widths[i], [widths[i], out])) as unknown as tf.Tensor2D,
+        b: v(`mlp.${i + 1}.bias`, uniformInit(rng, widths[i], [out])) as unknown as tf.Tensor1D,
+      })),
+    };
+    const p = this.params;
+    this.vars = [p.projW, p.projB, p.w1Feat, p.w1Coord, ...(o.cellDecode ? [p.w1Cell] : []), p.b1, ...p.layers.flatMap((l) => [l.w, l.b])] as unknown as tf.Variable[];
+    if (!o.cellDecode) (p.w1Cell as unknown as tf.Variable).trainable = false;
+    if (o.calibrationWeight > 0) this.auxLoss = (source, ctx) => this.calibrationLoss(source, ctx);
+  }
+
+  get variables(): readonly tf.Variable[] {
+    return this.vars;
+  }
+
+  /** ψ by name (PyTorch-style), e.g. for saving or inspection. */
+  namedParams(): [string, tf.Tensor][] {
+    const p = this.params;
+    return [
+      ['proj.weight', p.projW], ['proj.bias', p.projB], ['mlp.0.weight_feat', p.w1Feat], ['mlp.0.weight_coord', p.w1Coord],
+      ['mlp.0.weight_cell', p.w1Cell], ['mlp.0.bias', p.b1],
+      ...p.layers.flatMap((l, i): [string, tf.Tensor][] => [[`mlp.${i + 1}.weight`, l.w], [`mlp.${i + 1}.bias`, l.b]]),
+    ];
+  }
+
+  private firstLayer(features: tf.Tensor4D, logProbs: tf.Tensor4D | undefined): tf.Tensor4D {
+    if (!logProbs) {
+      throw new Ir2fError('INVALID_ARGUMENT', 'the INR rectifier needs the teacher\'s log-probabilities at feature resolution (RectifyInput.logProbs)');
+    }
+    if (features.shape[3] !== this.dims.embeddingChannels) {
+      throw new Ir2fError('INVALID_ARGUMENT',
+        `the INR rectifier was built for ${this.dims.embeddingChannels} embedding channels, got ${features.shape[3]}: build it from the decode head it serves`);
+    }
+    return tf.tidy(() => firstLayerGrid(this.params, latentGrid(this.params, features, logProbs)));
+  }
+
+  /** r [B, Q] at coordinates [B, Q, 2] (row, column in [−1, 1]); `cell` is the query pixel size (default: the latent cell). */
+  rectifyAt(features: tf.Tensor4D, logProbs: tf.Tensor4D, coords: tf.Tensor3D, cell?: tf.Tensor3D | [number, number]): tf.Tensor2D {
+    return tf.tidy(() => {
+      const G = this.firstLayer(features, logProbs);
+      const [B, h, w] = G.shape;
+      const Q = coords.shape[1];
+      const c = cell instanceof tf.Tensor ? cell : tf.tile(tf.reshape(tf.tensor1d(cell ?? [2 / h, 2 / w]), [1, 1, 2]), [B, Q, 1]) as tf.Tensor3D;
+      return tf.sigmoid(queryChunked(this.params, this.shape, G, coords, c, this.options.chunkSize)) as tf.Tensor2D;
+    });
+  }
+
+  /** r [B, H, W] at the pixel centres of an H×W grid, any resolution (above the image's too). */
+  rectifyGrid(features: tf.Tensor4D, logProbs: tf.Tensor4D, H: number, W: number): tf.Tensor3D {
+    return tf.tidy(() => {
+      const B = features.shape[0];
+      const coords = tf.tile(tf.tensor3d(gridCoords(H, W), [1, H * W, 2]), [B, 1, 1]) as tf.Tensor3D;
+      return tf.reshape(this.rectifyAt(features, logProbs, coords, [2 / H, 2 / W]), [B, H, W]) as tf.Tensor3D;
+    });
+  }
+
+  rectify(input: RectifyInput, ctx: StepContext): Rectified {
+    const [, H, W] = input.pseudo.labels.shape;
+    const r = this.rectifyGrid(input.features, input.logProbs!, H, W);
+    this.observe(r, ctx);
+    return {
+      labels: input.pseudo.labels,
+      weight: (this.options.detachWeight ? detach(r) : r) as tf.Tensor3D,
+      rectification: r,
+    };
+  }
+
+  /** §5.1.6: BCE(r(x), 1[argmax teacher = source label]) over labelled source pixels, times λ_cal. */
+  private calibrationLoss(source: RectifierSourceSide, ctx: StepContext): tf.Scalar {
+    const [, H, W] = source.labels.shape;
+    const r = this.rectifyGrid(source.features, source.logProbs!, H, W);
+    const bce = tf.tidy(() => {
+      const valid = tf.cast(tf.notEqual(source.labels, 255), 'float32');
+      const correct = tf.cast(tf.equal(tf.argMax(source.teacherProbs, 3), source.labels), 'float32');
+      const rc = tf.clipByValue(r, 1e-6, 1 - 1e-6);
+      const ll = tf.add(tf.mul(correct, tf.log(rc)), tf.mul(tf.sub(1, correct), tf.log(tf.sub(1, rc))));
+      return tf.div(tf.neg(tf.sum(tf.mul(ll, valid))), tf.maximum(tf.sum(valid), 1)) as tf.Scalar;
+    });
+    r.dispose();
+    if (this.pending && this.pending.step === ctx.step) this.pending.stats.calibrationBce = bce.dataSync()[0];
+    this.flush();
+    return tf.mul(bce, this.options.calibrationWeight) as tf.Scalar;
+  }
+
+  /** Distribution of r for the `rectifier` event (a host read, every `statsEvery` calls). */
+  private observe(r: tf.Tensor3D, ctx: StepContext): void {
+    this.flush();
+    const o = this.options;
+    this.calls++;
+    if (!this.bus || o.statsEvery === 0 || (this.calls - 1) % o.statsEvery !== 0) return;
+    const values = r.dataSync() as Float32Array;
+    const sorted = Float32Array.from(values).sort();
+    let low = 0;
+    let sum = 0;
+    for (const v of values) {
+      sum += v;
+      if (v < 0.5) low++;
+    }
+    let map: SmallMap | undefined;
+    if (o.mapEvery > 0 && (this.calls - 1) % o.mapEvery === 0) {
+      const [, H, W] = r.shape;
+      const s = o.mapSize / Math.max(H, W);
+      const [mh, mw] = [Math.max(1, Math.round(H * s)), Math.max(1, Math.round(W * s))];
+      const small = tf.tidy(() => tf.image.resizeBilinear(tf.slice(tf.expandDims(r, 3), [0, 0, 0, 0], [1, -1, -1, 1]) as tf.Tensor4D, [mh, mw], false, true));
+      map = { height: mh, width: mw, values: Array.from(small.dataSync()) };
+      small.dispose();
+    }
+    this.pending = {
+      step: ctx.step,
+      stats: {
+        mean: sum / values.length, p10: percentile(sorted, 0.1), p50: percentile(sorted, 0.5), p90: percentile(sorted, 0.9),
+        lowShare: low / values.length, ...(map ? { map } : {}),
+      },
+    };
+    // without calibration nothing else completes this step's event
+    if (!this.auxLoss) this.flush();
+  }
+
+  private flush(): void {
+    if (!this.pending || !this.bus) return;
+    this.bus.emit({ type: 'rectifier', step: this.pending.step + 1, ...this.pending.stats });
+    this.pending = undefined;
+  }
+
+  dispose(): void {
+    this.flush();
+    tf.dispose(this.namedParams().map(([, t]) => t));
+  }
+}

@@ -1,0 +1,139 @@
+import test from 'ava';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, Rng } from '@ir2f/core';
+import { InrOptionsSchema, InrRectifier, type InrOptionsInput } from '@ir2f/plugin-inr-rectifier';
+
+test.before(async () => {
+  await initBackend('wasm');
+});
+
+const E = 6;
+const K = 3;
+const h = 4;
+const w = 5;
+
+/** A rectifier whose MLP outputs latent channel `Cr + 0` (the first log-probability channel) unchanged. */
+function readsOneChannel(opts: InrOptionsInput): InrRectifier {
+  const r = new InrRectifier({ hidden: [1], ...opts }, { embeddingChannels: E, numClasses: K });
+  const o = r.options;
+  const C = o.projChannels + K;
+  const k = o.unfold ? 3 : 1;
+  for (const [name, t] of r.namedParams()) {
+    let value = tf.zerosLike(t);
+    if (name === 'mlp.0.weight_feat') {
+      const f = new Float32Array(k * k * C);
+      f[((k >> 1) * k + (k >> 1)) * C + o.projChannels] = 1; // centre tap, first log-probability channel
+      value = tf.tensor(f, t.shape);
+    }
+    if (name === 'mlp.1.weight') value = tf.onesLike(t);
+    (t as tf.Variable).assign(value);
+  }
+  return r;
+}
+
+/** Embedding (ignored by the zeroed projection) and a log-probability grid whose channel 0 is `grid`. */
+function inputs(grid: number[]) {
+  const embedding = tf.tensor4d(new Rng(1).normalArray(h * w * E), [1, h, w, E]);
+  const lp = new Float32Array(h * w * K);
+  grid.forEach((v, i) => (lp[i * K] = v));
+  return { embedding, logProbs: tf.tensor4d(lp, [1, h, w, K]) };
+}
+
+const logit = (p: number) => Math.log(p / (1 - p));
+const GRID = Array.from({ length: h * w }, (_, i) => 0.5 + ((i * 7) % 11) / 5); // positive: the ReLU passes it
+
+test('queries at latent cell centres reproduce the grid (ensemble on and off)', (t) => {
+  for (const localEnsemble of [true, false]) {
+    const r = readsOneChannel({ localEnsemble, cellDecode: false });
+    const { embedding, logProbs } = inputs(GRID);
+    const out = r.rectifyGrid(embedding, logProbs, h, w);
+    const got = Array.from(out.dataSync()).map(logit);
+    got.forEach((v, i) => t.true(Math.abs(v - GRID[i]) < 1e-3, `ensemble ${localEnsemble}, cell ${i}: ${v} vs ${GRID[i]}`));
+    tf.dispose([out, embedding, logProbs]);
+    r.dispose();
+  }
+});
+
+test('between cell centres: bilinear interpolation with the local ensemble, the nearest cell without', (t) => {
+  const { embedding, logProbs } = inputs(GRID);
+  const centre = (i: number, n: number) => -1 + (2 * i + 1) / n;
+  // a point 30% of the way from cell (1, 2) to (2, 3)
+  const y = centre(1, h) + 0.3 * (2 / h);
+  const x = centre(2, w) + 0.3 * (2 / w);
+  const coords = tf.tensor3d([y, x], [1, 1, 2]);
+  const g = (i: number, j: number) => GRID[i * w + j];
+  const bilinear = 0.7 * 0.7 * g(1, 2) + 0.7 * 0.3 * g(1, 3) + 0.3 * 0.7 * g(2, 2) + 0.3 * 0.3 * g(2, 3);
+  const smooth = readsOneChannel({ localEnsemble: true, cellDecode: false });
+  const piecewise = readsOneChannel({ localEnsemble: false, cellDecode: false });
+  const a = logit(smooth.rectifyAt(embedding, logProbs, coords).dataSync()[0]);
+  const b = logit(piecewise.rectifyAt(embedding, logProbs, coords).dataSync()[0]);
+  t.true(Math.abs(a - bilinear) < 1e-3, `${a} vs bilinear ${bilinear}`);
+  t.true(Math.abs(b - g(1, 2)) < 1e-3, `${b} vs nearest ${g(1, 2)}`);
+  tf.dispose([embedding, logProbs, coords]);
+  smooth.dispose();
+  piecewise.dispose();
+});
+
+test('a coordinate gives the same r whatever query set and chunking it comes in', (t) => {
+  const r = new InrRectifier({ chunkSize: 7 }, { embeddingChannels: E, numClasses: K });
+  const r2 = new InrRectifier({ chunkSize: 1000 }, { embeddingChannels: E, numClasses: K });
+  const { embedding, logProbs } = inputs(GRID);
+  const rng = new Rng(3);
+  const probe = [0.123, -0.456];
+  const withOthers = (n: number, at: number) => {
+    const c = Array.from({ length: n * 2 }, () => rng.uniform(-1, 1));
+    c.splice(at * 2, 2, ...probe);
+    return tf.tensor3d(c, [1, n, 2]);
+  };
+  const cell: [number, number] = [0.1, 0.1];
+  const values = [[r, withOthers(5, 2)], [r, withOthers(40, 33)], [r2, withOthers(13, 0)]].map(([rect, coords], k) => {
+    const out = (rect as InrRectifier).rectifyAt(embedding, logProbs, coords as tf.Tensor3D, cell);
+    const at = [2, 33, 0][k];
+    const v = out.dataSync()[at];
+    tf.dispose([out, coords as tf.Tensor3D]);
+    return v;
+  });
+  t.true(values.every((v) => Math.abs(v - values[0]) < 1e-6), values.join(', '));
+  // and a whole grid is identical for any chunk size
+  const a = r.rectifyGrid(embedding, logProbs, 4 * h, 4 * w);
+  const b = r2.rectifyGrid(embedding, logProbs, 4 * h, 4 * w);
+  t.true(a.dataSync().every((v, i) => Math.abs(v - b.dataSync()[i]) < 1e-6));
+  tf.dispose([a, b, embedding, logProbs]);
+  r.dispose();
+  r2.dispose();
+});
+
+test('a 4× query: memory bounded by the chunk size, nothing left behind', async (t) => {
+  const r = new InrRectifier({ chunkSize: 256 }, { embeddingChannels: E, numClasses: K });
+  const all = new InrRectifier({ chunkSize: 1 << 20 }, { embeddingChannels: E, numClasses: K });
+  const { embedding, logProbs } = inputs(GRID);
+  const before = tf.memory().numTensors;
+  /** Bytes in flight during the query beyond what existed before and the result itself. */
+  const peak = async (rect: InrRectifier, scale: number) => {
+    let out: tf.Tensor | undefined;
+    const start = tf.memory().numBytes;
+    const info = await tf.profile(() => {
+      out = rect.rectifyGrid(embedding, logProbs, scale * h, scale * w);
+    });
+    const transient = info.peakBytes - start - out!.size * 4;
+    out!.dispose();
+    return transient;
+  };
+  const chunked4 = await peak(r, 4);
+  const chunked16 = await peak(r, 16);
+  const whole16 = await peak(all, 16);
+  t.is(tf.memory().numTensors, before);
+  // the working set of a chunked query does not grow with the query resolution; an unchunked one does
+  t.true(chunked16 < 2 * chunked4 + 64 * 1024, `chunked peaks: 4× ${chunked4} B, 16× ${chunked16} B`);
+  t.true(whole16 > 4 * chunked16, `unchunked 16× ${whole16} B vs chunked ${chunked16} B`);
+  tf.dispose([embedding, logProbs]);
+  r.dispose();
+  all.dispose();
+});
+
+test('options are validated with their paths; defaults follow DESIGN §5.1', (t) => {
+  const d = InrOptionsSchema.parse({});
+  t.deepEqual([d.projChannels, d.hidden, d.unfold, d.localEnsemble, d.cellDecode, d.calibrationWeight], [32, [64, 64], true, true, true, 1]);
+  const err = t.throws(() => InrOptionsSchema.parse({ hidden: [64, -1] }));
+  t.regex(err!.message, /hidden/);
+});
