@@ -7,14 +7,14 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
-  checkpointPart, currentBackend, evaluate, initBackend, inferLogits, Ir2fError, loadState, readCheckpoint, writeOnnx, type EvalResult, type SlideOptions,
+  checkpointPart, createPipeline, currentBackend, evaluate, initBackend, inferLogits, Ir2fError, loadState, readCheckpoint, restoreRectifier, Tokens, writeOnnx, type EvalResult, type Rectifier, type SlideOptions,
 } from '@ir2f/core';
 import type { SegmentationModel } from '@ir2f/backbones';
 import {
   CITYSCAPES_PALETTE, colorize, loadSample, normalize, readRgb, scanDataset, writeRgbPng, type RgbImage,
 } from '@ir2f/datasets';
 import { RunConfigSchema, type DataSpec, type RunConfig } from './config.js';
-import { buildModel, layoutOf, resolveLayouts } from './run-setup.js';
+import { buildModel, layoutOf, loadPlugins, resolveLayouts } from './run-setup.js';
 
 export type Which = 'student' | 'teacher';
 
@@ -113,7 +113,24 @@ export interface PredictOptions {
   which?: Which;
   /** Also write confidence (max probability) and entropy heat maps. */
   probs?: boolean;
+  /** Also write the rectification map r at `scale`× the image resolution (a continuous rectifier's). */
+  rectification?: { scale: number };
   slide?: SlideOptions;
+}
+
+/** The checkpoint's trained rectifier, rebuilt from its config's plugins for `model`'s head. */
+export async function loadTrainedRectifier(file: string, config: RunConfig, model: SegmentationModel): Promise<{ rectifier: Rectifier; dispose(): Promise<void> }> {
+  const pipeline = createPipeline({
+    backbone: model.backbone, decodeHead: model.decodeHead, plugins: await loadPlugins(config.plugins), require: ['Rectifier'],
+  });
+  const rectifier = pipeline.resolve(Tokens.Rectifier);
+  if (!rectifier.rectifyGrid) {
+    await pipeline.dispose();
+    throw new Ir2fError('INVALID_ARGUMENT',
+      `${file} was trained with a rectifier that has no rectification map (${rectifier.constructor.name}): train with @ir2f/plugin-inr-rectifier to get one`);
+  }
+  restoreRectifier(await readCheckpoint(file), rectifier.variables);
+  return { rectifier, dispose: () => pipeline.dispose() };
 }
 
 /** Class map, overlay (and optionally confidence and entropy) PNGs for each input image; returns the files. */
@@ -121,6 +138,10 @@ export async function predictImages(file: string, input: string, outDir: string,
   const images = await listImages(input);
   const { model, config } = await loadTrained(file, opts.which);
   const written: string[] = [];
+  const rect = opts.rectification ? await loadTrainedRectifier(file, config, model).catch((err) => {
+    model.dispose();
+    throw err;
+  }) : undefined;
   try {
     await fs.mkdir(outDir, { recursive: true });
     for (const imgFile of images) {
@@ -144,6 +165,16 @@ export async function predictImages(file: string, input: string, outDir: string,
           [`${stem}_entropy.png`, heatMap(await ent.data() as Float32Array, width, height)]);
       }
       tf.dispose([pred, conf, ent]);
+      if (rect && opts.rectification) {
+        // r from the model's own embedding and log-probabilities, at scale× the image resolution
+        const [rh, rw] = [Math.round(height * opts.rectification.scale), Math.round(width * opts.rectification.scale)];
+        const r = tf.tidy(() => {
+          const out = model.forward(tf.tensor4d(normalize(img), [1, height, width, 3]));
+          return rect.rectifier.rectifyGrid!(out.embedding, tf.logSoftmax(out.logits) as tf.Tensor4D, rh, rw);
+        });
+        outputs.push([`${stem}_rectification.png`, heatMap(await r.data() as Float32Array, rw, rh)]);
+        r.dispose();
+      }
       for (const [f, im] of outputs) {
         await writeRgbPng(f, im);
         written.push(f);
@@ -151,6 +182,7 @@ export async function predictImages(file: string, input: string, outDir: string,
     }
   } finally {
     model.dispose();
+    await rect?.dispose();
   }
   return written;
 }

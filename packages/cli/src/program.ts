@@ -93,8 +93,16 @@ export function buildProgram(io: CliIo = {}): Command {
     .requiredOption('--out <dir>', 'output folder')
     .option('--teacher', 'use the EMA teacher instead of the student')
     .option('--probs', 'also write confidence and entropy heat maps')
+    .option('--rectification', 'also write the rectification map r (INR rectifier checkpoints)')
+    .option('--scale <n>', 'resolution of the rectification map, × the image', (v: string) => {
+      const n = Number(v);
+      if (!(n > 0 && n <= 16)) throw new Ir2fError('INVALID_ARGUMENT', `--scale must be in (0, 16], got '${v}'`);
+      return n;
+    }, 1)
     .action(async (o) => {
-      const files = await predictImages(o.checkpoint, o.input, o.out, { which: which(o), probs: o.probs });
+      const files = await predictImages(o.checkpoint, o.input, o.out, {
+        which: which(o), probs: o.probs, rectification: o.rectification ? { scale: o.scale } : undefined,
+      });
       log(`wrote ${files.length} PNGs to ${o.out}`);
     });
 

@@ -179,3 +179,25 @@ test.serial('SIGTERM during ir2f train: the step finishes, a checkpoint is writt
   const ckpt = await readCheckpoint(path.join(work, `step-${String(end.step).padStart(6, '0')}.safetensors`));
   t.is(ckpt.meta.step, end.step!);
 });
+
+test.serial('a run with the INR rectifier plugin from the config; predict --rectification writes r at 2× the image', async (t) => {
+  const work = path.join(dir, 'inr');
+  const r = await run('train', '--config', 'synth2real', '--source', `gta:${data}/gta`, '--target', `cityscapes:${data}/cityscapes`,
+    '--steps', '2', '--work-dir', work, ...tiny, '--set', 'data.valLimit=1',
+    '--set', 'plugins=[{"package":"@ir2f/plugin-inr-rectifier","options":{"hidden":[16],"projChannels":4}}]');
+  t.is(r.code, 0, r.err);
+  const events = (await readFile(path.join(work, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; mean?: number });
+  t.true(events.filter((e) => e.type === 'rectifier').length >= 2);
+  const pred = path.join(dir, 'pred-inr');
+  const valDir = path.join(data, 'cityscapes', 'leftImg8bit', 'val');
+  const p = await run('predict', '--checkpoint', path.join(work, 'step-000002.safetensors'), '--input', valDir, '--out', pred, '--rectification', '--scale', '2');
+  t.is(p.code, 0, p.err);
+  const maps = (await readdir(pred)).filter((f) => f.endsWith('_rectification.png'));
+  t.is(maps.length, 2);
+  const meta = await sharp(path.join(pred, maps[0])).metadata();
+  t.deepEqual([meta.width, meta.height], [96, 80]);
+  // a checkpoint without a continuous rectifier says so
+  const plain = await run('predict', '--checkpoint', path.join(dir, 'run', 'step-000004.safetensors'), '--input', valDir, '--out', pred, '--rectification');
+  t.is(plain.code, 1);
+  t.regex(plain.err, /no rectification map \(IdentityRectifier\): train with @ir2f\/plugin-inr-rectifier/);
+});

@@ -86,6 +86,8 @@ export interface Rectifier extends Disposable {
   readonly variables: readonly tf.Variable[];
   rectify(input: RectifyInput, ctx: StepContext): Rectified;
   auxLoss?(source: RectifierSourceSide, ctx: StepContext): tf.Scalar;
+  /** r [B, H, W] at any resolution from teacher features and log-probabilities (continuous rectifiers). */
+  rectifyGrid?(features: tf.Tensor4D, logProbs: tf.Tensor4D, H: number, W: number): tf.Tensor3D;
 }
 
 export interface LossInput {

@@ -55,6 +55,6 @@ export {
 } from './train/trainer.js';
 export {
   canonicalJson, CHECKPOINT_FORMAT, checkpointFile, checkpointPart, configDiff, configHash, latestCheckpoint, listCheckpoints,
-  readCheckpoint, restoreCheckpoint, saveCheckpoint, type CheckpointMeta, type CheckpointState, type LoadedCheckpoint,
+  readCheckpoint, restoreCheckpoint, restoreRectifier, saveCheckpoint, type CheckpointMeta, type CheckpointState, type LoadedCheckpoint,
 } from './train/checkpoint.js';
 export { evaluate, inferLogits, type EvalResult, type EvalSample, type Predictor, type SlideOptions } from './train/evaluate.js';

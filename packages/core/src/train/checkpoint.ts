@@ -122,18 +122,14 @@ export function checkpointPart(ckpt: LoadedCheckpoint, prefix: 'student' | 'teac
   return out;
 }
 
-/** Restore a checkpoint into freshly built state of the same architecture. */
-export async function restoreCheckpoint(ckpt: LoadedCheckpoint, state: CheckpointState): Promise<void> {
-  for (const part of ['student', 'teacher'] as const) {
-    await loadState(state[part], checkpointPart(ckpt, part), { label: `${part} state of ${ckpt.file}` });
-  }
-  const rect = state.rectifier?.variables ?? [];
+/** The rectifier's variables from a checkpoint (in order; count and shapes checked). */
+export function restoreRectifier(ckpt: LoadedCheckpoint, variables: readonly tf.Variable[]): void {
   const stored = [...ckpt.tensors.keys()].filter((k) => k.startsWith('rectifier.')).length;
-  if (stored !== rect.length) {
+  if (stored !== variables.length) {
     throw new Ir2fError('INVALID_CHECKPOINT',
-      `${ckpt.file} holds ${stored} rectifier tensors, this pipeline's rectifier has ${rect.length}: it was written with another rectifier`);
+      `${ckpt.file} holds ${stored} rectifier tensors, this pipeline's rectifier has ${variables.length}: it was written with another rectifier`);
   }
-  rect.forEach((v, i) => {
+  variables.forEach((v, i) => {
     const t = toTensor(ckpt.tensors.get(`rectifier.${i}`)!, `rectifier.${i}`);
     if (t.shape.join() !== v.shape.join()) {
       t.dispose();
@@ -142,6 +138,14 @@ export async function restoreCheckpoint(ckpt: LoadedCheckpoint, state: Checkpoin
     v.assign(t);
     t.dispose();
   });
+}
+
+/** Restore a checkpoint into freshly built state of the same architecture. */
+export async function restoreCheckpoint(ckpt: LoadedCheckpoint, state: CheckpointState): Promise<void> {
+  for (const part of ['student', 'teacher'] as const) {
+    await loadState(state[part], checkpointPart(ckpt, part), { label: `${part} state of ${ckpt.file}` });
+  }
+  restoreRectifier(ckpt, state.rectifier?.variables ?? []);
   if (state.optimizer) {
     const n = state.optimizer.stateTensors().m.length;
     const m: tf.Tensor[] = [];
