@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
-  checkpointPart, createPipeline, currentBackend, evaluate, initBackend, inferLogits, Ir2fError, loadState, readCheckpoint, restoreRectifier, Tokens, writeOnnx, type EvalResult, type Rectifier, type SlideOptions,
+  checkpointPart, createPipeline, currentBackend, evaluate, initBackend, inferLogits, Ir2fError, loadState, readCheckpoint, restoreRectifier, Tokens, writeAtomic, writeOnnx, type EvalResult, type Rectifier, type SlideOptions,
 } from '@ir2f/core';
 import type { SegmentationModel } from '@ir2f/backbones';
 import {
@@ -187,11 +187,28 @@ export async function predictImages(file: string, input: string, outDir: string,
   return written;
 }
 
-export async function exportCheckpoint(file: string, onnxFile: string, opts: { which?: Which; opset?: number } = {}): Promise<{ bytes: number }> {
-  const { model } = await loadTrained(file, opts.which);
+export async function exportCheckpoint(
+  file: string, onnxFile: string | undefined, opts: { which?: Which; opset?: number; rectifier?: string } = {},
+): Promise<{ bytes: number; rectifierBytes?: number }> {
+  const { model, config } = await loadTrained(file, opts.which);
   try {
-    await writeOnnx(model, onnxFile, { opset: opts.opset });
-    return { bytes: (await fs.stat(onnxFile)).size };
+    let bytes = 0;
+    if (onnxFile) {
+      await writeOnnx(model, onnxFile, { opset: opts.opset });
+      bytes = (await fs.stat(onnxFile)).size;
+    }
+    if (!opts.rectifier) return { bytes };
+    const rect = await loadTrainedRectifier(file, config, model);
+    try {
+      if (!rect.rectifier.exportOnnx) {
+        throw new Ir2fError('INVALID_ARGUMENT', `the rectifier of ${file} (${rect.rectifier.constructor.name}) cannot export itself to ONNX`);
+      }
+      const onnx = rect.rectifier.exportOnnx({ opset: opts.opset });
+      await writeAtomic(opts.rectifier, onnx);
+      return { bytes, rectifierBytes: onnx.byteLength };
+    } finally {
+      await rect.dispose();
+    }
   } finally {
     model.dispose();
   }

@@ -107,14 +107,17 @@ export function buildProgram(io: CliIo = {}): Command {
     });
 
   program.command('export')
-    .description('export a checkpoint\'s model to ONNX (input [N,3,H,W] ImageNet-normalised, output logits)')
+    .description('export a checkpoint\'s model (input [N,3,H,W] ImageNet-normalised, output logits) and/or its rectifier to ONNX')
     .requiredOption('--checkpoint <file>', 'a checkpoint written by ir2f train')
-    .requiredOption('--onnx <file>', 'the .onnx file to write')
+    .option('--onnx <file>', 'the model\'s .onnx file to write')
+    .option('--rectifier <file>', 'also (or only) the rectifier as ONNX: inputs embedding, log_probs, coords, cell; output r')
     .option('--teacher', 'export the EMA teacher instead of the student')
     .option('--opset <n>', 'ONNX opset (≥ 13)', positiveInt('--opset'), 17)
     .action(async (o) => {
-      const r = await exportCheckpoint(o.checkpoint, o.onnx, { which: which(o), opset: o.opset });
-      log(`wrote ${o.onnx} (${(r.bytes / 1e6).toFixed(1)} MB)`);
+      if (!o.onnx && !o.rectifier) throw new Ir2fError('INVALID_ARGUMENT', 'export needs --onnx <file>, --rectifier <file> or both');
+      const r = await exportCheckpoint(o.checkpoint, o.onnx, { which: which(o), opset: o.opset, rectifier: o.rectifier });
+      if (o.onnx) log(`wrote ${o.onnx} (${(r.bytes / 1e6).toFixed(1)} MB)`);
+      if (o.rectifier) log(`wrote ${o.rectifier} (${((r.rectifierBytes ?? 0) / 1e3).toFixed(0)} kB)`);
     });
 
   const data = program.command('data').description('datasets: list and generate the embedded benchmarks');

@@ -196,6 +196,20 @@ test.serial('a run with the INR rectifier plugin from the config; predict --rect
   t.is(maps.length, 2);
   const meta = await sharp(path.join(pred, maps[0])).metadata();
   t.deepEqual([meta.width, meta.height], [96, 80]);
+  // the rectifier as ONNX, callable without the model
+  const rectOnnx = path.join(dir, 'rect.onnx');
+  const ex = await run('export', '--checkpoint', path.join(work, 'step-000002.safetensors'), '--rectifier', rectOnnx);
+  t.is(ex.code, 0, ex.err);
+  const session = await ort.InferenceSession.create(rectOnnx);
+  const [E, K, h, w] = [64, 19, 3, 4];
+  const rOut = await session.run({
+    embedding: new ort.Tensor('float32', new Float32Array(E * h * w).fill(0.1), [1, E, h, w]),
+    log_probs: new ort.Tensor('float32', new Float32Array(K * h * w).fill(Math.log(1 / K)), [1, K, h, w]),
+    coords: new ort.Tensor('float32', Float32Array.of(0, 0, 0.5, -0.5), [1, 2, 2]),
+    cell: new ort.Tensor('float32', Float32Array.of(0.1, 0.1, 0.1, 0.1), [1, 2, 2]),
+  });
+  t.deepEqual(rOut.r.dims, [1, 2]);
+  t.true(Array.from(rOut.r.data as Float32Array).every((v) => v > 0 && v < 1));
   // a checkpoint without a continuous rectifier says so
   const plain = await run('predict', '--checkpoint', path.join(dir, 'run', 'step-000004.safetensors'), '--input', valDir, '--out', pred, '--rectification');
   t.is(plain.code, 1);

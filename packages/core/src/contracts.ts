@@ -88,6 +88,8 @@ export interface Rectifier extends Disposable {
   auxLoss?(source: RectifierSourceSide, ctx: StepContext): tf.Scalar;
   /** r [B, H, W] at any resolution from teacher features and log-probabilities (continuous rectifiers). */
   rectifyGrid?(features: tf.Tensor4D, logProbs: tf.Tensor4D, H: number, W: number): tf.Tensor3D;
+  /** The trained rectifier as a standalone ONNX model (bytes). */
+  exportOnnx?(opts?: { opset?: number }): Uint8Array;
 }
 
 export interface LossInput {

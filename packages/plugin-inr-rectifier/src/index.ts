@@ -7,3 +7,4 @@ export { InrOptionsSchema, InrRectifier, type InrOptions, type InrOptionsInput }
 export {
   firstLayerGrid, gridCoords, latentGrid, queryChunked, queryLogits, type InrParams, type InrShape,
 } from './inr-query.js';
+export { exportRectifierOnnx, writeRectifierOnnx } from './inr-onnx.js';

@@ -9,6 +9,7 @@ import {
   Ir2fError, Rng, z, type EventBus, type Rectified, type Rectifier, type RectifierSourceSide, type RectifyInput, type SmallMap,
   type StepContext,
 } from '@ir2f/core';
+import { exportRectifierOnnx } from './inr-onnx.js';
 import { firstLayerGrid, gridCoords, latentGrid, queryChunked, type InrParams, type InrShape } from './inr-query.js';
 
 export const InrOptionsSchema = z.object({
@@ -212,6 +213,11 @@ export class InrRectifier implements Rectifier {
     if (!this.pending || !this.bus) return;
     this.bus.emit({ type: 'rectifier', step: this.pending.step + 1, ...this.pending.stats });
     this.pending = undefined;
+  }
+
+  /** ONNX: inputs embedding, log_probs (NCHW), coords, cell [N, Q, 2]; output r [N, Q]. */
+  exportOnnx(opts: { opset?: number } = {}): Uint8Array {
+    return exportRectifierOnnx(this, opts);
   }
 
   dispose(): void {
