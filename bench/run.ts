@@ -7,14 +7,16 @@
 import { benchBackend } from './backend.js';
 import { benchDomainShift } from './domain-shift.js';
 import { benchModels } from './models.js';
+import { benchRectifier } from './rectifier.js';
 import { benchTrain } from './train.js';
 
 const BENCHES: Record<string, () => Promise<void>> = {
-  backend: benchBackend, shift: benchDomainShift, models: benchModels, train: benchTrain,
+  backend: benchBackend, shift: benchDomainShift, models: benchModels, train: benchTrain, rectifier: benchRectifier,
 };
 
 async function main(): Promise<void> {
-  const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  // the first argument names the benchmark; the rest are its own options
+  const names = process.argv.slice(2, 3).filter((a) => !a.startsWith('-'));
   const chosen = names.length ? names : Object.keys(BENCHES);
   for (const name of chosen) {
     const bench = BENCHES[name];

@@ -11,6 +11,6 @@ export { runTraining, type TrainRunOptions, type TrainRunResult } from './train-
 export { jsonlLog, progress, recordHistory, type History } from './subscribers.js';
 export { curvesSvg, writeCurvesPng } from './curves.js';
 export {
-  evalCheckpoint, exportCheckpoint, heatColor, heatMap, loadTrained, predictImages, type EvalReport, type PredictOptions, type Which,
+  evalCheckpoint, exportCheckpoint, heatColor, heatMap, loadTrained, loadTrainedRectifier, predictImages, type EvalReport, type PredictOptions, type Which,
 } from './model-io.js';
 export { benchStep, type StepBenchOptions, type StepBenchResult } from './bench-step.js';

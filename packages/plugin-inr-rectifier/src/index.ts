@@ -5,6 +5,7 @@
 export { inrRectifier } from './plugin.js';
 export { InrOptionsSchema, InrRectifier, type InrOptions, type InrOptionsInput } from './inr-rectifier.js';
 export {
-  firstLayerGrid, gridCoords, latentGrid, queryChunked, queryLogits, type InrParams, type InrShape,
+  firstLayerGrid, gridCoords, latentGrid, mlpLogits, queryChunked, queryGeometry, queryLogits, type InrParams, type InrShape,
+  type QueryGeometry,
 } from './inr-query.js';
 export { exportRectifierOnnx, writeRectifierOnnx } from './inr-onnx.js';

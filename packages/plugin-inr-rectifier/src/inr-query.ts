@@ -100,14 +100,22 @@ function axisWeights(rel: tf.Tensor[]): tf.Tensor[] {
 }
 
 /**
- * §5.1.2–3: rectification logits s [B, Q] at coordinates [B, Q, 2] with query cell size [B, Q, 2] (the
- * pixel size of the query grid, 2/H_q and 2/W_q), from the first-layer grid G [B, h, w, H₁].
+ * Where a set of queries reads the latent grid (§5.1.2): for each ensemble neighbour n, the flat cell index
+ * into [B·h·w] (batch offset included), the query's offset from that cell's centre in cell units, and its
+ * ensemble weight. It depends only on the coordinates and the grid size, so grid queries compute it once.
  */
-export function queryLogits(p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: tf.Tensor3D, cell: tf.Tensor3D): tf.Tensor2D {
+export interface QueryGeometry {
+  /** int32 [N, B·Q] cell indices into the flattened grid. */
+  index: tf.Tensor2D;
+  /** [N, B·Q, 2] offsets (row, column) in cell units. */
+  rel: tf.Tensor3D;
+  /** [N, B·Q] ensemble weights (sum to 1 over N). */
+  weight: tf.Tensor2D;
+}
+
+export function queryGeometry(shape: InrShape, coords: tf.Tensor3D, h: number, w: number): QueryGeometry {
   return tf.tidy(() => {
-    const [B, h, w, H1] = G.shape;
-    const Q = coords.shape[1];
-    const flatG = tf.reshape(G, [B * h * w, H1]) as tf.Tensor2D;
+    const [B, Q] = coords.shape;
     const batchBase = tf.reshape(tf.range(0, B * h * w, h * w, 'int32'), [B, 1]);
     const shifts = shape.localEnsemble ? [-1, 1] : [0];
     const [cy, cx] = tf.split(coords, 2, 2).map((t) => tf.reshape(t, [B, Q]));
@@ -115,22 +123,52 @@ export function queryLogits(p: InrParams, shape: InrShape, G: tf.Tensor4D, coord
     const xs = axisNeighbours(cx, w, shifts);
     const wy = axisWeights(ys.map((n) => n.rel));
     const wx = axisWeights(xs.map((n) => n.rel));
-    const cellTerm = shape.cellDecode
-      ? tf.matMul(tf.reshape(tf.mul(cell, tf.tensor1d([h, w])), [B * Q, 2]), p.w1Cell) : undefined;
-    const terms: tf.Tensor[] = [];
+    const index: tf.Tensor[] = [];
+    const rel: tf.Tensor[] = [];
+    const weight: tf.Tensor[] = [];
     ys.forEach((ny, a) => xs.forEach((nx, b) => {
-      const index = tf.add(tf.add(tf.mul(ny.index, w), nx.index).toInt(), batchBase);
-      const rel = tf.reshape(tf.stack([ny.rel, nx.rel], 2), [B * Q, 2]);
-      let z = tf.add(tf.gather(flatG, tf.reshape(index, [B * Q])), tf.matMul(rel, p.w1Coord));
-      if (cellTerm) z = tf.add(z, cellTerm);
-      let act = tf.relu(tf.add(z, p.b1)) as tf.Tensor2D;
-      p.layers.forEach((l, i) => {
-        const y = tf.add(tf.matMul(act, l.w), l.b) as tf.Tensor2D;
-        act = i < p.layers.length - 1 ? tf.relu(y) as tf.Tensor2D : y;
-      });
-      terms.push(tf.mul(tf.reshape(act, [B, Q]), tf.mul(wy[a], wx[b])));
+      index.push(tf.reshape(tf.add(tf.add(tf.mul(ny.index, w), nx.index).toInt(), batchBase), [B * Q]));
+      rel.push(tf.reshape(tf.stack([ny.rel, nx.rel], 2), [B * Q, 2]));
+      weight.push(tf.reshape(tf.mul(wy[a], wx[b]), [B * Q]));
     }));
-    return tf.addN(terms) as tf.Tensor2D;
+    return { index: tf.stack(index) as tf.Tensor2D, rel: tf.stack(rel) as tf.Tensor3D, weight: tf.stack(weight) as tf.Tensor2D };
+  });
+}
+
+/**
+ * §5.1.3 on a geometry: all neighbours' MLP inputs as one batch, [N·B·Q, H₁] = gathered grid term +
+ * coordinate term + cell term + bias, through the MLP, blended by the ensemble weights → s [B·Q].
+ */
+export function mlpLogits(p: InrParams, shape: InrShape, G: tf.Tensor4D, geo: QueryGeometry, cell: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() => {
+    const [B, h, w, H1] = G.shape;
+    const [N, BQ] = geo.index.shape;
+    const flatG = tf.reshape(G, [B * h * w, H1]) as tf.Tensor2D;
+    let z = tf.add(tf.gather(flatG, tf.reshape(geo.index, [N * BQ])), tf.matMul(tf.reshape(geo.rel, [N * BQ, 2]), p.w1Coord));
+    if (shape.cellDecode) {
+      // the same cell term for every neighbour of a query
+      const cellTerm = tf.matMul(tf.mul(cell, tf.tensor1d([h, w])), p.w1Cell);
+      z = tf.add(tf.reshape(z, [N, BQ, H1]), cellTerm);
+      z = tf.reshape(z, [N * BQ, H1]);
+    }
+    let act = tf.relu(tf.add(z, p.b1)) as tf.Tensor2D;
+    p.layers.forEach((l, i) => {
+      const y = tf.add(tf.matMul(act, l.w), l.b) as tf.Tensor2D;
+      act = i < p.layers.length - 1 ? tf.relu(y) as tf.Tensor2D : y;
+    });
+    return tf.sum(tf.mul(tf.reshape(act, [N, BQ]), geo.weight), 0) as tf.Tensor1D;
+  });
+}
+
+/**
+ * §5.1.2–3: rectification logits s [B, Q] at coordinates [B, Q, 2] with query cell size [B, Q, 2] (the
+ * pixel size of the query grid, 2/H_q and 2/W_q), from the first-layer grid G [B, h, w, H₁].
+ */
+export function queryLogits(p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: tf.Tensor3D, cell: tf.Tensor3D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [B, Q] = coords.shape;
+    const geo = queryGeometry(shape, coords, G.shape[1], G.shape[2]);
+    return tf.reshape(mlpLogits(p, shape, G, geo, tf.reshape(cell, [B * Q, 2]) as tf.Tensor2D), [B, Q]) as tf.Tensor2D;
   });
 }
 

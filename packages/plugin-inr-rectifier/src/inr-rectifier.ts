@@ -10,7 +10,9 @@ import {
   type StepContext,
 } from '@ir2f/core';
 import { exportRectifierOnnx } from './inr-onnx.js';
-import { firstLayerGrid, gridCoords, latentGrid, queryChunked, type InrParams, type InrShape } from './inr-query.js';
+import {
+  firstLayerGrid, gridCoords, latentGrid, mlpLogits, queryChunked, queryGeometry, type InrParams, type InrShape, type QueryGeometry,
+} from './inr-query.js';
 
 export const InrOptionsSchema = z.object({
   /** Channels of the embedding's 1×1 projection (C_r). */
@@ -142,9 +144,38 @@ export class InrRectifier implements Rectifier {
   rectifyGrid(features: tf.Tensor4D, logProbs: tf.Tensor4D, H: number, W: number): tf.Tensor3D {
     return tf.tidy(() => {
       const B = features.shape[0];
-      const coords = tf.tile(tf.tensor3d(gridCoords(H, W), [1, H * W, 2]), [B, 1, 1]) as tf.Tensor3D;
-      return tf.reshape(this.rectifyAt(features, logProbs, coords, [2 / H, 2 / W]), [B, H, W]) as tf.Tensor3D;
+      if (B * H * W > this.options.chunkSize) {
+        const coords = tf.tile(tf.tensor3d(gridCoords(H, W), [1, H * W, 2]), [B, 1, 1]) as tf.Tensor3D;
+        return tf.reshape(this.rectifyAt(features, logProbs, coords, [2 / H, 2 / W]), [B, H, W]) as tf.Tensor3D;
+      }
+      // a grid's geometry depends on its size only: computed once, reused every step
+      const G = this.firstLayer(features, logProbs);
+      const { geo, cell } = this.gridGeometry(B, H, W, G.shape[1], G.shape[2]);
+      return tf.reshape(tf.sigmoid(mlpLogits(this.params, this.shape, G, geo, cell)), [B, H, W]) as tf.Tensor3D;
     });
+  }
+
+  private readonly geometries = new Map<string, { geo: QueryGeometry; cell: tf.Tensor2D }>();
+
+  private gridGeometry(B: number, H: number, W: number, h: number, w: number): { geo: QueryGeometry; cell: tf.Tensor2D } {
+    const key = `${B}x${H}x${W}@${h}x${w}`;
+    let entry = this.geometries.get(key);
+    if (!entry) {
+      if (this.geometries.size >= 8) this.clearGeometries();
+      entry = tf.tidy(() => {
+        const coords = tf.tile(tf.tensor3d(gridCoords(H, W), [1, H * W, 2]), [B, 1, 1]) as tf.Tensor3D;
+        const geo = queryGeometry(this.shape, coords, h, w);
+        const cell = tf.tile(tf.tensor2d([2 / H, 2 / W], [1, 2]), [B * H * W, 1]) as tf.Tensor2D;
+        return { geo: { index: tf.keep(geo.index), rel: tf.keep(geo.rel), weight: tf.keep(geo.weight) }, cell: tf.keep(cell) };
+      });
+      this.geometries.set(key, entry);
+    }
+    return entry;
+  }
+
+  private clearGeometries(): void {
+    for (const { geo, cell } of this.geometries.values()) tf.dispose([geo.index, geo.rel, geo.weight, cell]);
+    this.geometries.clear();
   }
 
   rectify(input: RectifyInput, ctx: StepContext): Rectified {
@@ -222,6 +253,7 @@ export class InrRectifier implements Rectifier {
 
   dispose(): void {
     this.flush();
+    this.clearGeometries();
     tf.dispose(this.namedParams().map(([, t]) => t));
   }
 }

@@ -104,10 +104,10 @@ test('a coordinate gives the same r whatever query set and chunking it comes in'
 });
 
 test('a 4× query: memory bounded by the chunk size, nothing left behind', async (t) => {
+  const before = tf.memory().numTensors;
   const r = new InrRectifier({ chunkSize: 256 }, { embeddingChannels: E, numClasses: K });
   const all = new InrRectifier({ chunkSize: 1 << 20 }, { embeddingChannels: E, numClasses: K });
   const { embedding, logProbs } = inputs(GRID);
-  const before = tf.memory().numTensors;
   /** Bytes in flight during the query beyond what existed before and the result itself. */
   const peak = async (rect: InrRectifier, scale: number) => {
     let out: tf.Tensor | undefined;
@@ -122,13 +122,13 @@ test('a 4× query: memory bounded by the chunk size, nothing left behind', async
   const chunked4 = await peak(r, 4);
   const chunked16 = await peak(r, 16);
   const whole16 = await peak(all, 16);
-  t.is(tf.memory().numTensors, before);
   // the working set of a chunked query does not grow with the query resolution; an unchunked one does
   t.true(chunked16 < 2 * chunked4 + 64 * 1024, `chunked peaks: 4× ${chunked4} B, 16× ${chunked16} B`);
   t.true(whole16 > 4 * chunked16, `unchunked 16× ${whole16} B vs chunked ${chunked16} B`);
   tf.dispose([embedding, logProbs]);
   r.dispose();
   all.dispose();
+  t.is(tf.memory().numTensors, before, 'nothing left behind once the rectifiers are disposed (grid geometry is cached until then)');
 });
 
 test('options are validated with their paths; defaults follow DESIGN §5.1', (t) => {
