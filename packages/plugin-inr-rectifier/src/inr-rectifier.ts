@@ -84,7 +84,11 @@ export class InrRectifier implements Rectifier {
     const fanIn1 = C * k * k + 2 + (o.cellDecode ? 2 : 0);
     // tfjs variable names are global: one prefix per instance
     const prefix = `inr${uid++}`;
-    const v = (name: string, t: tf.Tensor) => tf.variable(t, true, `${prefix}/${name}`);
+    const v = (name: string, t: tf.Tensor) => {
+      const variable = tf.variable(t, true, `${prefix}/${name}`);
+      t.dispose(); // the variable holds its own reference to the data
+      return variable;
+    };
     const widths = [...o.hidden, 1];
     this.params = {
       projW: v('proj.weight', uniformInit(rng, E, [1, 1, E, o.projChannels])) as unknown as tf.Tensor4D,

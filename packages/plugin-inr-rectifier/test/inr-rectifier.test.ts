@@ -103,7 +103,7 @@ test('a coordinate gives the same r whatever query set and chunking it comes in'
   r2.dispose();
 });
 
-test('a 4× query: memory bounded by the chunk size, nothing left behind', async (t) => {
+test.serial('a 4× query: memory bounded by the chunk size, nothing left behind', async (t) => {
   const before = tf.memory().numTensors;
   const r = new InrRectifier({ chunkSize: 256 }, { embeddingChannels: E, numClasses: K });
   const all = new InrRectifier({ chunkSize: 1 << 20 }, { embeddingChannels: E, numClasses: K });
