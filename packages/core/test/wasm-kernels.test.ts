@@ -126,3 +126,41 @@ test.serial('Conv2DBackpropFilter stays correct when its tensors sit above 2 GiB
   });
   t.true(relativeError(wasm, cpu) <= 1e-4);
 });
+
+test('BatchMatMul with transposed operands on wasm (ir2f: explicit transpose + XNNPACK) matches cpu', async (t) => {
+  const cases: { a: number[]; b: number[]; ta: boolean; tb: boolean }[] = [
+    { a: [37, 5], b: [37, 7], ta: true, tb: false },
+    { a: [6, 9], b: [4, 9], ta: false, tb: true },
+    { a: [9, 6], b: [4, 9], ta: true, tb: true },
+    { a: [3, 8, 5], b: [3, 8, 6], ta: true, tb: false },
+    { a: [2, 4, 7], b: [2, 5, 7], ta: false, tb: true },
+    { a: [1, 10, 3], b: [4, 5, 10], ta: true, tb: true },
+  ];
+  for (const c of cases) {
+    const run = () => tf.matMul(tf.tensor(randomArray(c.a.reduce((x, y) => x * y, 1), 41), c.a) as tf.Tensor3D,
+      tf.tensor(randomArray(c.b.reduce((x, y) => x * y, 1), 42), c.b) as tf.Tensor3D, c.ta, c.tb);
+    const { wasm, cpu } = await compare('BatchMatMul', run);
+    t.true(relativeError(wasm, cpu) <= 1e-5, JSON.stringify(c));
+  }
+});
+
+test('GatherV2 on wasm (ir2f: row copies) matches cpu for any axis, float32 and int32, and rejects bad indices', async (t) => {
+  const cases: { x: number[]; idx: number[]; idxShape: number[]; axis: number }[] = [
+    { x: [10, 4], idx: [3, 3, 0, 9, 1], idxShape: [5], axis: 0 },
+    { x: [3, 6, 2], idx: [5, 0, 2, 2], idxShape: [2, 2], axis: 1 },
+    { x: [4, 5], idx: [4, 1], idxShape: [2], axis: 1 },
+    { x: [7], idx: [6, 0, 3], idxShape: [3], axis: 0 },
+  ];
+  for (const c of cases) {
+    for (const dtype of ['float32', 'int32'] as const) {
+      const run = () => tf.gather(tf.cast(tf.mul(tf.tensor(randomArray(c.x.reduce((a, b) => a * b, 1), 51), c.x), 100), dtype),
+        tf.tensor(c.idx, c.idxShape, 'int32'), c.axis).toFloat();
+      const { wasm, cpu } = await compare('GatherV2', run);
+      t.deepEqual(Array.from(wasm), Array.from(cpu), `${JSON.stringify(c)} ${dtype}`);
+    }
+  }
+  await onBackend('wasm', () => {
+    const err = t.throws(() => tf.tidy(() => tf.gather(tf.zeros([4, 2]), tf.tensor1d([1, 4], 'int32')).dataSync()));
+    t.regex(err!.message, /index 4 .* outside \[0, 3\]/);
+  });
+});

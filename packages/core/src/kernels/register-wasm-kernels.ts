@@ -5,11 +5,16 @@
 import * as tf from '@tensorflow/tfjs';
 import { conv2DBackpropFilterWasm, conv2DBackpropInputWasm } from './wasm-conv-backprop.js';
 import { depthwiseBackpropFilterWasm, depthwiseBackpropInputWasm } from './wasm-depthwise-backprop.js';
+import { gatherWasm, setOriginalGather } from './wasm-gather.js';
+import { batchMatMulWasm, setOriginalBatchMatMul } from './wasm-matmul.js';
 import { unsortedSegmentSumWasm } from './wasm-segment-sum.js';
 
 const IR2F_MARK = Symbol.for('ir2f.kernel');
 
-/** The kernels ir2f registers for `wasm`; `Conv2DBackpropInput` replaces the package's scalar loop. */
+/**
+ * The kernels ir2f registers for `wasm`; `Conv2DBackpropInput`, `BatchMatMul` (transposed operands) and
+ * `GatherV2` replace the package's scalar paths.
+ */
 export const wasmGradientKernels: readonly tf.KernelConfig[] = [
   { kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilterWasm as tf.KernelFunc },
   { kernelName: 'Conv2DBackpropInput', backendName: 'wasm', kernelFunc: conv2DBackpropInputWasm as tf.KernelFunc },
@@ -22,6 +27,9 @@ export const wasmGradientKernels: readonly tf.KernelConfig[] = [
     kernelFunc: depthwiseBackpropInputWasm as tf.KernelFunc,
   },
   { kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSumWasm as tf.KernelFunc },
+  // speed: the package's kernels take a scalar path for these cases
+  { kernelName: 'BatchMatMul', backendName: 'wasm', kernelFunc: batchMatMulWasm as tf.KernelFunc },
+  { kernelName: 'GatherV2', backendName: 'wasm', kernelFunc: gatherWasm as tf.KernelFunc },
 ].map((c) => Object.assign(c, { [IR2F_MARK]: true }));
 
 /** Kernels of tfjs-backend-wasm that ir2f replaced, kept so that benchmarks can compare against them. */
@@ -37,5 +45,18 @@ export function registerWasmGradientKernels(): void {
       tf.unregisterKernel(config.kernelName, 'wasm');
     }
     tf.registerKernel(config);
+  }
+  // ir2f's BatchMatMul and GatherV2 hand the cases they do not speed up to the package's own kernels, whose
+  // setup (binding their wasm functions) must still run: tfjs runs a kernel's setupFunc when the backend starts
+  for (const [name, setOriginal] of [['BatchMatMul', setOriginalBatchMatMul], ['GatherV2', setOriginalGather]] as const) {
+    const orig = replacedWasmKernels.get(name);
+    if (!orig) continue;
+    setOriginal(orig.kernelFunc);
+    const mine = tf.getKernel(name, 'wasm') as tf.KernelConfig & { setupFunc?: tf.KernelSetupFunc };
+    if (orig.setupFunc && !mine.setupFunc) {
+      mine.setupFunc = orig.setupFunc;
+      const started = tf.findBackend('wasm');
+      if (started) orig.setupFunc(started);
+    }
   }
 }

@@ -141,7 +141,9 @@ export function zeroInsertAndPad(
  * between tensors are `copyWithin` calls (no per-run subarray objects). Take it after the last allocation.
  */
 export function heapOffsets(backend: WasmBackendLike, ...infos: Info[]): { heap: Float32Array; offsets: number[] } {
-  const views = infos.map((i) => f32(backend, i));
+  // any 4-byte elements (float32, int32): copyWithin moves bits unchanged
+  const views = infos.map((i) => backend.typedArrayFromHeap(i));
+  if (views.some((v) => v.BYTES_PER_ELEMENT !== 4)) throw new Error('heapOffsets: 4-byte tensors only');
   const heap = new Float32Array(views[0].buffer);
   // unsigned: heap offsets pass 2^31 on big crops (a signed `>> 2` went negative)
   return { heap, offsets: views.map((v) => v.byteOffset / 4) };

@@ -1,0 +1,48 @@
+/**
+ * GatherV2 on wasm by block copies. The package's kernel computes every element's source index (158 ms to
+ * gather 73,728 rows of 64 floats); the INR rectifier's queries and embedding-style lookups gather whole
+ * rows, which are contiguous runs of the heap: one `copyWithin` per row. Batched gathers (batchDims > 0)
+ * go to the package's kernel.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import { asWasm, heapOffsets, type KernelArgs } from './wasm-heap.js';
+
+let original: tf.KernelFunc | undefined;
+
+export function setOriginalGather(kernel: tf.KernelFunc): void {
+  original = kernel;
+}
+
+export function gatherWasm({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
+  const { x, indices } = inputs as { x: tf.TensorInfo; indices: tf.TensorInfo };
+  const { axis: rawAxis, batchDims } = attrs as unknown as { axis: number; batchDims: number };
+  const fourBytes = x.dtype === 'float32' || x.dtype === 'int32';
+  if (batchDims !== 0 || !fourBytes || indices.dtype !== 'int32') {
+    if (!original) throw new Error('ir2f GatherV2: the wasm backend\'s own kernel was not found');
+    return original({ inputs, backend: backend as tf.KernelBackend, attrs }) as tf.TensorInfo;
+  }
+  const wb = asWasm(backend);
+  const axis = rawAxis < 0 ? rawAxis + x.shape.length : rawAxis;
+  const n = x.shape[axis];
+  const outer = x.shape.slice(0, axis).reduce((p, d) => p * d, 1);
+  const inner = x.shape.slice(axis + 1).reduce((p, d) => p * d, 1);
+  const idx = wb.typedArrayFromHeap(indices) as Int32Array;
+  const out = wb.makeOutput([...x.shape.slice(0, axis), ...indices.shape, ...x.shape.slice(axis + 1)], x.dtype);
+  if (idx.length === 0 || outer * inner === 0) return out;
+  for (let i = 0; i < idx.length; i++) {
+    if (idx[i] < 0 || idx[i] >= n) {
+      throw new Error(`GatherV2: index ${idx[i]} at position ${i} is outside [0, ${n - 1}]`);
+    }
+  }
+  const { heap, offsets: [xOff, outOff] } = heapOffsets(wb, x, out);
+  const m = idx.length;
+  for (let o = 0; o < outer; o++) {
+    const src = xOff + o * n * inner;
+    const dst = outOff + o * m * inner;
+    for (let i = 0; i < m; i++) {
+      const s = src + idx[i] * inner;
+      heap.copyWithin(dst + i * inner, s, s + inner);
+    }
+  }
+  return out;
+}
