@@ -28,7 +28,7 @@ export const InrOptionsSchema = z.object({
   /** λ_cal of the source calibration loss (0: off). */
   calibrationWeight: z.number().nonnegative().default(1),
   /** Queries per chunk. */
-  chunkSize: z.number().int().positive().default(16384),
+  chunkSize: z.number().int().positive().default(65536),
   /** The weight handed to the loss is r without gradient (DESIGN §5.3 "+ INR" row); `rectification` keeps it. */
   detachWeight: z.boolean().default(true),
   /** Emit a `rectifier` event every N rectify calls (0: never), with a small map of r every `mapEvery`. */
