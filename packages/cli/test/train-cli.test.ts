@@ -215,3 +215,29 @@ test.serial('a run with the INR rectifier plugin from the config; predict --rect
   t.is(plain.code, 1);
   t.regex(plain.err, /no rectification map \(IdentityRectifier\): train with @ir2f\/plugin-inr-rectifier/);
 });
+
+test.serial('ImageNet weights in the config: the encoder is imported and the feature distance joins the loss', async (t) => {
+  const { createModel } = await import('@ir2f/backbones');
+  const { saveState } = await import('@ir2f/core');
+  const weights = path.join(dir, 'mit_tiny.safetensors');
+  const donor = createModel('mit-tiny-daformer', { numClasses: 19, seed: 7 });
+  await saveState(donor.backbone, weights); // NVlabs names, as mit_b*.pth converted to safetensors
+  donor.dispose();
+  const work = path.join(dir, 'pretrained');
+  const r = await run('train', '--config', 'synth2real', '--source', `gta:${data}/gta`, '--target', `cityscapes:${data}/cityscapes`,
+    '--steps', '2', '--work-dir', work, ...tiny, '--set', 'data.valLimit=1',
+    '--set', `model.pretrained={"file":${JSON.stringify(weights)},"format":"mmseg-mit"}`, '--set', 'featureDistance={"lambda":0.005}');
+  t.is(r.code, 0, r.err);
+  const steps = (await readFile(path.join(work, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; losses?: Record<string, number> })
+    .filter((e) => e.type === 'step');
+  t.true(steps.every((e) => Number.isFinite(e.losses!.featDist)), 'featDist is a loss part');
+  const bad = await run('train', '--config', 'synth2real', '--set', 'model.pretrained={"file":"/nonexistent.safetensors","format":"mmseg-mit"}', '--work-dir', path.join(dir, 'nope'));
+  t.is(bad.code, 1);
+  t.regex(bad.err, /nonexistent\.safetensors/);
+});
+
+test.serial('ir2f bench times one iteration with its phases', async (t) => {
+  const r = await run('bench', '--model', 'resnet-tiny-deeplabv2', '--size', '32', '--batch', '1', '--steps', '1');
+  t.is(r.code, 0, r.err);
+  t.regex(r.out, /resnet-tiny-deeplabv2, 1\+1 at 32², wasm: \d+ ms\/iteration \(teacher \d+, student fwd\+bwd \d+, optimiser\+EMA \d+ ms\)/);
+});
