@@ -6,11 +6,15 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { createModel } from '@ir2f/backbones';
 import { benchStep } from '@ir2f/cli';
+import { InrRectifier } from '@ir2f/plugin-inr-rectifier';
 import { DEBIAN_PYTHON, debianBlas } from './python-reference.js';
 import { fmt, table } from './timing.js';
 
-const CASES: [string, number][] = [['mit-tiny-daformer', 128], ['mit-tiny-daformer', 256], ['resnet-tiny-deeplabv2', 128]];
+const CASES: [string, number, 'inr'?][] = [
+  ['mit-tiny-daformer', 128], ['mit-tiny-daformer', 256], ['resnet-tiny-deeplabv2', 128], ['mit-tiny-daformer', 128, 'inr'],
+];
 
 interface TorchStep {
   ms: number;
@@ -39,14 +43,21 @@ function peakRssMiB(preset: string, size: number, steps: number): number {
 
 export async function benchTrain(): Promise<void> {
   console.log(`# one DAFormer-style training iteration, batch 2+2 (tfjs: wasm, 1 thread; PyTorch CPU ${debianBlas()})\n`);
-  const rows: (string | number)[][] = [['preset', 'crop', 'wasm ms', 'teacher', 'student f+b', 'optim+EMA', 'torch 1 thr ms', 'torch 2 thr ms', 'wasm / torch-1 ×', 'wasm / torch-2 ×']];
-  for (const [preset, size] of CASES) {
-    const r = await benchStep({ preset, size, batch: 2, steps: 5, backend: 'wasm' });
-    const t1 = torchStep(preset, size, 1);
-    const t2 = torchStep(preset, size, 2);
+  const rows: (string | number)[][] = [['preset', 'crop', 'wasm ms', 'teacher', 'student f+b', 'rectifier', 'optim+EMA', 'torch 1 thr ms', 'torch 2 thr ms', 'wasm / torch-1 ×', 'wasm / torch-2 ×']];
+  for (const [preset, size, extra] of CASES) {
+    // the INR rectifier (DESIGN §5.1) in the step: its own forward time; its backward is in "student f+b"
+    const probe = createModel(preset);
+    const embeddingChannels = probe.decodeHead.embeddingChannels;
+    probe.dispose();
+    const rectifier = extra === 'inr' ? new InrRectifier({}, { embeddingChannels, numClasses: 19 }) : undefined;
+    const r = await benchStep({ preset, size, batch: 2, steps: 5, backend: 'wasm', rectifier });
+    rectifier?.dispose();
+    const t1 = extra ? undefined : torchStep(preset, size, 1);
+    const t2 = extra ? undefined : torchStep(preset, size, 2);
     // throughput ratio: >1 means tfjs is faster
     const ratio = (t?: TorchStep) => (t ? fmt(t.ms / r.msPerStep, 2) : 'n/a');
-    rows.push([preset, `${size}²`, fmt(r.msPerStep, 0), fmt(r.phases.teacher, 0), fmt(r.phases.student, 0), fmt(r.phases.optimizer, 0),
+    rows.push([extra ? `${preset} + INR` : preset, `${size}²`, fmt(r.msPerStep, 0), fmt(r.phases.teacher, 0), fmt(r.phases.student, 0),
+      fmt(r.phases.rectifier, 0), fmt(r.phases.optimizer, 0),
       t1 ? fmt(t1.ms, 0) : 'n/a', t2 ? fmt(t2.ms, 0) : 'n/a', ratio(t1), ratio(t2)]);
   }
   console.log(table(rows));

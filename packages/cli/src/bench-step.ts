@@ -27,7 +27,7 @@ export interface StepBenchResult {
   /** Median over unprofiled steps (profiling adds a device sync per phase). */
   msPerStep: number;
   /** Medians over profiled steps. */
-  phases: { teacher: number; student: number; optimizer: number };
+  phases: { teacher: number; student: number; rectifier: number; optimizer: number };
   numTensorsDelta: number;
 }
 
@@ -60,10 +60,10 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     const before = tf.memory().numTensors;
     const plain = Array.from({ length: o.steps }, (_, i) => run(100 + i, false).ms);
     const profiled = Array.from({ length: Math.max(2, Math.ceil(o.steps / 2)) }, (_, i) => run(200 + i, true));
-    const phase = (k: 'teacher' | 'student' | 'optimizer') => median(profiled.map((p) => p.phases![k]));
+    const phase = (k: 'teacher' | 'student' | 'rectifier' | 'optimizer') => median(profiled.map((p) => p.phases![k]));
     return {
       backend: backend.name, msPerStep: median(plain),
-      phases: { teacher: phase('teacher'), student: phase('student'), optimizer: phase('optimizer') },
+      phases: { teacher: phase('teacher'), student: phase('student'), rectifier: phase('rectifier'), optimizer: phase('optimizer') },
       numTensorsDelta: tf.memory().numTensors - before,
     };
   } finally {

@@ -154,7 +154,8 @@ export function buildProgram(io: CliIo = {}): Command {
     .action(async (o) => {
       const r = await benchStep({ preset: o.model, size: o.size, batch: o.batch, steps: o.steps, backend: o.backend });
       log(`${o.model}, ${o.batch}+${o.batch} at ${o.size}², ${r.backend}: ${r.msPerStep.toFixed(0)} ms/iteration ` +
-        `(teacher ${r.phases.teacher.toFixed(0)}, student fwd+bwd ${r.phases.student.toFixed(0)}, optimiser+EMA ${r.phases.optimizer.toFixed(0)} ms)`);
+        `(teacher ${r.phases.teacher.toFixed(0)}, student fwd+bwd ${r.phases.student.toFixed(0)}, rectifier ${r.phases.rectifier.toFixed(0)}, ` +
+        `optimiser+EMA ${r.phases.optimizer.toFixed(0)} ms)`);
     });
   return program;
 }
@@ -168,8 +169,9 @@ export async function runCli(argv: string[], io: CliIo = {}): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    // one line: the reason (multi-line config errors keep their list)
-    error(`ir2f: ${err instanceof Error ? err.message : String(err)}`);
+    // one line: a multi-line reason (a list of config issues) is joined with '; '
+    const [first, ...rest] = (err instanceof Error ? err.message : String(err)).split('\n').map((l) => l.trim().replace(/^- /, '')).filter(Boolean);
+    error(`ir2f: ${[first, rest.join('; ')].filter(Boolean).join(' ')}`);
     return 1;
   }
 }

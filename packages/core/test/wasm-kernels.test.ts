@@ -137,8 +137,8 @@ test('BatchMatMul with transposed operands on wasm (ir2f: explicit transpose + X
     { a: [1, 10, 3], b: [4, 5, 10], ta: true, tb: true },
   ];
   for (const c of cases) {
-    const run = () => tf.matMul(tf.tensor(randomArray(c.a.reduce((x, y) => x * y, 1), 41), c.a) as tf.Tensor3D,
-      tf.tensor(randomArray(c.b.reduce((x, y) => x * y, 1), 42), c.b) as tf.Tensor3D, c.ta, c.tb);
+    const run = () => tf.matMul(tf.tensor(randomArray(c.a.reduce((x, y) => x * y, 1), 41), c.a as [number, number, number]) as tf.Tensor3D,
+      tf.tensor(randomArray(c.b.reduce((x, y) => x * y, 1), 42), c.b as [number, number, number]) as tf.Tensor3D, c.ta, c.tb);
     const { wasm, cpu } = await compare('BatchMatMul', run);
     t.true(relativeError(wasm, cpu) <= 1e-5, JSON.stringify(c));
   }

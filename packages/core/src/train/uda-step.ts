@@ -68,7 +68,7 @@ export interface UdaStepResult {
   /** Pseudo-label statistics (uda mode). */
   pseudo?: { keptFraction: number; meanConfidence: number };
   /** Wall time of the step's phases (ms), when `profile` is set (each phase waits for its tensors). */
-  phases?: { teacher: number; student: number; optimizer: number };
+  phases?: { teacher: number; student: number; rectifier: number; optimizer: number };
 }
 
 const upsampled = (out: DecodeOutput, like: tf.Tensor4D) => resizeTo(out.logits, like.shape.slice(1, 3));
@@ -170,6 +170,8 @@ export function udaStep(
     return v;
   };
   const variables = [...student.variables, ...rectifier.variables] as tf.Variable[];
+  // forward time of the rectifier (rectify and its source loss), counted apart from the student's passes
+  let rectifierMs = 0;
   // two backward passes, as DAFormer's code (source loss, then the target side): the gradients add up to
   // those of the summed loss, and only one student graph is held in memory at a time
   const grads: Record<string, tf.Tensor> = {};
@@ -194,7 +196,9 @@ export function udaStep(
   } else if (mode === 'uda' && teacherOut && pseudo) {
     const [tOut, p] = [teacherOut, pseudo];
     accumulate(() => {
+      const r0 = clock(!!opts.profile, () => []);
       const rect = rectifier.rectify({ pseudo: p, features: tOut.features, logProbs: tOut.logProbs, image: batch.target.image }, ctx);
+      rectifierMs += clock(!!opts.profile, () => [rect.rectification]) - r0;
       const mixed = mixer.mix(
         { image: batch.source.image, labels: batch.source.labels },
         { image: batch.target.image, labels: rect.labels, weight: rect.weight, rectification: rect.rectification },
@@ -208,7 +212,9 @@ export function udaStep(
       for (const [k, v] of Object.entries(out.parts)) keep(k === 'ce' ? 'mix' : k, v);
       let total = out.total;
       if (teacherSource && rectifier.auxLoss) {
+        const a0 = clock(!!opts.profile, () => []);
         const aux = rectifier.auxLoss({ teacherProbs: teacherSource.probs, features: teacherSource.features, logProbs: teacherSource.logProbs, labels: batch.source.labels }, ctx);
+        rectifierMs += clock(!!opts.profile, () => [aux]) - a0;
         total = tf.add(total, keep('rectifierAux', aux));
       }
       return total;
@@ -238,5 +244,8 @@ export function udaStep(
       `loss '${bad[0]}' is ${bad[1]} at step ${ctx.step + 1}; the weights were not updated. Lower the learning rate or check the inputs`);
   }
   const t3 = clock(!!opts.profile, () => teacher.variables.slice(-1));
-  return { losses, pseudo: stats, phases: opts.profile ? { teacher: t1 - t0, student: t2 - t1, optimizer: t3 - t2 } : undefined };
+  return {
+    losses, pseudo: stats,
+    phases: opts.profile ? { teacher: t1 - t0, student: t2 - t1 - rectifierMs, rectifier: rectifierMs, optimizer: t3 - t2 } : undefined,
+  };
 }
