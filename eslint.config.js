@@ -3,7 +3,7 @@ import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '.cache/**', 'bench/out/**'] },
+  { ignores: ['scratch/**', 'work_dirs/**', '**/dist/**', '**/node_modules/**', '.cache/**', 'bench/out/**'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {
