@@ -38,6 +38,11 @@ export type Ir2fEventInput =
       /** IoU per class; null for classes absent from both prediction and truth. */
       perClassIoU: (number | null)[]; classNames?: string[];
     }
+  | {
+      type: 'rmm'; step: number;
+      /** Mean posterior responsibility γ and mean r over the target pixels of the mixed image; L_RMM. */
+      meanGamma: number; meanR: number; loss: number;
+    }
   | { type: 'checkpoint'; step: number; path: string }
   | { type: 'warning'; code: string; message: string; step?: number }
   | { type: 'run-end'; step: number; reason: 'completed' | 'interrupted' | 'failed'; ms: number; error?: string };
