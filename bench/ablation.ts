@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { ConfusionMatrix, inferLogits, initBackend, Rng } from '@ir2f/core';
+import { boundaryMask, ConfusionMatrix, expectedCalibrationError, inferLogits, initBackend, Rng } from '@ir2f/core';
 import { createModel } from '@ir2f/backbones';
 import { loadRawConfig, loadTrained, loadTrainedRectifier, resolveConfig, runTraining } from '@ir2f/cli';
 import { EMBEDDED_BENCHMARKS, ensureBenchmark, loadSample, normalize, scanDataset } from '@ir2f/datasets';
@@ -32,47 +32,6 @@ export const VARIANTS = {
   oracle: { label: 'target oracle', set: ['train.mode="target-oracle"'], inr: false },
 } as const;
 export type VariantName = keyof typeof VARIANTS;
-
-/** 1 where a labelled pixel has a differently labelled pixel within `radius` (Chebyshev). */
-export function boundaryMask(label: Uint8Array, width: number, height: number, radius = 2, ignore = 255): Uint8Array {
-  const out = new Uint8Array(label.length);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const v = label[y * width + x];
-      if (v === ignore) continue;
-      search: for (let dy = -radius; dy <= radius; dy++) {
-        const yy = y + dy;
-        if (yy < 0 || yy >= height) continue;
-        for (let dx = -radius; dx <= radius; dx++) {
-          const xx = x + dx;
-          if (xx < 0 || xx >= width) continue;
-          const u = label[yy * width + xx];
-          if (u !== ignore && u !== v) {
-            out[y * width + x] = 1;
-            break search;
-          }
-        }
-      }
-    }
-  }
-  return out;
-}
-
-/** Expected calibration error of confidences against 0/1 outcomes, equal-width bins. */
-export function expectedCalibrationError(conf: ArrayLike<number>, correct: ArrayLike<number>, bins = 10): number {
-  const n = new Float64Array(bins);
-  const c = new Float64Array(bins);
-  const a = new Float64Array(bins);
-  for (let i = 0; i < conf.length; i++) {
-    const b = Math.min(bins - 1, Math.floor(conf[i] * bins));
-    n[b]++;
-    c[b] += conf[i];
-    a[b] += correct[i];
-  }
-  let ece = 0;
-  for (let b = 0; b < bins; b++) if (n[b] > 0) ece += (n[b] / conf.length) * Math.abs(c[b] / n[b] - a[b] / n[b]);
-  return ece;
-}
 
 interface RunMetrics {
   miou: number;

@@ -19,7 +19,7 @@ export { z } from 'zod';
 export { createPipeline, type Binding, type Pipeline, type PipelineOptions, type PipelineParts } from './pipeline.js';
 export { IdentityRectifier } from './rectifier-identity.js';
 export { Rng, type RngState } from './rng.js';
-export { ConfusionMatrix } from './metrics.js';
+export { boundaryMask, ConfusionMatrix, expectedCalibrationError } from './metrics.js';
 export { currentBackend, initBackend, BACKEND_NAMES, type BackendInfo, type BackendName } from './backend.js';
 export { Ir2fError, type Ir2fErrorCode } from './errors.js';
 export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { ConfusionMatrix } from '@ir2f/core';
+import { boundaryMask, ConfusionMatrix, expectedCalibrationError } from '@ir2f/core';
 
 test('confusion matrix, IoU, accuracy and mIoU match a hand-computed 3-class example', (t) => {
   // truth: 0 0 0 1 1 2 255 ; pred: 0 0 1 1 2 2 0
@@ -15,4 +15,20 @@ test('confusion matrix, IoU, accuracy and mIoU match a hand-computed 3-class exa
   t.is(new ConfusionMatrix(4).update([0], [0]).iou()[3], null);
   t.throws(() => m.update([0], [0, 1]));
   t.throws(() => m.update([7], [0]));
+});
+
+test('boundaryMask marks labelled pixels with another class within the radius; ignore is neither', (t) => {
+  // 1×6 strip: 0 0 0 1 1 255
+  const m = boundaryMask(Uint8Array.from([0, 0, 0, 1, 1, 255]), 6, 1, 2);
+  t.deepEqual(Array.from(m), [0, 1, 1, 1, 1, 0]);
+  const m1 = boundaryMask(Uint8Array.from([0, 0, 0, 1, 1, 255]), 6, 1, 1);
+  t.deepEqual(Array.from(m1), [0, 0, 1, 1, 0, 0]);
+});
+
+test('expected calibration error: 0 when confidence matches accuracy per bin, |gap| otherwise', (t) => {
+  // bin [0.7, 0.8): confidence 0.75, 3 of 4 correct → 0; bin [0.9, 1): confidence 0.95, 1 of 2 → gap 0.45
+  const conf = [0.75, 0.75, 0.75, 0.75, 0.95, 0.95];
+  const ok = [1, 1, 1, 0, 1, 0];
+  t.true(Math.abs(expectedCalibrationError(conf, ok) - (2 / 6) * 0.45) < 1e-9);
+  t.is(expectedCalibrationError([0.25, 0.25, 0.25, 0.25], [1, 0, 0, 0]), 0);
 });
