@@ -31,6 +31,8 @@ export const TrainConfigSchema = z.object({
   optimizer: z.object({
     lr: z.number().positive().default(6e-5),
     headLrMult: z.number().positive().default(10),
+    /** Learning-rate multiplier of the rectifier's variables (ψ). */
+    rectifierLrMult: z.number().positive().default(1),
     weightDecay: z.number().nonnegative().default(0.01),
     betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
     warmupSteps: z.number().int().nonnegative().default(1500),
@@ -152,7 +154,7 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
   const o = config.optimizer;
   const rules: ParamRule[] = DAFORMER_PARAM_RULES.map((r) => (r.lrMult ? { ...r, lrMult: o.headLrMult } : r));
   const groups = paramGroups(student.namedState(), rules);
-  if (rectifier.variables.length) groups.push({ variables: [...rectifier.variables], lrMult: o.headLrMult, decayMult: 1 });
+  if (rectifier.variables.length) groups.push({ variables: [...rectifier.variables], lrMult: o.rectifierLrMult, decayMult: 1 });
   const optimizer = new AdamW(groups, { betas: o.betas, weightDecay: o.weightDecay });
   const stepParts = { ...parts, optimizer };
   const started = Date.now();
