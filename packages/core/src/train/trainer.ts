@@ -72,9 +72,9 @@ export interface HostBatch {
 
 export interface TrainData {
   /** Labelled source batches, from batch index `from` on (resume asks for the batches not yet used). */
-  source(from: number): AsyncIterable<HostBatch>;
+  source(from: number): AsyncIterable<HostBatch> | Iterable<HostBatch>;
   /** Target batches (labels only for the target-oracle bound). */
-  target(from: number): AsyncIterable<HostBatch>;
+  target(from: number): AsyncIterable<HostBatch> | Iterable<HostBatch>;
   /** Labelled target validation samples; mIoU averages over `classes`. */
   evaluation?: {
     samples: () => AsyncIterable<EvalSample> | Iterable<EvalSample>;
@@ -131,7 +131,17 @@ function toTensors(b: HostBatch, labels: boolean, what: string): { image: tf.Ten
   return { image, labels: labels ? tf.tensor3d(Int32Array.from(b.labels!), [b.batchSize, b.height, b.width], 'int32') : undefined };
 }
 
-async function next(it: AsyncIterator<HostBatch>, what: string): Promise<HostBatch> {
+type BatchIterator = AsyncIterator<HostBatch> | Iterator<HostBatch>;
+
+/** Sync or async sources alike (a generator function is the simplest data source). */
+function iterate(source: AsyncIterable<HostBatch> | Iterable<HostBatch>): BatchIterator {
+  const s = source as Partial<AsyncIterable<HostBatch> & Iterable<HostBatch>>;
+  if (s[Symbol.asyncIterator]) return s[Symbol.asyncIterator]!();
+  if (s[Symbol.iterator]) return s[Symbol.iterator]!();
+  throw new Ir2fError('INVALID_ARGUMENT', 'TrainData.source/target must return an iterable or async iterable of batches');
+}
+
+async function next(it: BatchIterator, what: string): Promise<HostBatch> {
   const r = await it.next();
   if (r.done) throw new Ir2fError('INVALID_ARGUMENT', `the ${what} data ran out before the last step: give an endless source`);
   return r.value;
@@ -162,8 +172,8 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
   let start = 0;
   let step = 0;
   let lastCheckpoint: string | undefined;
-  let srcIt: AsyncIterator<HostBatch> | undefined;
-  let tgtIt: AsyncIterator<HostBatch> | undefined;
+  let srcIt: BatchIterator | undefined;
+  let tgtIt: BatchIterator | undefined;
   try {
     if (opts.resume) {
       const file = opts.resume === 'latest' ? await latestCheckpoint(opts.workDir ?? '.') : opts.resume;
@@ -187,8 +197,8 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
 
     bus.emit({ type: 'run-start', config: runConfig, backend: opts.backend ?? currentBackend() ?? { name: tf.getBackend() as BackendName, version: tf.version_core, package: 'unknown' }, seed: config.seed, steps: config.steps, startStep: start });
     const root = new Rng(config.seed);
-    srcIt = opts.data.source(start)[Symbol.asyncIterator]();
-    tgtIt = opts.data.target(start)[Symbol.asyncIterator]();
+    srcIt = iterate(opts.data.source(start));
+    tgtIt = iterate(opts.data.target(start));
 
     const save = async (step: number) => {
       if (!opts.workDir) return undefined;
