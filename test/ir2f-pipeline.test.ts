@@ -5,11 +5,12 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import {
-  createPipeline, initBackend, ofType, Rng, Tokens, train, udaStep, type AdamW, type HostBatch, type TrainData,
+  createPipeline, initBackend, ofType, Rng, Tokens, train, udaStep, type AdamW,
 } from '@ir2f/core';
 import { createModel } from '@ir2f/backbones';
 import { inrRectifier } from '@ir2f/plugin-inr-rectifier';
 import { rmm } from '@ir2f/plugin-rmm';
+import { syntheticBatch, syntheticData } from '../packages/core/test/synthetic-batches.js';
 
 const S = 32;
 
@@ -17,21 +18,8 @@ test.before(async () => {
   await initBackend('wasm');
 });
 
-function batchAt(domain: string, i: number): HostBatch {
-  const rng = new Rng(`${domain}-${i}`);
-  const images = Float32Array.from(rng.normalArray(2 * S * S * 3));
-  const labels = Uint8Array.from({ length: 2 * S * S }, (_, p) => (Math.floor(p / (S * 8)) + (p % S < S / 2 ? 0 : 2)) % 4);
-  return { images, labels, batchSize: 2, height: S, width: S };
-}
-
-const data: TrainData = {
-  source: async function* (from) {
-    for (let i = from; ; i++) yield batchAt('s', i);
-  },
-  target: async function* (from) {
-    for (let i = from; ; i++) yield batchAt('t', i);
-  },
-};
+const data = syntheticData(S, 4);
+const batchAt = (domain: string, i: number) => syntheticBatch(domain, i, S, 4);
 
 async function ψAfter(plugins: ReturnType<typeof inrRectifier | typeof rmm>[]) {
   const student = createModel('mit-tiny-daformer', { numClasses: 4, seed: 1 });

@@ -9,10 +9,10 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
   BatchNorm2d, ClassMix, Conv2d, ConfidencePseudoLabeler, createPipeline, initBackend, Module, ofType, readCheckpoint, Rng, Tokens,
-  train, udaStep, WeightedCrossEntropy, type AdamW, type DecodeHead, type DecodeOutput, type EventOf, type HostBatch,
-  type SegmentationNetwork, type TrainData,
+  train, udaStep, WeightedCrossEntropy, type AdamW, type DecodeHead, type DecodeOutput, type EventOf, type SegmentationNetwork,
 } from '@ir2f/core';
 import { inrRectifier, InrRectifier } from '@ir2f/plugin-inr-rectifier';
+import { syntheticBatch, syntheticData } from '../../core/test/synthetic-batches.js';
 
 const K = 4;
 const S = 16;
@@ -58,21 +58,8 @@ class MyNet extends Module implements SegmentationNetwork {
   }
 }
 
-function batchAt(domain: string, i: number): HostBatch {
-  const rng = new Rng(`${domain}-${i}`);
-  const images = Float32Array.from(rng.normalArray(2 * S * S * 3));
-  const labels = Uint8Array.from({ length: 2 * S * S }, (_, p) => Math.min(K - 1, Math.max(0, Math.floor(images[p * 3] + 2))));
-  return { images, labels, batchSize: 2, height: S, width: S };
-}
-
-const data: TrainData = {
-  source: async function* (from) {
-    for (let i = from; ; i++) yield batchAt('s', i);
-  },
-  target: async function* (from) {
-    for (let i = from; ; i++) yield batchAt('t', i);
-  },
-};
+const data = syntheticData(S, K);
+const batchAt = (domain: string, i: number) => syntheticBatch(domain, i, S, K);
 
 function compose(student: MyNet, options = {}) {
   return createPipeline({
