@@ -89,7 +89,7 @@ async function measure(
 const meanStd = (xs: number[]) => {
   const m = xs.reduce((a, b) => a + b, 0) / xs.length;
   const sd = Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, xs.length - 1));
-  return `${(m * 100).toFixed(1)} ± ${(sd * 100).toFixed(1)}`;
+  return xs.length > 1 ? `${(m * 100).toFixed(1)} ± ${(sd * 100).toFixed(1)}` : `${(m * 100).toFixed(1)} (1 seed)`;
 };
 
 /** Decode head forward vs the rectifier at label resolution and at 4×, mit-tiny-daformer features at 96². */

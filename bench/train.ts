@@ -6,6 +6,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { initBackend } from '@ir2f/core';
 import { createModel } from '@ir2f/backbones';
 import { benchStep } from '@ir2f/cli';
 import { InrRectifier } from '@ir2f/plugin-inr-rectifier';
@@ -42,6 +43,7 @@ function peakRssMiB(preset: string, size: number, steps: number): number {
 }
 
 export async function benchTrain(): Promise<void> {
+  await initBackend('wasm');
   console.log(`# one DAFormer-style training iteration, batch 2+2 (tfjs: wasm, 1 thread; PyTorch CPU ${debianBlas()})\n`);
   const rows: (string | number)[][] = [['preset', 'crop', 'wasm ms', 'teacher', 'student f+b', 'rectifier', 'optim+EMA', 'torch 1 thr ms', 'torch 2 thr ms', 'wasm / torch-1 ×', 'wasm / torch-2 ×']];
   for (const [preset, size, extra] of CASES) {
