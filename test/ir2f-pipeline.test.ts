@@ -10,7 +10,7 @@ import {
 import { createModel } from '@ir2f/backbones';
 import { inrRectifier } from '@ir2f/plugin-inr-rectifier';
 import { rmm } from '@ir2f/plugin-rmm';
-import { syntheticBatch, syntheticData } from '../packages/core/test/synthetic-batches.js';
+import { syntheticBatch, syntheticData } from '../examples/toy/synthetic-data.js';
 
 const S = 32;
 

@@ -12,7 +12,7 @@ import {
   train, udaStep, WeightedCrossEntropy, type AdamW, type DecodeHead, type DecodeOutput, type EventOf, type SegmentationNetwork,
 } from '@ir2f/core';
 import { inrRectifier, InrRectifier } from '@ir2f/plugin-inr-rectifier';
-import { syntheticBatch, syntheticData } from '../../core/test/synthetic-batches.js';
+import { syntheticBatch, syntheticData } from '../../../examples/toy/synthetic-data.js';
 
 const K = 4;
 const S = 16;

@@ -1,4 +1,4 @@
-/** Deterministic host batches for trainer tests: batch i of a domain is the same whatever index a source starts from. */
+/** Deterministic host batches for examples and tests: batch i of a domain is the same whatever index a source starts from. */
 import { Rng, type HostBatch, type TrainData } from '@ir2f/core';
 
 /** Two images of size×size; labels follow the first channel, so the task is learnable. */
