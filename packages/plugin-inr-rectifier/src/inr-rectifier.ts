@@ -31,6 +31,8 @@ export const InrOptionsSchema = z.object({
   chunkSize: z.number().int().positive().default(65536),
   /** The weight handed to the loss is r without gradient (DESIGN §5.3 "+ INR" row); `rectification` keeps it. */
   detachWeight: z.boolean().default(true),
+  /** For the first N steps hand the loss the pseudo-labeler's own weight (DAFormer's q) while ψ trains. */
+  qWarmupSteps: z.number().int().nonnegative().default(0),
   /** Emit a `rectifier` event every N rectify calls (0: never), with a small map of r every `mapEvery`. */
   statsEvery: z.number().int().nonnegative().default(1),
   mapEvery: z.number().int().nonnegative().default(100),
@@ -186,9 +188,10 @@ export class InrRectifier implements Rectifier {
     const [, H, W] = input.pseudo.labels.shape;
     const r = this.rectifyGrid(input.features, input.logProbs!, H, W);
     this.observe(r, ctx);
+    const warm = ctx.step < this.options.qWarmupSteps;
     return {
       labels: input.pseudo.labels,
-      weight: (this.options.detachWeight ? detach(r) : r) as tf.Tensor3D,
+      weight: (warm ? tf.clone(input.pseudo.weight) : this.options.detachWeight ? detach(r) : r) as tf.Tensor3D,
       rectification: r,
     };
   }

@@ -137,3 +137,20 @@ test('options are validated with their paths; defaults follow DESIGN §5.1', (t)
   const err = t.throws(() => InrOptionsSchema.parse({ hidden: [64, -1] }));
   t.regex(err!.message, /hidden/);
 });
+
+test('qWarmupSteps: the loss gets the pseudo-labeler\'s weight for the first steps, r afterwards', (t) => {
+  const r = new InrRectifier({ qWarmupSteps: 2 }, { embeddingChannels: E, numClasses: K });
+  const { embedding, logProbs } = inputs(GRID);
+  const pseudo = { labels: tf.zeros([1, 8, 8], 'int32') as tf.Tensor3D, weight: tf.fill([1, 8, 8], 0.25) as tf.Tensor3D, probs: tf.zeros([1, 8, 8, K]) as tf.Tensor4D };
+  const at = (step: number) => {
+    const out = r.rectify({ pseudo, features: embedding, logProbs, image: tf.zeros([1, 8, 8, 3]) as tf.Tensor4D }, { step, training: true, rng: new Rng(0) });
+    const [w, rect] = [Array.from(out.weight.dataSync()), Array.from(out.rectification.dataSync())];
+    tf.dispose([out.weight, out.rectification]);
+    return { w, rect };
+  };
+  t.true(at(1).w.every((v) => v === 0.25));
+  const late = at(2);
+  t.deepEqual(late.w, late.rect);
+  tf.dispose([embedding, logProbs, pseudo.labels, pseudo.weight, pseudo.probs]);
+  r.dispose();
+});
