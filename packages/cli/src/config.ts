@@ -5,7 +5,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { BACKEND_NAMES, Ir2fError, TrainConfigSchema, z } from '@ir2f/core';
+import { BACKEND_NAMES, describeIssues, Ir2fError, TrainConfigSchema, z } from '@ir2f/core';
 import { EMBEDDED_BENCHMARKS } from '@ir2f/datasets';
 import { PRESETS } from './presets.js';
 
@@ -134,10 +134,6 @@ export function parseDataArg(arg: string, flag: string): DataSpec {
   return { layout: layout as LayoutName, root: arg.slice(i + 1) };
 }
 
-export function describeIssues(error: z.ZodError): string {
-  return error.issues.map((i) => `  - ${i.path.length ? i.path.map(String).join('.') : '(config)'}: ${i.message}`).join('\n');
-}
-
 async function readConfigFile(file: string): Promise<Json> {
   const text = await fs.readFile(file, 'utf8');
   let parsed: unknown;
@@ -195,6 +191,6 @@ export function resolveConfig(raw: Json, o: ConfigOverrides = {}): RunConfig {
   }
   for (const s of o.set ?? []) c = applySet(c, s);
   const r = RunConfigSchema.safeParse(c);
-  if (!r.success) throw new Ir2fError('INVALID_CONFIG', `invalid config:\n${describeIssues(r.error)}`);
+  if (!r.success) throw new Ir2fError('INVALID_CONFIG', `invalid config:\n${describeIssues(r.error.issues, '(config)')}`);
   return r.data;
 }

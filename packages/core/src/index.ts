@@ -13,7 +13,7 @@ export {
   EVENT_SCHEMA_VERSION, RxEventBus, ofType, type EventOf, type Ir2fEvent, type Ir2fEventInput, type Ir2fEventType,
   type SmallMap,
 } from './events.js';
-export { definePlugin, type Ir2fPlugin, type PluginDefinition, type PluginFactory } from './plugin.js';
+export { definePlugin, describeIssues, type Ir2fPlugin, type PluginDefinition, type PluginFactory } from './plugin.js';
 /** zod, as core validates plugin options with it: plugins define their schemas with this instance. */
 export { z } from 'zod';
 export { createPipeline, type Binding, type Pipeline, type PipelineOptions, type PipelineParts } from './pipeline.js';

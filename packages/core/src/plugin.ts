@@ -26,10 +26,11 @@ export type PluginFactory<S extends z.ZodType> = ((options?: z.input<S>) => Ir2f
   readonly schema: S;
 };
 
-function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
+/** zod issues as readable lines `  - a.b.c: message` (`root` names an issue on the whole value). */
+export function describeIssues(issues: readonly z.core.$ZodIssue[], root = '(options)'): string {
   return issues
     .map((issue) => {
-      const path = issue.path.length ? issue.path.map(String).join('.') : '(options)';
+      const path = issue.path.length ? issue.path.map(String).join('.') : root;
       return `  - ${path}: ${issue.message}`;
     })
     .join('\n');

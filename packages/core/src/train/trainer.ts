@@ -16,6 +16,7 @@ import { emaUpdateModule } from '../defaults/ema.js';
 import { AdamW, DAFORMER_PARAM_RULES, paramGroups, polyLr, type ParamRule } from '../optim/adamw.js';
 import type { Pipeline } from '../pipeline.js';
 import { Rng } from '../rng.js';
+import { describeIssues } from '../plugin.js';
 import { Tokens } from '../tokens.js';
 import {
   checkpointFile, configDiff, latestCheckpoint, listCheckpoints, readCheckpoint, restoreCheckpoint, saveCheckpoint,
@@ -119,8 +120,7 @@ export interface TrainResult {
 function parseConfig(input: TrainConfigInput): TrainConfig {
   const r = TrainConfigSchema.safeParse(input);
   if (!r.success) {
-    const lines = r.error.issues.map((i) => `  - ${i.path.length ? i.path.join('.') : '(config)'}: ${i.message}`);
-    throw new Ir2fError('INVALID_CONFIG', `invalid training config:\n${lines.join('\n')}`);
+    throw new Ir2fError('INVALID_CONFIG', `invalid training config:\n${describeIssues(r.error.issues, '(config)')}`);
   }
   return r.data;
 }
