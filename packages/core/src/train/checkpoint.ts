@@ -11,7 +11,9 @@ import * as tf from '@tensorflow/tfjs';
 import { Ir2fError } from '../errors.js';
 import type { Module } from '../nn/module.js';
 import type { AdamW } from '../optim/adamw.js';
-import { decodeSafetensors, encodeSafetensors, loadState, stateTensors, writeAtomic, type SafeTensor } from '../weights/safetensors.js';
+import {
+  decodeSafetensors, encodeSafetensors, float32Entry, loadState, stateTensors, toFloat32, writeAtomic, type SafeTensor,
+} from '../weights/safetensors.js';
 
 export const CHECKPOINT_FORMAT = 1;
 
@@ -64,25 +66,20 @@ export function configDiff(a: unknown, b: unknown, ignore: readonly string[] = [
   return canonicalJson(a) === canonicalJson(b) ? [] : [prefix || '(config)'];
 }
 
-function f32(t: tf.Tensor): SafeTensor {
-  const data = t.dataSync() as Float32Array;
-  return { dtype: 'F32', shape: t.shape, data: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) };
-}
-
 function toTensor(t: SafeTensor, name: string): tf.Tensor {
   if (t.dtype !== 'F32') throw new Ir2fError('INVALID_CHECKPOINT', `checkpoint tensor '${name}' is ${t.dtype}, expected F32`);
-  return tf.tensor(new Float32Array(t.data.slice().buffer), t.shape, 'float32');
+  return tf.tensor(toFloat32(t, name), t.shape, 'float32');
 }
 
 export async function saveCheckpoint(file: string, state: CheckpointState, meta: Omit<CheckpointMeta, 'format' | 'createdAt' | 'configHash' | 'optimizerStep'>): Promise<void> {
   const tensors = new Map<string, SafeTensor>([...stateTensors(state.student, 'student.'), ...stateTensors(state.teacher, 'teacher.')]);
-  state.rectifier?.variables.forEach((v, i) => tensors.set(`rectifier.${i}`, f32(v)));
+  state.rectifier?.variables.forEach((v, i) => tensors.set(`rectifier.${i}`, float32Entry(v)));
   let optimizerStep = 0;
   if (state.optimizer) {
     const s = state.optimizer.stateTensors();
     optimizerStep = s.step;
-    s.m.forEach((m, i) => tensors.set(`optimizer.m.${i}`, f32(m)));
-    s.v.forEach((v, i) => tensors.set(`optimizer.v.${i}`, f32(v)));
+    s.m.forEach((m, i) => tensors.set(`optimizer.m.${i}`, float32Entry(m)));
+    s.v.forEach((v, i) => tensors.set(`optimizer.v.${i}`, float32Entry(v)));
   }
   const full: CheckpointMeta = {
     ...meta, format: CHECKPOINT_FORMAT, configHash: configHash(meta.config), optimizerStep, createdAt: new Date().toISOString(),

@@ -91,8 +91,9 @@ export async function writeAtomic(file: string, bytes: Uint8Array): Promise<void
   }
 }
 
-function toFloat32(t: SafeTensor, name: string): Float32Array {
-  const aligned = t.data.slice(); // copy: the view may be unaligned inside the file buffer
+/** The float values of an F32/F64 entry (copied: the view may be unaligned inside the file buffer). */
+export function toFloat32(t: SafeTensor, name: string): Float32Array {
+  const aligned = t.data.slice();
   switch (t.dtype) {
     case 'F32': return new Float32Array(aligned.buffer);
     case 'F64': return Float32Array.from(new Float64Array(aligned.buffer));
@@ -100,13 +101,18 @@ function toFloat32(t: SafeTensor, name: string): Float32Array {
   }
 }
 
+/** A float32 tensor's current values as an F32 entry. */
+export function float32Entry(t: tf.Tensor): SafeTensor {
+  const data = t.dataSync() as Float32Array;
+  return { dtype: 'F32', shape: t.shape, data: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) };
+}
+
 /** Module state as safetensors entries (PyTorch layouts, float32). */
 export function stateTensors(module: Module, prefix = ''): Map<string, SafeTensor> {
   const out = new Map<string, SafeTensor>();
   for (const [name, e] of module.namedState(prefix)) {
     const torch = tf.tidy(() => toTorch(e.variable, e.layout));
-    const data = torch.dataSync() as Float32Array;
-    out.set(name, { dtype: 'F32', shape: torch.shape, data: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) });
+    out.set(name, float32Entry(torch));
     torch.dispose();
   }
   return out;
