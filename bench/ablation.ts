@@ -44,9 +44,9 @@ async function measure(
   checkpoint: string, valRoot: ReturnType<typeof ensureBenchmark> extends Promise<infer B> ? B : never, inr: boolean, selfTraining: boolean,
 ): Promise<RunMetrics> {
   const val = await scanDataset(valRoot.targetVal);
-  const { model: student, config } = await loadTrained(checkpoint, 'student');
-  const { model: teacher } = await loadTrained(checkpoint, 'teacher');
-  const rect = inr ? await loadTrainedRectifier(checkpoint, config, teacher) : undefined;
+  const { model: student, config, checkpoint: ckpt } = await loadTrained(checkpoint, 'student');
+  const { model: teacher } = await loadTrained(ckpt, 'teacher');
+  const rect = inr ? await loadTrainedRectifier(ckpt, config, teacher) : undefined;
   const K = config.model.numClasses;
   const [all, edge] = [new ConfusionMatrix(K), new ConfusionMatrix(K)];
   const rs: number[] = [];

@@ -23,8 +23,8 @@ test('after 160 IR2F steps, mean r on wrong pseudo-labels < mean r on right ones
         'data.rareClass.minPixels=5', 'plugins=[{"package":"@ir2f/plugin-inr-rectifier","options":{"hidden":[32],"projChannels":8}},{"package":"@ir2f/plugin-rmm"}]'],
     });
     const run = await runTraining(config, { workDir: path.join(dir, 'run'), quiet: true });
-    const { model: teacher } = await loadTrained(run.checkpoint!, 'teacher');
-    const rect = await loadTrainedRectifier(run.checkpoint!, config, teacher);
+    const { model: teacher, checkpoint } = await loadTrained(run.checkpoint!, 'teacher');
+    const rect = await loadTrainedRectifier(checkpoint, config, teacher);
     const target = await scanDataset(bench.targetTrain); // labelled on disk; the run read it unlabelled
     let [rightSum, rightN, wrongSum, wrongN] = [0, 0, 0, 0];
     for (const item of target.items) {

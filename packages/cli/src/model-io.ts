@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
-  checkpointPart, createPipeline, currentBackend, evaluate, initBackend, inferLogits, Ir2fError, loadState, readCheckpoint, restoreRectifier, Tokens, writeAtomic, writeOnnx, type EvalResult, type Rectifier, type SlideOptions,
+  checkpointPart, createPipeline, currentBackend, evaluate, initBackend, inferLogits, Ir2fError, loadState, readCheckpoint, restoreRectifier, Tokens, writeAtomic, writeOnnx, type EvalResult, type LoadedCheckpoint, type Rectifier, type SlideOptions,
 } from '@ir2f/core';
 import type { SegmentationModel } from '@ir2f/backbones';
 import {
@@ -18,8 +18,12 @@ import { buildModel, layoutOf, loadPlugins, resolveLayouts } from './run-setup.j
 
 export type Which = 'student' | 'teacher';
 
-export async function loadTrained(file: string, which: Which = 'student'): Promise<{ model: SegmentationModel; config: RunConfig; step: number }> {
-  const ckpt = await readCheckpoint(file);
+/** A checkpoint's student or teacher, rebuilt from its stored config; pass the loaded checkpoint to read the file once. */
+export async function loadTrained(
+  source: string | LoadedCheckpoint, which: Which = 'student',
+): Promise<{ model: SegmentationModel; config: RunConfig; step: number; checkpoint: LoadedCheckpoint }> {
+  const ckpt = typeof source === 'string' ? await readCheckpoint(source) : source;
+  const file = ckpt.file;
   const parsed = RunConfigSchema.safeParse(ckpt.meta.config);
   if (!parsed.success) {
     throw new Ir2fError('INVALID_CHECKPOINT', `${file} was not written by 'ir2f train' (its config is not a run config): load it with the core API`);
@@ -33,7 +37,7 @@ export async function loadTrained(file: string, which: Which = 'student'): Promi
     throw err;
   }
   model.eval();
-  return { model, config: parsed.data, step: ckpt.meta.step };
+  return { model, config: parsed.data, step: ckpt.meta.step, checkpoint: ckpt };
 }
 
 export interface EvalReport {
@@ -51,9 +55,9 @@ export interface EvalReport {
 export async function evalCheckpoint(file: string, opts: { data?: DataSpec; which?: Which; limit?: number }): Promise<EvalReport & { result: EvalResult }> {
   const { model, config, step } = await loadTrained(file, opts.which);
   try {
-    let layout = opts.data ? layoutOf(opts.data) : (await resolveLayouts(config)).val;
-    let classes = config.data.evalClasses;
-    if (!opts.data && config.data.benchmark) classes ??= [...(await resolveLayouts(config)).classes!];
+    const own = opts.data ? undefined : await resolveLayouts(config);
+    let layout = opts.data ? layoutOf(opts.data) : own!.val;
+    let classes = config.data.evalClasses ?? (own?.classes && [...own.classes]);
     if (!layout) throw new Ir2fError('INVALID_ARGUMENT', 'no validation data in the checkpoint\'s config: pass --data <layout>:<dir>');
     const ds = await scanDataset(layout);
     const items = opts.limit ? ds.items.slice(0, opts.limit) : ds.items;
@@ -119,7 +123,9 @@ export interface PredictOptions {
 }
 
 /** The checkpoint's trained rectifier, rebuilt from its config's plugins for `model`'s head. */
-export async function loadTrainedRectifier(file: string, config: RunConfig, model: SegmentationModel): Promise<{ rectifier: Rectifier; dispose(): Promise<void> }> {
+export async function loadTrainedRectifier(
+  ckpt: LoadedCheckpoint, config: RunConfig, model: SegmentationModel,
+): Promise<{ rectifier: Rectifier; dispose(): Promise<void> }> {
   const pipeline = createPipeline({
     backbone: model.backbone, decodeHead: model.decodeHead, plugins: await loadPlugins(config.plugins), require: ['Rectifier'],
   });
@@ -127,18 +133,18 @@ export async function loadTrainedRectifier(file: string, config: RunConfig, mode
   if (!rectifier.rectifyGrid) {
     await pipeline.dispose();
     throw new Ir2fError('INVALID_ARGUMENT',
-      `${file} was trained with a rectifier that has no rectification map (${rectifier.constructor.name}): train with @ir2f/plugin-inr-rectifier to get one`);
+      `${ckpt.file} was trained with a rectifier that has no rectification map (${rectifier.constructor.name}): train with @ir2f/plugin-inr-rectifier to get one`);
   }
-  restoreRectifier(await readCheckpoint(file), rectifier.variables);
+  restoreRectifier(ckpt, rectifier.variables);
   return { rectifier, dispose: () => pipeline.dispose() };
 }
 
 /** Class map, overlay (and optionally confidence and entropy) PNGs for each input image; returns the files. */
 export async function predictImages(file: string, input: string, outDir: string, opts: PredictOptions = {}): Promise<string[]> {
   const images = await listImages(input);
-  const { model, config } = await loadTrained(file, opts.which);
+  const { model, config, checkpoint } = await loadTrained(file, opts.which);
   const written: string[] = [];
-  const rect = opts.rectification ? await loadTrainedRectifier(file, config, model).catch((err) => {
+  const rect = opts.rectification ? await loadTrainedRectifier(checkpoint, config, model).catch((err) => {
     model.dispose();
     throw err;
   }) : undefined;
@@ -190,7 +196,7 @@ export async function predictImages(file: string, input: string, outDir: string,
 export async function exportCheckpoint(
   file: string, onnxFile: string | undefined, opts: { which?: Which; opset?: number; rectifier?: string } = {},
 ): Promise<{ bytes: number; rectifierBytes?: number }> {
-  const { model, config } = await loadTrained(file, opts.which);
+  const { model, config, checkpoint } = await loadTrained(file, opts.which);
   try {
     let bytes = 0;
     if (onnxFile) {
@@ -198,7 +204,7 @@ export async function exportCheckpoint(
       bytes = (await fs.stat(onnxFile)).size;
     }
     if (!opts.rectifier) return { bytes };
-    const rect = await loadTrainedRectifier(file, config, model);
+    const rect = await loadTrainedRectifier(checkpoint, config, model);
     try {
       if (!rect.rectifier.exportOnnx) {
         throw new Ir2fError('INVALID_ARGUMENT', `the rectifier of ${file} (${rect.rectifier.constructor.name}) cannot export itself to ONNX`);
