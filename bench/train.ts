@@ -42,16 +42,21 @@ function peakRssMiB(preset: string, size: number, steps: number): number {
   return (JSON.parse(line) as { maxRssKiB: number }).maxRssKiB / 1024;
 }
 
+/** An INR rectifier sized for a preset's decode head. */
+function inrFor(preset: string): InrRectifier {
+  const probe = createModel(preset);
+  const embeddingChannels = probe.decodeHead.embeddingChannels;
+  probe.dispose();
+  return new InrRectifier({}, { embeddingChannels, numClasses: 19 });
+}
+
 export async function benchTrain(): Promise<void> {
   await initBackend('wasm');
   console.log(`# one DAFormer-style training iteration, batch 2+2 (tfjs: wasm, 1 thread; PyTorch CPU ${debianBlas()})\n`);
   const rows: (string | number)[][] = [['preset', 'crop', 'wasm ms', 'teacher', 'student f+b', 'rectifier', 'optim+EMA', 'torch 1 thr ms', 'torch 2 thr ms', 'wasm / torch-1 ×', 'wasm / torch-2 ×']];
   for (const [preset, size, extra] of CASES) {
     // the INR rectifier (DESIGN §5.1) in the step: its own forward time; its backward is in "student f+b"
-    const probe = createModel(preset);
-    const embeddingChannels = probe.decodeHead.embeddingChannels;
-    probe.dispose();
-    const rectifier = extra === 'inr' ? new InrRectifier({}, { embeddingChannels, numClasses: 19 }) : undefined;
+    const rectifier = extra === 'inr' ? inrFor(preset) : undefined;
     const r = await benchStep({ preset, size, batch: 2, steps: 5, backend: 'wasm', rectifier });
     rectifier?.dispose();
     const t1 = extra ? undefined : torchStep(preset, size, 1);

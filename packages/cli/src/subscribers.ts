@@ -54,10 +54,10 @@ export function progress(events$: Observable<Ir2fEvent>, opts: { tty: boolean; l
     }
   }));
   subs.add(events$.pipe(ofType('step')).subscribe((e) => {
-    const speed = (1000 / e.ms).toFixed(2);
-    if (bar) bar.update(e.step, { losses: fmtLoss(e.losses), speed });
+    last = fmtLoss(e.losses);
+    if (bar) bar.update(e.step, { losses: last, speed: (1000 / e.ms).toFixed(2) });
     else if (e.step % (opts.every ?? 50) === 0 || e.step === 1) {
-      opts.log(`step ${e.step}  ${fmtLoss(e.losses)}  lr ${e.lr.toExponential(2)}  ${e.ms.toFixed(0)} ms/it`);
+      opts.log(`step ${e.step}  ${last}  lr ${e.lr.toExponential(2)}  ${e.ms.toFixed(0)} ms/it`);
     }
   }));
   subs.add(events$.pipe(ofType('eval')).subscribe((e) => {
@@ -69,7 +69,6 @@ export function progress(events$: Observable<Ir2fEvent>, opts: { tty: boolean; l
     } else opts.log(line);
   }));
   subs.add(events$.pipe(ofType('warning')).subscribe((e) => opts.log(`warning (${e.code}): ${e.message}`)));
-  subs.add(events$.pipe(ofType('step')).subscribe((e) => (last = fmtLoss(e.losses))));
   subs.add(events$.pipe(ofType('run-end')).subscribe(() => bar?.stop()));
   return subs;
 }
