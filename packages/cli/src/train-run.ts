@@ -74,7 +74,7 @@ export async function runTraining(config: RunConfig, opts: TrainRunOptions): Pro
     }
     if (!opts.quiet) log(`data: ${data.describe}; model ${config.model.preset}; ${backend.name} backend; work dir ${workDir}`);
     const result = await train({
-      config: config.train, runConfig: config, student, teacher, numClasses: config.model.numClasses, pipeline,
+      config: config.train, runConfig: config, trainConfigPath: 'train', student, teacher, numClasses: config.model.numClasses, pipeline,
       data: data.data, workDir, resume, signal: abort.signal, backend,
       featureDistance: imnet && config.featureDistance ? { imnet, ...config.featureDistance } : undefined,
     });

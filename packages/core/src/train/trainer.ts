@@ -100,6 +100,8 @@ export interface TrainerOptions {
   resume?: string;
   /** The whole run's config, stored in checkpoints and compared on resume (default: `config`). */
   runConfig?: unknown;
+  /** Where `config` sits inside `runConfig` (e.g. 'train'), so that its resumable fields may differ on resume. */
+  trainConfigPath?: string;
   /** Abort to stop after the current step; a checkpoint is written and the run ends 'interrupted'. */
   signal?: AbortSignal;
   featureDistance?: Omit<FeatureDistance, 'numClasses'>;
@@ -182,7 +184,8 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
           `--resume: no checkpoint (step-*.safetensors) in ${opts.workDir ?? '.'}; start without --resume or point it at a file`);
       }
       const ckpt = await readCheckpoint(file);
-      const diff = configDiff(ckpt.meta.config, runConfig, RESUMABLE_FIELDS.map((f) => (runConfig === config ? f : `train.${f}`)));
+      const at = opts.runConfig === undefined ? '' : opts.trainConfigPath;
+      const diff = configDiff(ckpt.meta.config, runConfig, at === undefined ? [] : RESUMABLE_FIELDS.map((f) => (at ? `${at}.${f}` : f)));
       if (diff.length) {
         throw new Ir2fError('CONFIG_MISMATCH',
           `checkpoint ${file} was written by another config; these fields differ: ${diff.join(', ')}. ` +
