@@ -11,7 +11,7 @@ import {
 } from '@ir2f/core';
 import type { SegmentationModel } from '@ir2f/backbones';
 import {
-  CITYSCAPES_PALETTE, colorize, loadSample, normalize, readRgb, scanDataset, writeRgbPng, type RgbImage,
+  CITYSCAPES_PALETTE, colorize, evalSamples, normalize, readRgb, scanDataset, writeRgbPng, type RgbImage,
 } from '@ir2f/datasets';
 import { RunConfigSchema, type DataSpec, type RunConfig } from './config.js';
 import { buildModel, layoutOf, loadPlugins, resolveLayouts } from './run-setup.js';
@@ -62,12 +62,7 @@ export async function evalCheckpoint(file: string, opts: { data?: DataSpec; whic
     const ds = await scanDataset(layout);
     const items = opts.limit ? ds.items.slice(0, opts.limit) : ds.items;
     classes ??= [...(ds.labelSource?.spec.evalClasses ?? Array.from({ length: config.model.numClasses }, (_, i) => i))];
-    const result = await evaluate(model, (async function* () {
-      for (const item of items) {
-        const s = await loadSample(item);
-        yield { image: normalize(s.image), label: s.label!.data, height: s.image.height, width: s.image.width };
-      }
-    })(), { numClasses: config.model.numClasses, classes, slide: config.data.slide });
+    const result = await evaluate(model, evalSamples(items), { numClasses: config.model.numClasses, classes, slide: config.data.slide });
     const names = ds.labelSource?.spec.classes ?? [];
     const perClass = Object.fromEntries(classes.map((c) => [names[c] ?? `class ${c}`, result.perClassIoU[c]]));
     layout = ds.layout;

@@ -31,4 +31,4 @@ export {
 export { writeImageGrid, writePreviewGrid } from './embedded/preview.js';
 export { EMBEDDED_CLASS_IDS, layoutScene, SOURCE_PRIORS, TARGET_PRIORS, type GeometryPriors, type Scene } from './embedded/street-scene.js';
 export { renderScene, type DomainStyleName } from './embedded/render.js';
-export { udaData, type UdaDataOptions } from './uda-data.js';
+export { evalSamples, udaData, type UdaDataOptions } from './uda-data.js';

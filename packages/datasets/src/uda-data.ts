@@ -5,7 +5,7 @@
  */
 import { type Rng, type EvalSample, type EventBus, type HostBatch, type TrainData } from '@ir2f/core';
 import { classStats, rareClassSampler } from './class-stats.js';
-import type { Dataset } from './layouts.js';
+import type { Dataset, DatasetItem } from './layouts.js';
 import { createLoader, loadSample } from './loader.js';
 import { horizontalFlip, keepRatioSize, normalize, photometricDistortion, randomCrop, resize, type Sample } from './transforms.js';
 
@@ -77,16 +77,16 @@ export async function udaData(opts: UdaDataOptions): Promise<TrainData & { rareC
   };
   if (opts.val) {
     const val = opts.val;
-    const scale = opts.resize?.val;
-    data.evaluation = {
-      samples: async function* (): AsyncGenerator<EvalSample> {
-        for (const item of val.items) {
-          const s = await resized(await loadSample(item), scale);
-          if (!s.label) throw new Error(`validation image ${item.image} has no label`);
-          yield { image: normalize(s.image), label: s.label.data, height: s.image.height, width: s.image.width };
-        }
-      },
-    };
+    data.evaluation = { samples: () => evalSamples(val.items, opts.resize?.val) };
   }
   return data;
+}
+
+/** Labelled items as normalised evaluation samples, optionally resized keeping the ratio to `scale`. */
+export async function* evalSamples(items: readonly DatasetItem[], scale?: [number, number]): AsyncGenerator<EvalSample> {
+  for (const item of items) {
+    const s = await resized(await loadSample(item), scale);
+    if (!s.label) throw new Error(`validation image ${item.image} has no label`);
+    yield { image: normalize(s.image), label: s.label.data, height: s.image.height, width: s.image.width };
+  }
 }
