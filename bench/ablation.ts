@@ -5,15 +5,19 @@
  * target val (expected calibration error, 10 bins; the teacher's max probability for reference). With the
  * INR rectifier in the ladder, also its cost against the decode head's. Writes a section of bench/RESULTS.md.
  *
- *   npm run bench -- ablation [--variants source-only,baseline,inr,ir2f,oracle] [--seeds 3] [--steps 400]
+ *   npm run bench -- ablation [--variants source-only,baseline,inr,ir2f,oracle] [--benchmarks synth2real,day2night]
+ *                             [--seeds 3] [--steps 400] [--fresh] [--table-only]
+ *   (each run is stored in bench/runs/; start one process per core with different --variants or --benchmarks)
  *   npm run bench -- rectifier        (= --variants baseline,inr)
  */
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { boundaryMask, ConfusionMatrix, expectedCalibrationError, inferLogits, initBackend, Rng } from '@ir2f/core';
+import { boundaryMask, ConfusionMatrix, expectedCalibrationError, inferLogits, initBackend, Rng, writeAtomic } from '@ir2f/core';
 import { createModel } from '@ir2f/backbones';
 import { loadRawConfig, loadTrained, loadTrainedRectifier, resolveConfig, runTraining } from '@ir2f/cli';
 import { EMBEDDED_BENCHMARKS, ensureBenchmark, loadSample, normalize, scanDataset } from '@ir2f/datasets';
@@ -109,16 +113,96 @@ function cost(): { head: number; rectify: number; rectify4x: number } {
   return { head, rectify, rectify4x };
 }
 
+/** One finished run, stored as bench/runs/<benchmark>-<variant>-<seed>.json so that runs can be spread
+ *  over processes (one per core) and over sessions, and the table is rendered from all of them. */
+interface RunRecord extends RunMetrics {
+  benchmark: string;
+  variant: VariantName;
+  seed: number;
+  steps: number;
+  msPerStep: number;
+  commit: string;
+  date: string;
+}
+
+const RUNS_DIR = new URL('./runs/', import.meta.url);
+const runFile = (b: string, v: string, s: number) => new URL(`${b}-${v}-${s}.json`, RUNS_DIR);
+
+async function readRun(b: string, v: string, s: number): Promise<RunRecord | undefined> {
+  const text = await fs.readFile(runFile(b, v, s), 'utf8').catch(() => undefined);
+  return text ? (JSON.parse(text) as RunRecord) : undefined;
+}
+
+function gitCommit(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'packages'], { encoding: 'utf8' }).trim();
+    return dirty ? `${head}+dirty` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Replace the section that starts with `## <title>` (up to the next `## `), or append it. */
+async function writeSection(title: string, body: string): Promise<void> {
+  const file = new URL('./RESULTS.md', import.meta.url);
+  const old = await fs.readFile(file, 'utf8').catch(() => '# Benchmark results\n');
+  const head = `\n## ${title}`;
+  const at = old.indexOf(head);
+  const next = at < 0 ? -1 : old.indexOf('\n## ', at + head.length);
+  const section = `${head}\n\n${body}\n`;
+  const text = at < 0 ? old + section : old.slice(0, at) + section + (next < 0 ? '' : old.slice(next));
+  await fs.writeFile(file, text);
+}
+
 export async function benchAblation(defaultVariants: VariantName[] = ['source-only', 'baseline', 'inr', 'ir2f', 'oracle'], title = 'The ablation ladder'): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(3), allowPositionals: true,
-    options: { seeds: { type: 'string', default: '3' }, steps: { type: 'string' }, variants: { type: 'string' } },
+    options: {
+      seeds: { type: 'string', default: '3' }, steps: { type: 'string' }, variants: { type: 'string' },
+      benchmarks: { type: 'string' }, fresh: { type: 'boolean', default: false }, 'table-only': { type: 'boolean', default: false },
+    },
   });
   const variants = (values.variants ? values.variants.split(',') : defaultVariants) as VariantName[];
   for (const v of variants) if (!(v in VARIANTS)) throw new Error(`unknown variant '${v}'; known: ${Object.keys(VARIANTS).join(', ')}`);
+  const benchmarks = (values.benchmarks ? values.benchmarks.split(',') : [...EMBEDDED_BENCHMARKS]) as (typeof EMBEDDED_BENCHMARKS)[number][];
+  for (const b of benchmarks) {
+    if (!(EMBEDDED_BENCHMARKS as readonly string[]).includes(b)) throw new Error(`unknown benchmark '${b}'; known: ${EMBEDDED_BENCHMARKS.join(', ')}`);
+  }
   const seeds = Array.from({ length: Number(values.seeds) }, (_, i) => i);
+  const steps = values.steps ? Number(values.steps) : undefined;
   const backend = await initBackend('wasm');
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'ir2f-bench-ablation-'));
+  await fs.mkdir(RUNS_DIR, { recursive: true });
+  const commit = gitCommit();
+  for (const name of values['table-only'] ? [] : benchmarks) {
+    const bench = await ensureBenchmark(name);
+    for (const variant of variants) {
+      const spec = VARIANTS[variant];
+      for (const seed of seeds) {
+        const raw = await loadRawConfig(name);
+        const config = resolveConfig(raw, { steps, set: [`train.seed=${seed}`, ...spec.set] });
+        const done = await readRun(name, variant, seed);
+        if (done && !values.fresh && done.steps === config.train.steps) {
+          console.log(`${name} ${variant} seed ${seed}: stored (${done.commit}, ${done.date}); --fresh to rerun`);
+          continue;
+        }
+        const r = await runTraining(config, { workDir: path.join(work, `${name}-${variant}-${seed}`), quiet: true });
+        const m = await measure(r.checkpoint!, bench, spec.inr, variant === 'baseline' || spec.inr);
+        const record: RunRecord = {
+          benchmark: name, variant, seed, steps: config.train.steps, msPerStep: r.msPerStep, commit,
+          date: new Date().toISOString().slice(0, 10), ...m,
+        };
+        await writeAtomic(fileURLToPath(runFile(name, variant, seed)), new TextEncoder().encode(`${JSON.stringify(record, null, 2)}\n`));
+        console.log(`${name} ${variant} seed ${seed}: mIoU ${(m.miou * 100).toFixed(1)}, boundary ${(m.boundaryMiou * 100).toFixed(1)}` +
+          `${m.eceR != null ? `, ECE r ${m.eceR.toFixed(3)}` : ''}${m.eceTeacher != null ? `, ECE teacher ${m.eceTeacher.toFixed(3)}` : ''}, ${r.msPerStep.toFixed(0)} ms/it`);
+        await fs.rm(path.join(work, `${name}-${variant}-${seed}`), { recursive: true, force: true });
+      }
+    }
+  }
+  await fs.rm(work, { recursive: true, force: true });
+
+  // the table covers every stored run of the chosen variants and seeds, whichever process made it
   const lines: string[] = [];
   if (variants.some((v) => VARIANTS[v].inr)) {
     const c = cost();
@@ -127,42 +211,25 @@ export async function benchAblation(defaultVariants: VariantName[] = ['source-on
       `at 4× (384²) ${c.rectify4x.toFixed(1)} ms (${(c.rectify4x / c.head).toFixed(2)}×).`, '');
     console.log(lines[0]);
   }
-  const rows: string[] = ['| benchmark | variant | target mIoU | boundary mIoU | ECE of r | ECE of teacher max-prob | ms/iteration |', '|---|---|---|---|---|---|---|'];
-  for (const name of EMBEDDED_BENCHMARKS) {
-    const bench = await ensureBenchmark(name);
+  const rows: string[] = ['| benchmark | variant | seeds | target mIoU | boundary mIoU | ECE of r | ECE of teacher max-prob | ms/iteration |', '|---|---|---|---|---|---|---|---|'];
+  const commits = new Set<string>();
+  for (const name of benchmarks) {
     for (const variant of variants) {
-      const spec = VARIANTS[variant];
-      const metrics: RunMetrics[] = [];
-      const ms: number[] = [];
-      for (const seed of seeds) {
-        const raw = await loadRawConfig(name);
-        const config = resolveConfig(raw, {
-          steps: values.steps ? Number(values.steps) : undefined,
-          set: [`train.seed=${seed}`, ...spec.set],
-        });
-        const r = await runTraining(config, { workDir: path.join(work, `${name}-${variant}-${seed}`), quiet: true });
-        const m = await measure(r.checkpoint!, bench, spec.inr, variant === 'baseline' || spec.inr);
-        metrics.push(m);
-        ms.push(r.msPerStep);
-        console.log(`${name} ${variant} seed ${seed}: mIoU ${(m.miou * 100).toFixed(1)}, boundary ${(m.boundaryMiou * 100).toFixed(1)}` +
-          `${m.eceR != null ? `, ECE r ${m.eceR.toFixed(3)}` : ''}${m.eceTeacher != null ? `, ECE teacher ${m.eceTeacher.toFixed(3)}` : ''}, ${r.msPerStep.toFixed(0)} ms/it`);
-      }
-      const ece = metrics.every((m) => m.eceR != null) ? metrics.map((m) => m.eceR!) : undefined;
-      rows.push(`| ${name} | ${spec.label} | ${meanStd(metrics.map((m) => m.miou))} | ` +
-        `${meanStd(metrics.map((m) => m.boundaryMiou))} | ${ece ? `${(ece.reduce((a, b) => a + b, 0) / ece.length).toFixed(3)}` : '—'} | ` +
-        `${metrics.every((m) => m.eceTeacher != null) ? (metrics.reduce((a, m) => a + m.eceTeacher!, 0) / metrics.length).toFixed(3) : '—'} | ` +
-        `${(ms.reduce((a, b) => a + b, 0) / ms.length).toFixed(0)} |`);
+      const runs = (await Promise.all(seeds.map((s) => readRun(name, variant, s)))).filter((r): r is RunRecord => !!r);
+      if (!runs.length) continue;
+      runs.forEach((r) => commits.add(`${r.commit} (${r.date})`));
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      const ece = (pick: (r: RunRecord) => number | undefined) => (runs.every((r) => pick(r) != null) ? mean(runs.map((r) => pick(r)!)).toFixed(3) : '—');
+      rows.push(`| ${name} | ${VARIANTS[variant].label} | ${runs.map((r) => r.seed).join(',')} | ${meanStd(runs.map((r) => r.miou))} | ` +
+        `${meanStd(runs.map((r) => r.boundaryMiou))} | ${ece((r) => r.eceR)} | ${ece((r) => r.eceTeacher)} | ${mean(runs.map((r) => r.msPerStep)).toFixed(0)} |`);
     }
   }
   lines.push(...rows);
   console.log(`\n${rows.join('\n')}`);
-  const section = `\n## ${title} (${new Date().toISOString().slice(0, 10)})\n\n` +
-    `\`npm run bench -- ${process.argv.slice(2).join(' ')}\` (variants ${variants.join(', ')}; seeds ${seeds.join(', ')}; embedded presets; mean ± std over seeds; mIoU over the benchmark's 8 classes ` +
-    `on 100 target val images; boundary = labelled pixels within 2 px of another class).\n\n${lines.join('\n')}\n`;
-  const file = new URL('./RESULTS.md', import.meta.url);
-  const old = await fs.readFile(file, 'utf8').catch(() => '# Benchmark results\n');
-  await fs.writeFile(file, old + section);
-  await fs.rm(work, { recursive: true, force: true });
+  await writeSection(title,
+    `\`npm run bench -- ${process.argv.slice(2).join(' ')}\` (variants ${variants.join(', ')}; seeds ${seeds.join(', ')}; embedded presets; ` +
+    `mean ± std over seeds; mIoU over the benchmark's 8 classes on 100 target val images; boundary = labelled pixels within 2 px of ` +
+    `another class). Each run is stored in bench/runs/ and reused until \`--fresh\`; code versions: ${[...commits].join(', ')}.\n\n${lines.join('\n')}`);
 }
 
 export async function benchRectifier(): Promise<void> {
