@@ -26,6 +26,7 @@ export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels }
 export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
 export { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
 export { bilinearMatrix, registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
+export { stopGradient } from './nn/stop-gradient.js';
 export { Layer, Module, ModuleList, fromTorch, toTorch, torchShape, type ParamLayout, type StateEntry } from './nn/module.js';
 export {
   BatchNorm2d, Conv2d, ConvBnReLU, Dropout, GELU, LayerNorm, Linear, MaxPool2d, ReLU, resizeTo, Sequential,

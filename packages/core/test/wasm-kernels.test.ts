@@ -1,6 +1,6 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '@ir2f/core';
+import { initBackend, replacedWasmKernels } from '@ir2f/core';
 import { onBackend, randomArray, relativeError } from './backend-helpers.js';
 
 type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
@@ -127,8 +127,14 @@ test.serial('Conv2DBackpropFilter stays correct when its tensors sit above 2 GiB
   t.true(relativeError(wasm, cpu) <= 1e-4);
 });
 
-test('BatchMatMul with transposed operands on wasm (ir2f: explicit transpose + XNNPACK) matches cpu', async (t) => {
+test('BatchMatMul with transposed operands or batches on wasm (ir2f: explicit transpose, one XNNPACK product per batch) matches cpu', async (t) => {
   const cases: { a: number[]; b: number[]; ta: boolean; tb: boolean }[] = [
+    { a: [5, 6, 4], b: [5, 4, 3], ta: false, tb: false },
+    { a: [2, 3, 6, 4], b: [4, 3], ta: false, tb: false },
+    { a: [1, 6, 4], b: [7, 4, 3], ta: false, tb: false },
+    { a: [2, 3, 6, 4], b: [1, 3, 4, 5], ta: false, tb: false },
+    { a: [2, 3, 6, 4], b: [2, 3, 5, 4], ta: false, tb: true },
+    { a: [200, 64], b: [200, 48], ta: true, tb: false },
     { a: [37, 5], b: [37, 7], ta: true, tb: false },
     { a: [6, 9], b: [4, 9], ta: false, tb: true },
     { a: [9, 6], b: [4, 9], ta: true, tb: true },
@@ -142,6 +148,32 @@ test('BatchMatMul with transposed operands on wasm (ir2f: explicit transpose + X
     const { wasm, cpu } = await compare('BatchMatMul', run);
     t.true(relativeError(wasm, cpu) <= 1e-5, JSON.stringify(c));
   }
+});
+
+test('Sum and Mean on wasm (ir2f: leading axes in one pass over the rows) match cpu, with keepDims, negative axes and other axes', async (t) => {
+  const cases: { x: number[]; axis: number | number[]; keepDims: boolean }[] = [
+    { x: [300, 40], axis: 0, keepDims: false },
+    { x: [2, 24, 24, 16], axis: [0, 1, 2], keepDims: true },
+    { x: [2, 24, 24, 16], axis: [2, 0, 1], keepDims: false },
+    { x: [4, 100, 33], axis: [-3, -2], keepDims: false },
+    { x: [70, 80], axis: [1], keepDims: false },
+    { x: [6, 70, 80], axis: [0, 2], keepDims: true },
+    { x: [3, 5], axis: 0, keepDims: false },
+  ];
+  for (const c of cases) {
+    for (const op of ['sum', 'mean'] as const) {
+      const run = () => tf[op](tf.tensor(randomArray(c.x.reduce((a, b) => a * b, 1), 61), c.x), c.axis, c.keepDims);
+      const { wasm, cpu } = await compare(op === 'sum' ? 'Sum' : 'Mean', run);
+      t.true(relativeError(wasm, cpu) <= 1e-5, `${op} ${JSON.stringify(c)}`);
+      const shape = await onBackend('wasm', () => tf.tidy(() => run().shape));
+      t.deepEqual(shape, await onBackend('cpu', () => tf.tidy(() => run().shape)), `${op} ${JSON.stringify(c)} shape`);
+    }
+  }
+  t.true(replacedWasmKernels.has('Sum') && replacedWasmKernels.has('Mean'), 'ir2f\'s Sum and Mean are the registered wasm kernels');
+  // int32 sums stay exact (the package's kernel)
+  const ints = () => tf.sum(tf.tensor2d(Array.from({ length: 400 }, (_, i) => i % 17), [100, 4], 'int32'), 0);
+  const { wasm, cpu } = await compare('Sum', ints);
+  t.deepEqual(Array.from(wasm), Array.from(cpu));
 });
 
 test('GatherV2 on wasm (ir2f: row copies) matches cpu for any axis, float32 and int32, and rejects bad indices', async (t) => {

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  Ir2fError, Rng, z, type EventBus, type Rectified, type Rectifier, type RectifierSourceSide, type RectifyInput, type SmallMap,
+  Ir2fError, Rng, stopGradient, z, type EventBus, type Rectified, type Rectifier, type RectifierSourceSide, type RectifyInput, type SmallMap,
   type StepContext,
 } from '@ir2f/core';
 import { exportRectifierOnnx } from './inr-onnx.js';
@@ -43,13 +43,6 @@ export const InrOptionsSchema = z.object({
 
 export type InrOptions = z.output<typeof InrOptionsSchema>;
 export type InrOptionsInput = z.input<typeof InrOptionsSchema>;
-
-/** x with its value and no gradient (tfjs has no stop-gradient op). */
-const detach = tf.customGrad(((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-  const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
-  save([x]);
-  return { value: tf.clone(x), gradFunc: (_dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => [tf.zerosLike(saved[0])] };
-}) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (x: tf.Tensor) => tf.Tensor;
 
 function uniformInit(rng: Rng, fanIn: number, shape: number[]): tf.Tensor {
   // PyTorch's nn.Linear / Conv2d default: U(−1/√fan_in, 1/√fan_in)
@@ -191,7 +184,7 @@ export class InrRectifier implements Rectifier {
     const warm = ctx.step < this.options.qWarmupSteps;
     return {
       labels: input.pseudo.labels,
-      weight: (warm ? tf.clone(input.pseudo.weight) : this.options.detachWeight ? detach(r) : r) as tf.Tensor3D,
+      weight: (warm ? tf.clone(input.pseudo.weight) : this.options.detachWeight ? stopGradient(r) : r) as tf.Tensor3D,
       rectification: r,
     };
   }

@@ -7,13 +7,14 @@ import { conv2DBackpropFilterWasm, conv2DBackpropInputWasm } from './wasm-conv-b
 import { depthwiseBackpropFilterWasm, depthwiseBackpropInputWasm } from './wasm-depthwise-backprop.js';
 import { gatherWasm, setOriginalGather } from './wasm-gather.js';
 import { batchMatMulWasm, setOriginalBatchMatMul } from './wasm-matmul.js';
+import { meanWasm, setOriginalMean, setOriginalSum, sumWasm } from './wasm-reduce.js';
 import { unsortedSegmentSumWasm } from './wasm-segment-sum.js';
 
 const IR2F_MARK = Symbol.for('ir2f.kernel');
 
 /**
- * The kernels ir2f registers for `wasm`; `Conv2DBackpropInput`, `BatchMatMul` (transposed operands) and
- * `GatherV2` replace the package's scalar paths.
+ * The kernels ir2f registers for `wasm`; `Conv2DBackpropInput`, `BatchMatMul` (transposed operands),
+ * `GatherV2`, `Sum` and `Mean` (over leading axes) replace the package's scalar paths.
  */
 export const wasmGradientKernels: readonly tf.KernelConfig[] = [
   { kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilterWasm as tf.KernelFunc },
@@ -30,6 +31,8 @@ export const wasmGradientKernels: readonly tf.KernelConfig[] = [
   // speed: the package's kernels take a scalar path for these cases
   { kernelName: 'BatchMatMul', backendName: 'wasm', kernelFunc: batchMatMulWasm as tf.KernelFunc },
   { kernelName: 'GatherV2', backendName: 'wasm', kernelFunc: gatherWasm as tf.KernelFunc },
+  { kernelName: 'Sum', backendName: 'wasm', kernelFunc: sumWasm as tf.KernelFunc },
+  { kernelName: 'Mean', backendName: 'wasm', kernelFunc: meanWasm as tf.KernelFunc },
 ].map((c) => Object.assign(c, { [IR2F_MARK]: true }));
 
 /** Kernels of tfjs-backend-wasm that ir2f replaced, kept so that benchmarks can compare against them. */
@@ -46,9 +49,12 @@ export function registerWasmGradientKernels(): void {
     }
     tf.registerKernel(config);
   }
-  // ir2f's BatchMatMul and GatherV2 hand the cases they do not speed up to the package's own kernels, whose
+  // ir2f's BatchMatMul, GatherV2, Sum and Mean hand the cases they do not speed up to the package's own kernels, whose
   // setup (binding their wasm functions) must still run: tfjs runs a kernel's setupFunc when the backend starts
-  for (const [name, setOriginal] of [['BatchMatMul', setOriginalBatchMatMul], ['GatherV2', setOriginalGather]] as const) {
+  const delegating = [
+    ['BatchMatMul', setOriginalBatchMatMul], ['GatherV2', setOriginalGather], ['Sum', setOriginalSum], ['Mean', setOriginalMean],
+  ] as const;
+  for (const [name, setOriginal] of delegating) {
     const orig = replacedWasmKernels.get(name);
     if (!orig) continue;
     setOriginal(orig.kernelFunc);
