@@ -138,23 +138,28 @@ export function queryGeometry(shape: InrShape, coords: tf.Tensor3D, h: number, w
 /**
  * §5.1.3 on a geometry: all neighbours' MLP inputs as one batch, [N·B·Q, H₁] = gathered grid term +
  * coordinate term + cell term + bias, through the MLP, blended by the ensemble weights → s [B·Q].
+ * `cell` is per query [B·Q, 2], or one pair for all (a grid): then it and the bias are added to the grid
+ * before the gather, once per latent cell instead of once per query and neighbour.
  */
-export function mlpLogits(p: InrParams, shape: InrShape, G: tf.Tensor4D, geo: QueryGeometry, cell: tf.Tensor2D): tf.Tensor1D {
+export function mlpLogits(
+  p: InrParams, shape: InrShape, G: tf.Tensor4D, geo: QueryGeometry, cell: tf.Tensor2D | readonly [number, number],
+): tf.Tensor1D {
   return tf.tidy(() => {
     const [B, h, w, H1] = G.shape;
     const [N, BQ] = geo.index.shape;
-    const flatG = tf.reshape(G, [B * h * w, H1]) as tf.Tensor2D;
-    let z = tf.add(tf.gather(flatG, tf.reshape(geo.index, [N * BQ])), tf.matMul(tf.reshape(geo.rel, [N * BQ, 2]), p.w1Coord));
-    if (shape.cellDecode) {
+    const cellTerm = (c: tf.Tensor2D) => tf.matMul(tf.mul(c, tf.tensor1d([h, w])), p.w1Cell);
+    const perQueryCell = cell instanceof tf.Tensor;
+    let gridTerm = tf.add(tf.reshape(G, [B * h * w, H1]), p.b1) as tf.Tensor2D;
+    if (shape.cellDecode && !perQueryCell) gridTerm = tf.add(gridTerm, cellTerm(tf.tensor2d([cell[0], cell[1]], [1, 2])));
+    let z = tf.add(tf.gather(gridTerm, tf.reshape(geo.index, [N * BQ])), tf.matMul(tf.reshape(geo.rel, [N * BQ, 2]), p.w1Coord));
+    if (shape.cellDecode && perQueryCell) {
       // the same cell term for every neighbour of a query
-      const cellTerm = tf.matMul(tf.mul(cell, tf.tensor1d([h, w])), p.w1Cell);
-      z = tf.add(tf.reshape(z, [N, BQ, H1]), cellTerm);
-      z = tf.reshape(z, [N * BQ, H1]);
+      z = tf.reshape(tf.add(tf.reshape(z, [N, BQ, H1]), cellTerm(cell)), [N * BQ, H1]);
     }
-    let act = tf.relu(tf.add(z, p.b1)) as tf.Tensor2D;
+    let act = tf.relu(z) as tf.Tensor2D;
+    // fused product + bias (+ ReLU): one pass over the activations instead of three
     p.layers.forEach((l, i) => {
-      const y = tf.add(tf.matMul(act, l.w), l.b) as tf.Tensor2D;
-      act = i < p.layers.length - 1 ? tf.relu(y) as tf.Tensor2D : y;
+      act = tf.fused.matMul({ a: act, b: l.w, bias: l.b, activation: i < p.layers.length - 1 ? 'relu' : 'linear' }) as tf.Tensor2D;
     });
     return tf.sum(tf.mul(tf.reshape(act, [N, BQ]), geo.weight), 0) as tf.Tensor1D;
   });

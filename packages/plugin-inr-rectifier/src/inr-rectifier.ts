@@ -149,14 +149,14 @@ export class InrRectifier implements Rectifier {
       }
       // a grid's geometry depends on its size only: computed once, reused every step
       const G = this.firstLayer(features, logProbs);
-      const { geo, cell } = this.gridGeometry(B, H, W, G.shape[1], G.shape[2]);
-      return tf.reshape(tf.sigmoid(mlpLogits(this.params, this.shape, G, geo, cell)), [B, H, W]) as tf.Tensor3D;
+      const geo = this.gridGeometry(B, H, W, G.shape[1], G.shape[2]);
+      return tf.reshape(tf.sigmoid(mlpLogits(this.params, this.shape, G, geo, [2 / H, 2 / W])), [B, H, W]) as tf.Tensor3D;
     });
   }
 
-  private readonly geometries = new Map<string, { geo: QueryGeometry; cell: tf.Tensor2D }>();
+  private readonly geometries = new Map<string, QueryGeometry>();
 
-  private gridGeometry(B: number, H: number, W: number, h: number, w: number): { geo: QueryGeometry; cell: tf.Tensor2D } {
+  private gridGeometry(B: number, H: number, W: number, h: number, w: number): QueryGeometry {
     const key = `${B}x${H}x${W}@${h}x${w}`;
     let entry = this.geometries.get(key);
     if (!entry) {
@@ -164,8 +164,7 @@ export class InrRectifier implements Rectifier {
       entry = tf.tidy(() => {
         const coords = tf.tile(tf.tensor3d(gridCoords(H, W), [1, H * W, 2]), [B, 1, 1]) as tf.Tensor3D;
         const geo = queryGeometry(this.shape, coords, h, w);
-        const cell = tf.tile(tf.tensor2d([2 / H, 2 / W], [1, 2]), [B * H * W, 1]) as tf.Tensor2D;
-        return { geo: { index: tf.keep(geo.index), rel: tf.keep(geo.rel), weight: tf.keep(geo.weight) }, cell: tf.keep(cell) };
+        return { index: tf.keep(geo.index), rel: tf.keep(geo.rel), weight: tf.keep(geo.weight) };
       });
       this.geometries.set(key, entry);
     }
@@ -173,7 +172,7 @@ export class InrRectifier implements Rectifier {
   }
 
   private clearGeometries(): void {
-    for (const { geo, cell } of this.geometries.values()) tf.dispose([geo.index, geo.rel, geo.weight, cell]);
+    for (const geo of this.geometries.values()) tf.dispose([geo.index, geo.rel, geo.weight]);
     this.geometries.clear();
   }
 
