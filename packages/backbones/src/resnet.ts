@@ -11,7 +11,7 @@ import {
   BatchNorm2d, Conv2d, Layer, MaxPool2d, Module, ReLU, Sequential, type Backbone, type OnnxGraph, type Rng,
 } from '@ir2f/core';
 
-interface BlockArgs {
+export interface BlockArgs {
   inplanes: number;
   planes: number;
   stride: number;

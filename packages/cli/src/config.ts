@@ -90,7 +90,8 @@ export const RunConfigSchema = z.object({
 
 export type RunConfig = z.output<typeof RunConfigSchema>;
 
-type Json = Record<string, unknown>;
+/** A parsed JSON/YAML object. */
+export type Json = Record<string, unknown>;
 
 const isObj = (v: unknown): v is Json => v != null && typeof v === 'object' && !Array.isArray(v);
 

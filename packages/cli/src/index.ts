@@ -3,7 +3,7 @@ export { buildProgram, runCli, type CliIo } from './program.js';
 export { dataMake, type DataMakeOptions } from './data-make.js';
 export {
   applySet, DataSpecSchema, LAYOUT_NAMES, loadRawConfig, merge, parseDataArg, resolveConfig, RunConfigSchema, THING_CLASSES,
-  type ConfigOverrides, type DataSpec, type LayoutName, type RunConfig,
+  type ConfigOverrides, type DataSpec, type Json, type LayoutName, type RunConfig,
 } from './config.js';
 export { PRESETS, type Preset } from './presets.js';
 export { buildData, buildModel, buildModels, buildPipeline, layoutOf, loadPlugins, resolveLayouts, type ResolvedData } from './run-setup.js';

@@ -16,7 +16,7 @@ export {
 export { definePlugin, describeIssues, type Ir2fPlugin, type PluginDefinition, type PluginFactory } from './plugin.js';
 /** zod, as core validates plugin options with it: plugins define their schemas with this instance. */
 export { z } from 'zod';
-export { createPipeline, type Binding, type Pipeline, type PipelineOptions, type PipelineParts } from './pipeline.js';
+export { createPipeline, type Binding, type Constructor, type Pipeline, type PipelineOptions, type PipelineParts } from './pipeline.js';
 export { IdentityRectifier } from './rectifier-identity.js';
 export { Rng, type RngState } from './rng.js';
 export { boundaryMask, ConfusionMatrix, expectedCalibrationError } from './metrics.js';

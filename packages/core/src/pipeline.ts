@@ -17,7 +17,8 @@ import { ConfidencePseudoLabeler } from './defaults/pseudo-labeler-confidence.js
 import { IdentityRectifier } from './rectifier-identity.js';
 import { TOKEN_PROVIDERS, Tokens, tokenName, type TokenName } from './tokens.js';
 
-type Constructor<T> = new (...args: never[]) => T;
+/** A class whose instances are T (for `useClass` bindings). */
+export type Constructor<T> = new (...args: never[]) => T;
 
 /** A part: an instance, or a provider resolved in the pipeline's container (one instance per pipeline). */
 export type Binding<T> =

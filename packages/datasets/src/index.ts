@@ -29,6 +29,6 @@ export {
   type EmbeddedBenchmark, type EmbeddedBenchmarkName, type MakeOptions,
 } from './embedded/benchmarks.js';
 export { writeImageGrid, writePreviewGrid } from './embedded/preview.js';
-export { EMBEDDED_CLASS_IDS, layoutScene, SOURCE_PRIORS, TARGET_PRIORS, type GeometryPriors, type Scene } from './embedded/street-scene.js';
+export { EMBEDDED_CLASS_IDS, layoutScene, SOURCE_PRIORS, TARGET_PRIORS, type GeometryPriors, type LightSource, type Scene, type SceneObject } from './embedded/street-scene.js';
 export { renderScene, type DomainStyleName } from './embedded/render.js';
 export { evalSamples, udaData, type UdaDataOptions } from './uda-data.js';
