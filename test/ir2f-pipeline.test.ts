@@ -38,7 +38,7 @@ async function ψAfter(plugins: ReturnType<typeof inrRectifier | typeof rmm>[]) 
   return { r, psi, parts: [...new Set(parts)], rmmEvents };
 }
 
-test.serial('IR2F = INR rectifier + RMM in one pipeline: loss parts, γ reported, ψ on another path than with L_cal alone', async (t) => {
+test.serial('IR2F = INR rectifier + RMM in one pipeline: loss parts, γ reported, ψ on another path than with L_cal alone (uniform and teacher-rest noise)', async (t) => {
   const calOnly = await ψAfter([inrRectifier({ hidden: [16], projChannels: 4 })]);
   const ir2f = await ψAfter([inrRectifier({ hidden: [16], projChannels: 4 }), rmm()]);
   t.is(ir2f.r.step, 3);
@@ -46,6 +46,11 @@ test.serial('IR2F = INR rectifier + RMM in one pipeline: loss parts, γ reported
   t.is(ir2f.rmmEvents.length, 3);
   t.true(ir2f.rmmEvents.every((g) => g > 0 && g < 1));
   t.notDeepEqual(ir2f.psi, calOnly.psi);
+  // the teacher-rest noise: the trainer hands the loss the mixed teacher probabilities, ψ takes yet another path
+  const rest = await ψAfter([inrRectifier({ hidden: [16], projChannels: 4 }), rmm({ noise: 'teacher-rest' })]);
+  t.is(rest.r.step, 3);
+  t.true(rest.rmmEvents.length === 3 && rest.rmmEvents.every((g) => g > 0 && g < 1));
+  t.notDeepEqual(rest.psi, ir2f.psi);
 });
 
 test.serial('L_RMM alone sends a gradient into every ψ tensor (calibration off, the CE weight detached)', (t) => {

@@ -72,6 +72,9 @@ export interface Rectified {
   weight: tf.Tensor3D;
   /** r ∈ (0, 1): [B, H, W] (or [B, H, W, K] for per-class rectifiers). */
   rectification: tf.Tensor;
+  /** The logit s of r = σ(s), same shape, where the rectifier has one: losses take log r = −softplus(−s) and
+   *  log(1 − r) = −softplus(s) from it, exact where r is within float rounding of 0 or 1. */
+  logit?: tf.Tensor;
 }
 
 /** Source-side supervision a rectifier may use (e.g. DESIGN §5.1.6 calibration). */
@@ -101,6 +104,8 @@ export interface LossInput {
   rectified?: Rectified;
   /** 1 where the mixed pixel came from the source image. */
   sourceMask?: tf.Tensor3D;
+  /** The teacher's class probabilities on the mixed image [B, H, W, K] (one-hot of the label on source pixels). */
+  teacherProbs?: tf.Tensor4D;
 }
 
 export interface LossOutput {
@@ -110,6 +115,8 @@ export interface LossOutput {
 }
 
 export interface Loss {
+  /** Set when `compute` reads `LossInput.teacherProbs` (the trainer mixes them only then). */
+  readonly usesTeacherProbs?: boolean;
   compute(input: LossInput, ctx: StepContext): LossOutput;
 }
 
@@ -118,6 +125,10 @@ export interface MixBatch {
   labels: tf.Tensor3D;
   weight?: tf.Tensor3D;
   rectification?: tf.Tensor;
+  /** The logit of `rectification` (see `Rectified.logit`). */
+  rectificationLogit?: tf.Tensor;
+  /** The teacher's class probabilities [B, H, W, K] (target side). */
+  probs?: tf.Tensor4D;
 }
 
 export interface MixResult extends MixBatch {

@@ -44,7 +44,7 @@ test('ClassMix mask: ⌈n/2⌉ of the present classes by score, never absent or 
   t.deepEqual([...classMixMask(one, tf.tensor2d([[0, 0, 0, 0.4, 0, 0]]), 6).dataSync()], [1, 1, 0, 1]);
 });
 
-test('ClassMix pastes source pixels with weight 1 and keeps target pixels and weights elsewhere', (t) => {
+test('ClassMix pastes source pixels with weight 1 (r = 1, teacher probabilities one-hot) and keeps target pixels, weights, r and probabilities elsewhere', (t) => {
   const B = 2;
   const H = 8;
   const W = 8;
@@ -55,6 +55,9 @@ test('ClassMix pastes source pixels with weight 1 and keeps target pixels and we
     image: tf.tensor4d(rng.normalArray(B * H * W * 3), [B, H, W, 3]),
     labels: tf.fill([B, H, W], 7, 'int32') as tf.Tensor3D,
     weight: tf.fill([B, H, W], 0.3) as tf.Tensor3D,
+    rectification: tf.fill([B, H, W], 0.6) as tf.Tensor3D,
+    rectificationLogit: tf.fill([B, H, W], Math.log(0.6 / 0.4)) as tf.Tensor3D,
+    probs: tf.tensor4d(Array.from({ length: B * H * W * 19 }, (_, i) => (i % 19) / 171), [B, H, W, 19]),
   };
   const mixer = new ClassMix({ numClasses: 19, blur: false, colorJitterThreshold: 1 });
   const a = mixer.mix(source, target, ctx(3));
@@ -67,17 +70,25 @@ test('ClassMix pastes source pixels with weight 1 and keeps target pixels and we
   const s = source.image.dataSync();
   const g = target.image.dataSync();
   const sl = srcLabels.dataSync();
+  const [r, logit, probs] = [a.rectification!.dataSync(), a.rectificationLogit!.dataSync(), a.probs!.dataSync()];
   let pasted = 0;
   for (let i = 0; i < m.length; i++) {
+    const p = Array.from(probs.slice(i * 19, (i + 1) * 19));
     if (m[i] === 1) {
       pasted++;
       t.is(lab[i], sl[i]);
       t.is(w[i], 1);
       t.is(img[i * 3], s[i * 3]);
+      // pasted pixels are certain: r = 1, a logit that is 1 in float32, the teacher's class = the label
+      t.is(r[i], 1);
+      t.is(Math.fround(1 / (1 + Math.exp(-logit[i]))), 1);
+      t.deepEqual(p, Array.from({ length: 19 }, (_, k) => (k === sl[i] ? 1 : 0)));
     } else {
       t.is(lab[i], 7);
       t.true(Math.abs(w[i] - 0.3) < 1e-7);
       t.is(img[i * 3 + 2], g[i * 3 + 2]);
+      t.true(Math.abs(r[i] - 0.6) < 1e-7 && Math.abs(logit[i] - Math.log(1.5)) < 1e-6);
+      t.true(p.every((v, k) => Math.abs(v - k / 171) < 1e-7), `pixel ${i}: ${p.join(",")}`);
     }
   }
   // 3 classes present per image → 2 pasted

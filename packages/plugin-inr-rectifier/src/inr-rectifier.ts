@@ -141,16 +141,22 @@ export class InrRectifier implements Rectifier {
 
   /** r [B, H, W] at the pixel centres of an H×W grid, any resolution (above the image's too). */
   rectifyGrid(features: tf.Tensor4D, logProbs: tf.Tensor4D, H: number, W: number): tf.Tensor3D {
+    return tf.tidy(() => tf.sigmoid(this.gridLogits(features, logProbs, H, W)) as tf.Tensor3D);
+  }
+
+  /** The logits s of r = σ(s) on an H×W grid. */
+  private gridLogits(features: tf.Tensor4D, logProbs: tf.Tensor4D, H: number, W: number): tf.Tensor3D {
     return tf.tidy(() => {
       const B = features.shape[0];
+      const G = this.firstLayer(features, logProbs);
       if (B * H * W > this.options.chunkSize) {
         const coords = tf.tile(tf.tensor3d(gridCoords(H, W), [1, H * W, 2]), [B, 1, 1]) as tf.Tensor3D;
-        return tf.reshape(this.rectifyAt(features, logProbs, coords, [2 / H, 2 / W]), [B, H, W]) as tf.Tensor3D;
+        const cell = tf.tile(tf.reshape(tf.tensor1d([2 / H, 2 / W]), [1, 1, 2]), [B, H * W, 1]) as tf.Tensor3D;
+        return tf.reshape(queryChunked(this.params, this.shape, G, coords, cell, this.options.chunkSize), [B, H, W]) as tf.Tensor3D;
       }
       // a grid's geometry depends on its size only: computed once, reused every step
-      const G = this.firstLayer(features, logProbs);
       const geo = this.gridGeometry(B, H, W, G.shape[1], G.shape[2]);
-      return tf.reshape(tf.sigmoid(mlpLogits(this.params, this.shape, G, geo, [2 / H, 2 / W])), [B, H, W]) as tf.Tensor3D;
+      return tf.reshape(mlpLogits(this.params, this.shape, G, geo, [2 / H, 2 / W]), [B, H, W]) as tf.Tensor3D;
     });
   }
 
@@ -178,28 +184,30 @@ export class InrRectifier implements Rectifier {
 
   rectify(input: RectifyInput, ctx: StepContext): Rectified {
     const [, H, W] = input.pseudo.labels.shape;
-    const r = this.rectifyGrid(input.features, input.logProbs!, H, W);
+    const logit = this.gridLogits(input.features, input.logProbs!, H, W);
+    const r = tf.sigmoid(logit) as tf.Tensor3D;
     this.observe(r, ctx);
     const warm = ctx.step < this.options.qWarmupSteps;
     return {
       labels: input.pseudo.labels,
       weight: (warm ? tf.clone(input.pseudo.weight) : this.options.detachWeight ? stopGradient(r) : r) as tf.Tensor3D,
       rectification: r,
+      logit,
     };
   }
 
   /** §5.1.6: BCE(r(x), 1[argmax teacher = source label]) over labelled source pixels, times λ_cal. */
   private calibrationLoss(source: RectifierSourceSide, ctx: StepContext): tf.Scalar {
     const [, H, W] = source.labels.shape;
-    const r = this.rectifyGrid(source.features, source.logProbs!, H, W);
+    const s = this.gridLogits(source.features, source.logProbs!, H, W);
     const bce = tf.tidy(() => {
       const valid = tf.cast(tf.notEqual(source.labels, 255), 'float32');
       const correct = tf.cast(tf.equal(tf.argMax(source.teacherProbs, 3), source.labels), 'float32');
-      const rc = tf.clipByValue(r, 1e-6, 1 - 1e-6);
-      const ll = tf.add(tf.mul(correct, tf.log(rc)), tf.mul(tf.sub(1, correct), tf.log(tf.sub(1, rc))));
-      return tf.div(tf.neg(tf.sum(tf.mul(ll, valid))), tf.maximum(tf.sum(valid), 1)) as tf.Scalar;
+      // BCE from the logit: −log σ(s) = softplus(−s), −log(1 − σ(s)) = softplus(s)
+      const nll = tf.add(tf.mul(correct, tf.softplus(tf.neg(s))), tf.mul(tf.sub(1, correct), tf.softplus(s)));
+      return tf.div(tf.sum(tf.mul(nll, valid)), tf.maximum(tf.sum(valid), 1)) as tf.Scalar;
     });
-    r.dispose();
+    s.dispose();
     if (this.pending && this.pending.step === ctx.step) this.pending.stats.calibrationBce = bce.dataSync()[0];
     this.flush();
     return tf.mul(bce, this.options.calibrationWeight) as tf.Scalar;

@@ -11,8 +11,8 @@ import { rmmTerms } from './rmm-loss.js';
 export const RmmOptionsSchema = z.object({
   /** λ_RMM. */
   lambda: z.number().nonnegative().default(1),
-  /** The noise component: uniform over the K classes. */
-  noise: z.enum(['uniform']).default('uniform'),
+  /** The noise component: `uniform` over the K classes, or `teacher-rest` (the teacher's distribution without its argmax). */
+  noise: z.enum(['uniform', 'teacher-rest']).default('uniform'),
   /** Floor r_min on r. */
   rMin: z.number().min(0).lt(1).default(0),
   ignoreIndex: z.number().int().default(255),
@@ -25,10 +25,12 @@ export type RmmOptionsInput = z.input<typeof RmmOptionsSchema>;
 
 export class RmmLoss implements Loss {
   readonly options: RmmOptions;
+  readonly usesTeacherProbs: boolean;
   private calls = 0;
 
   constructor(options: RmmOptionsInput = {}, private readonly bus?: EventBus) {
     this.options = RmmOptionsSchema.parse(options);
+    this.usesTeacherProbs = this.options.noise === 'teacher-rest';
   }
 
   compute(input: LossInput, ctx: StepContext): LossOutput {
@@ -38,12 +40,19 @@ export class RmmLoss implements Loss {
     }
     const o = this.options;
     const { studentLogits, target } = input;
+    if (o.noise === 'teacher-rest' && !input.teacherProbs) {
+      throw new Ir2fError('INVALID_ARGUMENT', 'RMM noise \'teacher-rest\' needs the teacher\'s probabilities on the mixed image (LossInput.teacherProbs)');
+    }
+    const logit = input.rectified?.logit;
     const sourceMask = input.sourceMask ?? tf.zeros(target.labels.shape);
     const parts = tf.tidy(() => {
       const targetMask = tf.sub(1, sourceMask);
       // source pixels: plain cross-entropy, mean over all pixels as the baseline's loss
       const source = tf.mean(tf.mul(pixelCrossEntropy(studentLogits, target.labels, o.ignoreIndex), sourceMask)) as tf.Scalar;
-      const terms = rmmTerms(studentLogits, target.labels, r as tf.Tensor3D, { rMin: o.rMin, ignoreIndex: o.ignoreIndex });
+      const terms = rmmTerms(studentLogits, target.labels, r as tf.Tensor3D, {
+        rMin: o.rMin, ignoreIndex: o.ignoreIndex, logit: logit?.rank === 3 ? logit as tf.Tensor3D : undefined,
+        noise: o.noise === 'teacher-rest' ? { kind: 'teacher-rest', teacherProbs: input.teacherProbs! } : { kind: 'uniform' },
+      });
       const kept = tf.mul(terms.valid, targetMask);
       const n = tf.maximum(tf.sum(kept), 1);
       const rmm = tf.div(tf.sum(tf.mul(terms.nll, targetMask)), n) as tf.Scalar;

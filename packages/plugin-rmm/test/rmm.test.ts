@@ -66,6 +66,69 @@ test('no NaN for p or r at 0 or 1', (t) => {
   }
 });
 
+test('r from its logit: the same loss as from r in the open range, finite and exact where r rounds to 0 or 1, r_min honoured', (t) => {
+  const rng = new Rng(9);
+  const n = 12;
+  const logits = tf.tensor4d(rng.normalArray(n * K), [1, 1, n, K]);
+  const labels = tf.tensor3d(Array.from({ length: n }, (_, i) => i % K), [1, 1, n], 'int32');
+  const s = tf.tensor3d(Array.from({ length: n }, () => rng.uniform(-4, 4)), [1, 1, n]);
+  const r = tf.sigmoid(s) as tf.Tensor3D;
+  const fromR = rmmTerms(logits, labels, r).nll.dataSync();
+  const fromLogit = rmmTerms(logits, labels, r, { logit: s }).nll.dataSync();
+  fromR.forEach((v, i) => t.true(Math.abs(v - fromLogit[i]) < 1e-5, `pixel ${i}`));
+  // s = ±60: σ(s) is exactly 0 or 1 in float32; the logit path still gives −log(p + e^{−60}(1/K − p)) etc.
+  const sx = tf.tensor3d([60, -60, 60, -60], [1, 1, 4]);
+  const lx = tf.tensor4d([3, 0, 0, 3, 0, 0, -3, 0, 0, -3, 0, 0], [1, 1, 4, K]);
+  const yx = tf.tensor3d([0, 0, 0, 0], [1, 1, 4], 'int32');
+  const nll = rmmTerms(lx, yx, tf.sigmoid(sx) as tf.Tensor3D, { logit: sx }).nll.dataSync();
+  const p0 = softmax([3, 0, 0])[0];
+  const p1 = softmax([-3, 0, 0])[0];
+  t.true(Math.abs(nll[0] + Math.log(p0)) < 1e-5 && Math.abs(nll[1] - Math.log(K)) < 1e-5, `${nll[0]}, ${nll[1]}`);
+  t.true(Math.abs(nll[2] + Math.log(p1)) < 1e-5 && Math.abs(nll[3] - Math.log(K)) < 1e-5, `${nll[2]}, ${nll[3]}`);
+  const [gz, gs] = tf.grads((z: tf.Tensor, ss: tf.Tensor) => tf.sum(rmmTerms(z as tf.Tensor4D, yx, tf.sigmoid(ss) as tf.Tensor3D, { logit: ss as tf.Tensor3D }).nll))([lx, sx]);
+  t.true([...gz.dataSync(), ...gs.dataSync()].every(Number.isFinite));
+  // the floor: r' = max(r, r_min)
+  const floored = rmmTerms(lx, yx, tf.sigmoid(sx) as tf.Tensor3D, { logit: sx, rMin: 0.2 }).nll.dataSync();
+  t.true(Math.abs(floored[1] + Math.log(0.2 * p0 + 0.8 / K)) < 1e-5, `${floored[1]}`);
+});
+
+test('teacher-rest noise: N = Σ_{k≠ŷ} p_φ(k) p_θ(k) / (1 − p_φ(ŷ)) by hand, and the uniform noise as its special case', (t) => {
+  const studentLogits = [[1, 0, -1], [0.2, 0.4, 2]];
+  const teacher = [[0.6, 0.3, 0.1], [0.2, 0.1, 0.7]];
+  const yhat = [0, 2];
+  const r = [0.7, 0.4];
+  const terms = rmmTerms(tf.tensor4d(studentLogits.flat(), [1, 1, 2, K]), tf.tensor3d(yhat, [1, 1, 2], 'int32'), tf.tensor3d(r, [1, 1, 2]),
+    { noise: { kind: 'teacher-rest', teacherProbs: tf.tensor4d(teacher.flat(), [1, 1, 2, K]) } });
+  const nll = terms.nll.dataSync();
+  const gamma = terms.gamma.dataSync();
+  studentLogits.forEach((z, i) => {
+    const p = softmax(z);
+    const N = p.reduce((acc, pk, k) => acc + (k === yhat[i] ? 0 : teacher[i][k] * pk), 0) / (1 - teacher[i][yhat[i]]);
+    const P = r[i] * p[yhat[i]] + (1 - r[i]) * N;
+    t.true(Math.abs(nll[i] + Math.log(P)) < 1e-5, `pixel ${i}: ${nll[i]} vs ${-Math.log(P)}`);
+    t.true(Math.abs(gamma[i] - r[i] * p[yhat[i]] / P) < 1e-5);
+  });
+  // a teacher certain of ŷ (the rest all 0): the rest is uniform over the other classes, no NaN
+  const certain = rmmTerms(tf.tensor4d([0, 0, 0], [1, 1, 1, K]), tf.tensor3d([1], [1, 1, 1], 'int32'), tf.tensor3d([0.5], [1, 1, 1]),
+    { noise: { kind: 'teacher-rest', teacherProbs: tf.tensor4d([0, 1, 0], [1, 1, 1, K]) } }).nll.dataSync()[0];
+  t.true(Number.isFinite(certain) && Math.abs(certain - Math.log(K)) < 1e-5, `${certain}`);
+  // uniform noise = teacher-rest over the rest classes when the student is uniform on them (N = p = 1/K)
+  const uni = rmmTerms(tf.zeros([1, 1, 1, K]) as tf.Tensor4D, tf.tensor3d([0], [1, 1, 1], 'int32'), tf.tensor3d([0.3], [1, 1, 1])).nll.dataSync()[0];
+  const rest = rmmTerms(tf.zeros([1, 1, 1, K]) as tf.Tensor4D, tf.tensor3d([0], [1, 1, 1], 'int32'), tf.tensor3d([0.3], [1, 1, 1]),
+    { noise: { kind: 'teacher-rest', teacherProbs: tf.tensor4d([0.5, 0.4, 0.1], [1, 1, 1, K]) } }).nll.dataSync()[0];
+  t.true(Math.abs(uni - rest) < 1e-6 && Math.abs(uni - Math.log(K)) < 1e-6);
+  // as an option, the loss asks the trainer for the teacher's probabilities and refuses to run without them
+  const loss = new RmmLoss({ noise: 'teacher-rest' });
+  t.true(loss.usesTeacherProbs);
+  t.false(new RmmLoss().usesTeacherProbs ?? false);
+  const err = t.throws(() => loss.compute({
+    studentLogits: tf.zeros([1, 2, 2, K]) as tf.Tensor4D,
+    target: { labels: tf.zeros([1, 2, 2], 'int32') as tf.Tensor3D, weight: tf.ones([1, 2, 2]) as tf.Tensor3D },
+    rectified: { labels: tf.zeros([1, 2, 2], 'int32') as tf.Tensor3D, weight: tf.ones([1, 2, 2]) as tf.Tensor3D, rectification: tf.fill([1, 2, 2], 0.5) },
+  }, { step: 0, training: true, rng: new Rng(0) }));
+  t.regex(err!.message, /teacher-rest.*teacherProbs/);
+});
+
 test('as a plugin: binds Loss (one per pipeline) and reports γ, r and L_RMM', (t) => {
   const bus = new RxEventBus();
   const p = createPipeline({ require: ['Loss'], eventBus: bus, plugins: [rmm({ lambda: 0.5 })] });

@@ -112,6 +112,15 @@ export class ClassMix implements Mixer {
       if (target.rectification && target.rectification.rank === 3) {
         out.rectification = tf.where(fromSource, tf.onesLike(mask), target.rectification as tf.Tensor3D);
       }
+      // pasted source pixels are certain: r = 1 (a logit of 30 is 1 in float32), the teacher's class is the label
+      if (target.rectificationLogit && target.rectificationLogit.rank === 3) {
+        out.rectificationLogit = tf.where(fromSource, tf.fill(mask.shape, 30), target.rectificationLogit as tf.Tensor3D);
+      }
+      if (target.probs) {
+        // ignored source labels (255) one-hot to zeros
+        const sourceProbs = tf.cast(tf.oneHot(tf.cast(source.labels, 'int32'), target.probs.shape[3]), 'float32');
+        out.probs = tf.where(tf.expandDims(fromSource, 3), sourceProbs, target.probs) as tf.Tensor4D;
+      }
       if (jitter || blur) {
         let rgb = denormalize(image);
         if (jitter) rgb = colorJitter(rgb, this.opts.colorJitterStrength ?? 0.2, ctx);

@@ -201,13 +201,18 @@ export function udaStep(
       rectifierMs += clock(!!opts.profile, () => [rect.rectification]) - r0;
       const mixed = mixer.mix(
         { image: batch.source.image, labels: batch.source.labels },
-        { image: batch.target.image, labels: rect.labels, weight: rect.weight, rectification: rect.rectification },
+        {
+          image: batch.target.image, labels: rect.labels, weight: rect.weight, rectification: rect.rectification,
+          rectificationLogit: rect.logit, probs: loss.usesTeacherProbs ? p.probs : undefined,
+        },
         ctx);
       const logits = upsampled(student.forward(mixed.image), mixed.image);
       const out = loss.compute({
         studentLogits: logits, target: { labels: mixed.labels, weight: mixed.weight },
-        rectified: { labels: mixed.labels, weight: mixed.weight, rectification: mixed.rectification ?? mixed.weight },
-        sourceMask: mixed.sourceMask,
+        rectified: {
+          labels: mixed.labels, weight: mixed.weight, rectification: mixed.rectification ?? mixed.weight, logit: mixed.rectificationLogit,
+        },
+        sourceMask: mixed.sourceMask, teacherProbs: mixed.probs,
       }, ctx);
       for (const [k, v] of Object.entries(out.parts)) keep(k === 'ce' ? 'mix' : k, v);
       let total = out.total;
