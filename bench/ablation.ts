@@ -22,7 +22,7 @@ import { createModel } from '@ir2f/backbones';
 import { loadRawConfig, loadTrained, loadTrainedRectifier, resolveConfig, runTraining } from '@ir2f/cli';
 import { EMBEDDED_BENCHMARKS, ensureBenchmark, loadSample, normalize, scanDataset } from '@ir2f/datasets';
 import { InrRectifier } from '@ir2f/plugin-inr-rectifier';
-import { medianMs } from './timing.js';
+import { medianKernelMs, readback } from './timing.js';
 
 const INR_PLUGIN = { package: '@ir2f/plugin-inr-rectifier', options: {} };
 const RMM_PLUGIN = { package: '@ir2f/plugin-rmm', options: {} };
@@ -34,6 +34,11 @@ export const VARIANTS = {
   inr: { label: '+ INR rectifier', set: [`plugins=${JSON.stringify([INR_PLUGIN])}`], inr: true },
   ir2f: { label: '+ INR + RMM (IR2F)', set: [`plugins=${JSON.stringify([INR_PLUGIN, RMM_PLUGIN])}`], inr: true },
   oracle: { label: 'target oracle', set: ['train.mode="target-oracle"'], inr: false },
+  // not a rung: an option tried when the INR rung fell below the baseline (DAFormer's q for the first 200 steps)
+  'inr-qwarm': {
+    label: '+ INR rectifier, q for the first 200 steps (option)',
+    set: [`plugins=${JSON.stringify([{ ...INR_PLUGIN, options: { qWarmupSteps: 200 } }])}`], inr: true,
+  },
 } as const;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -61,21 +66,22 @@ async function measure(
     const { width, height } = s.image;
     const label = s.label!.data;
     const x = tf.tensor4d(normalize(s.image), [1, height, width, 3]);
-    const pred = tf.tidy(() => tf.argMax(inferLogits(student, x), 3).dataSync());
+    // typed arrays are read outside tf.tidy: tidy walks whatever its callback returns, element by element
+    const pred = readback(tf.tidy(() => tf.argMax(inferLogits(student, x), 3)));
     all.update(pred, label);
     const mask = boundaryMask(label, width, height);
     edge.update(pred, Uint8Array.from(label, (v, i) => (mask[i] ? v : 255)));
     // the teacher labels the image as in training; r rates those pseudo-labels
-    const [tPred, tConf, r] = tf.tidy(() => {
+    const [tPred, tConf, r] = tf.tidy((): (tf.Tensor | undefined)[] => {
       const out = teacher.forward(x);
       const probs = tf.softmax(inferLogits(teacher, x));
       const rMap = rect ? rect.rectifier.rectifyGrid!(out.embedding, tf.logSoftmax(out.logits) as tf.Tensor4D, height, width) : undefined;
-      return [tf.argMax(probs, 3).dataSync(), tf.max(probs, 3).dataSync(), rMap?.dataSync()];
-    });
+      return [tf.argMax(probs, 3), tf.max(probs, 3), rMap];
+    }).map((t) => (t ? readback(t) : undefined));
     label.forEach((v, i) => {
       if (v === 255) return;
-      corrects.push(tPred[i] === v ? 1 : 0);
-      confs.push(tConf[i]);
+      corrects.push(tPred![i] === v ? 1 : 0);
+      confs.push(tConf![i]);
       if (r) rs.push(r[i]);
     });
     x.dispose();
@@ -104,9 +110,9 @@ function cost(): { head: number; rectify: number; rectify4x: number } {
   const feats = model.backbone.forward(x);
   const out = model.decodeHead.forward(feats);
   const lp = tf.logSoftmax(out.logits) as tf.Tensor4D;
-  const head = medianMs(() => tf.tidy(() => model.decodeHead.forward(feats).logits.dataSync()), { warmup: 2, runs: 7 });
-  const rectify = medianMs(() => tf.tidy(() => rect.rectifyGrid(out.embedding, lp, 96, 96).dataSync()), { warmup: 2, runs: 7 });
-  const rectify4x = medianMs(() => tf.tidy(() => rect.rectifyGrid(out.embedding, lp, 4 * 96, 4 * 96).dataSync()), { warmup: 1, runs: 3 });
+  const head = medianKernelMs(() => tf.tidy(() => model.decodeHead.forward(feats).logits), { warmup: 2, runs: 7 });
+  const rectify = medianKernelMs(() => rect.rectifyGrid(out.embedding, lp, 96, 96), { warmup: 2, runs: 7 });
+  const rectify4x = medianKernelMs(() => rect.rectifyGrid(out.embedding, lp, 4 * 96, 4 * 96), { warmup: 1, runs: 3 });
   tf.dispose([x, ...feats, out.logits, out.embedding, lp]);
   model.dispose();
   rect.dispose();

@@ -10,7 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { exportOnnx, initBackend, Rng } from '@ir2f/core';
 import { createModel } from '@ir2f/backbones';
 import { DEBIAN_PYTHON, debianBlas } from './python-reference.js';
-import { fmt, medianMs, table } from './timing.js';
+import { fmt, medianKernelMs, readback, table } from './timing.js';
 
 const CASES: [string, number][] = [
   ['resnet-tiny-deeplabv2', 128],
@@ -42,9 +42,9 @@ export async function benchModels(): Promise<void> {
     const model = createModel(preset).eval();
     const x = tf.tensor4d(new Rng(0).normalArray(size * size * 3), [1, size, size, 3]);
     const heavy = size >= 512;
-    const wasmMs = medianMs(() => tf.tidy(() => model.predict(x).dataSync()), { warmup: 1, runs: heavy ? 2 : 5 });
+    const wasmMs = medianKernelMs(() => model.predict(x), { warmup: 1, runs: heavy ? 2 : 5 });
     const session = await ort.InferenceSession.create(exportOnnx(model), { intraOpNumThreads: threads, interOpNumThreads: 1 });
-    const input = new ort.Tensor('float32', tf.tidy(() => tf.transpose(x, [0, 3, 1, 2]).dataSync() as Float32Array), [1, 3, size, size]);
+    const input = new ort.Tensor('float32', readback(tf.transpose(x, [0, 3, 1, 2])) as Float32Array, [1, 3, size, size]);
     await session.run({ input });
     const times: number[] = [];
     for (let i = 0; i < 5; i++) {

@@ -22,6 +22,16 @@ export function medianKernelMs(make: () => tf.Tensor, opts?: { warmup?: number; 
   }, opts);
 }
 
+/**
+ * A tensor's values, read after tf.tidy has returned: tidy walks whatever its callback returns element by
+ * element, so returning `t.dataSync()` of a 4M-element tensor from a tidy costs seconds.
+ */
+export function readback(t: tf.Tensor): Float32Array | Int32Array | Uint8Array {
+  const values = t.dataSync() as Float32Array | Int32Array | Uint8Array;
+  t.dispose();
+  return values;
+}
+
 export function fmt(n: number, digits = 1): string {
   return Number.isFinite(n) ? n.toFixed(digits) : '—';
 }

@@ -58,7 +58,10 @@ export function pixelAccuracy(logits: tf.Tensor4D, labels: tf.Tensor3D): number 
 
 /** Mean IoU over classes present in labels or prediction, and IoU per class (null where absent from both). */
 export function meanIoU(logits: tf.Tensor4D, labels: tf.Tensor3D, numClasses: number): { miou: number; perClass: (number | null)[] } {
-  const pred = tf.tidy(() => tf.argMax(logits, 3).dataSync());
+  // read outside tf.tidy: tidy walks a returned typed array element by element
+  const argmax = tf.argMax(logits, 3);
+  const pred = argmax.dataSync();
+  argmax.dispose();
   const truth = labels.dataSync();
   const inter = new Float64Array(numClasses);
   const union = new Float64Array(numClasses);

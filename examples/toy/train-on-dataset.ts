@@ -43,8 +43,10 @@ export async function evaluateToy(net: ToySegNet, dataset: Dataset, classes: rea
   for (const item of dataset.items) {
     const s = await loadSample(item);
     const x = tf.tensor4d(normalize(s.image), [1, s.image.height, s.image.width, 3]);
-    const pred = tf.tidy(() => tf.argMax(net.forward(x, false), 3).dataSync());
-    x.dispose();
+    // read outside tf.tidy: tidy walks a returned typed array element by element
+    const argmax = tf.tidy(() => tf.argMax(net.forward(x, false), 3));
+    const pred = argmax.dataSync();
+    tf.dispose([x, argmax]);
     cm.update(pred, s.label!.data);
   }
   return { miou: cm.miou(classes), iou: cm.iou() };

@@ -62,7 +62,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     const profiled = Array.from({ length: Math.max(2, Math.ceil(o.steps / 2)) }, (_, i) => run(200 + i, true));
     const phase = (k: 'teacher' | 'student' | 'rectifier' | 'optimizer') => median(profiled.map((p) => p.phases![k]));
     return {
-      backend: backend.name, msPerStep: median(plain),
+      backend: backend.threads ? `${backend.name} (${backend.threads} threads)` : backend.name, msPerStep: median(plain),
       phases: { teacher: phase('teacher'), student: phase('student'), rectifier: phase('rectifier'), optimizer: phase('optimizer') },
       numTensorsDelta: tf.memory().numTensors - before,
     };

@@ -41,7 +41,14 @@ export function buildProgram(io: CliIo = {}): Command {
     .description('Domain adaptive semantic segmentation with IR2F (implicit-neural-representation rectified pseudo-labels)')
     .exitOverride()
     .configureOutput({ writeOut: (s) => log(s.trimEnd()), writeErr: (s) => error(s.trimEnd()) })
-    .showHelpAfterError();
+    .showHelpAfterError()
+    .option('--threads <n>', 'wasm backend threads, 1–4 (default: IR2F_WASM_THREADS, else min(4, cores); 1 = the single-thread build)',
+      positiveInt('--threads'))
+    .hook('preAction', (cmd) => {
+      const threads = (cmd.opts() as { threads?: number }).threads;
+      // initBackend reads it; the check of its range is initBackend's
+      if (threads != null) process.env.IR2F_WASM_THREADS = String(threads);
+    });
 
   program.command('train')
     .description('train a model by UDA self-training (or a source-only / target-oracle bound)')
@@ -61,7 +68,7 @@ export function buildProgram(io: CliIo = {}): Command {
       const name = config.extends ?? path.basename(o.config).replace(/\.(json|ya?ml)$/i, '');
       const r = await runTraining(config, { workDir: o.workDir ?? path.join('work_dirs', name), resume: o.resume, log, tty: io.tty });
       const miou = r.eval ? `; target mIoU student ${pct(r.eval.student.miou)}${r.eval.teacher ? `, teacher ${pct(r.eval.teacher.miou)}` : ''}` : '';
-      log(`${r.reason === 'completed' ? 'done' : 'interrupted'} at step ${r.step} (${r.msPerStep.toFixed(0)} ms/it on ${r.backend.name})${miou}`);
+      log(`${r.reason === 'completed' ? 'done' : 'interrupted'} at step ${r.step} (${r.msPerStep.toFixed(0)} ms/it on ${r.backend.name}${r.backend.threads ? `, ${r.backend.threads} threads` : ''})${miou}`);
       log(`checkpoint ${r.checkpoint ?? '(none)'}; curves ${r.files.curves}; log ${r.files.events}`);
     });
 

@@ -2,13 +2,17 @@
  * Backend resolution, in the tfjs model of "the best backend that initialises": `tensorflow` (native
  * libtensorflow through @tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node; optional peers, loaded only
  * if installed) → `wasm` (the embedded default) → `cpu`. `IR2F_BACKEND` picks one when no name is passed.
+ * wasm runs XNNPACK on min(4, cores) threads (`IR2F_WASM_THREADS` or `wasmThreads` forces a count; 1 is the
+ * single-thread build).
  */
+import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { Ir2fError } from './errors.js';
 import { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
 import { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
 import { registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
 import { registerWasmGradientKernels } from './kernels/register-wasm-kernels.js';
+import { startThreadedWasm } from './kernels/wasm-threads.js';
 
 export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -22,6 +26,26 @@ export interface BackendInfo {
   package: string;
   /** Set when automatic selection skipped a backend that is installed but failed to start. */
   fallback?: { from: BackendName; reason: string };
+  /** wasm: XNNPACK's thread count. */
+  threads?: number;
+}
+
+export interface BackendOptions {
+  /** wasm threads: 1 is the single-thread build; default `IR2F_WASM_THREADS`, else min(4, available cores). */
+  wasmThreads?: number;
+}
+
+/** XNNPACK's pool is capped at 4 threads by tfjs-backend-wasm. */
+const MAX_WASM_THREADS = 4;
+
+function wasmThreads(opts: BackendOptions): number {
+  const env = process.env.IR2F_WASM_THREADS;
+  const raw = opts.wasmThreads ?? (env != null && env.trim() !== '' ? Number(env) : Math.min(MAX_WASM_THREADS, os.availableParallelism()));
+  if (!Number.isInteger(raw) || raw < 1 || raw > MAX_WASM_THREADS) {
+    const from = opts.wasmThreads != null ? 'wasmThreads' : 'IR2F_WASM_THREADS (ir2f --threads)';
+    throw new Ir2fError('INVALID_CONFIG', `${from} must be an integer from 1 to ${MAX_WASM_THREADS}, got '${opts.wasmThreads ?? env}'`);
+  }
+  return raw;
 }
 
 const TENSORFLOW_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
@@ -55,14 +79,25 @@ async function loadTensorflow(): Promise<BackendInfo | undefined> {
   return undefined;
 }
 
-async function loadWasm(): Promise<BackendInfo> {
+async function loadWasm(threads: number): Promise<BackendInfo> {
   const pkg = '@tensorflow/tfjs-backend-wasm';
   const mod = await importOptional(pkg);
   if (!mod) {
     throw new Ir2fError('BACKEND_NOT_INSTALLED', `backend 'wasm' needs ${pkg}: npm install ${pkg}@${tf.version_core}`);
   }
   registerWasmGradientKernels();
-  return { name: 'wasm', version: String(mod.version_wasm ?? tf.version_core), package: pkg };
+  const info = { name: 'wasm' as const, version: String(mod.version_wasm ?? tf.version_core), package: pkg };
+  // the module starts once per process: a later call reports the threads it started with
+  const started = (tf.engine() as unknown as { registry: Record<string, unknown> }).registry.wasm != null;
+  if (started) return { ...info, threads: (mod.getThreadsCount as () => number)() };
+  if (threads === 1) return { ...info, threads: 1 };
+  try {
+    return { ...info, threads: await startThreadedWasm(mod, threads) };
+  } catch (err) {
+    throw new Ir2fError('BACKEND_INIT_FAILED',
+      `the threaded wasm backend (${threads} threads) failed to start: ${(err as Error).message}; set IR2F_WASM_THREADS=1 for the single-thread build`,
+      { cause: err });
+  }
 }
 
 /**
@@ -103,15 +138,17 @@ export function currentBackend(): BackendInfo | undefined {
   return current;
 }
 
-export async function initBackend(name?: string): Promise<BackendInfo> {
-  current = await selectBackend(name);
+export async function initBackend(name?: string, opts: BackendOptions = {}): Promise<BackendInfo> {
+  current = await selectBackend(name, opts);
   return current;
 }
 
-async function selectBackend(name?: string): Promise<BackendInfo> {
+async function selectBackend(name: string | undefined, opts: BackendOptions): Promise<BackendInfo> {
   registerDilatedConvGradients();
   registerBatchNormGradient();
   registerResizeBilinearGradient();
+  // a bad thread count is an error, not a reason to fall back to another backend
+  const threads = wasmThreads(opts);
   const requested = name ?? process.env.IR2F_BACKEND;
   const source = name != null ? 'initBackend()' : 'IR2F_BACKEND';
   if (requested != null && requested.trim() !== '') {
@@ -125,7 +162,7 @@ async function selectBackend(name?: string): Promise<BackendInfo> {
       }
       return activate(info);
     }
-    if (want === 'wasm') return activate(await loadWasm());
+    if (want === 'wasm') return activate(await loadWasm(threads));
     return activate(CPU);
   }
   // automatic: a backend that is installed but fails to start is skipped, and the reason kept
@@ -137,7 +174,7 @@ async function selectBackend(name?: string): Promise<BackendInfo> {
     fallback = { from: 'tensorflow', reason: (err as Error).message };
   }
   try {
-    return { ...(await activate(await loadWasm())), ...(fallback && { fallback }) };
+    return { ...(await activate(await loadWasm(threads))), ...(fallback && { fallback }) };
   } catch (err) {
     return { ...(await activate(CPU)), fallback: fallback ?? { from: 'wasm', reason: (err as Error).message } };
   }

@@ -20,7 +20,7 @@ export { createPipeline, type Binding, type Constructor, type Pipeline, type Pip
 export { IdentityRectifier } from './rectifier-identity.js';
 export { Rng, type RngState } from './rng.js';
 export { boundaryMask, ConfusionMatrix, expectedCalibrationError } from './metrics.js';
-export { currentBackend, initBackend, BACKEND_NAMES, type BackendInfo, type BackendName } from './backend.js';
+export { currentBackend, initBackend, BACKEND_NAMES, type BackendInfo, type BackendName, type BackendOptions } from './backend.js';
 export { Ir2fError, type Ir2fErrorCode } from './errors.js';
 export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';
 export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';

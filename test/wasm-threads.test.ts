@@ -1,0 +1,49 @@
+/**
+ * The threaded wasm build (XNNPACK on a thread pool, started by `initBackend` in Node): the same UDA steps on
+ * 1 and 2 threads give the same losses (1e-5 relative: XNNPACK splits work between threads, not sums),
+ * tf.memory() stays flat in both, the process exits on its own, and a bad thread count is refused.
+ */
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+interface RunOut {
+  threads: number;
+  losses: Record<string, number>[];
+  tensors: number[];
+  bytes: number[];
+}
+
+async function steps(threads: string): Promise<RunOut> {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', '--conditions=ir2f-source', 'test/fixtures/threads-run.ts'], {
+    cwd: root, env: { ...process.env, IR2F_WASM_THREADS: threads }, timeout: 240_000,
+  });
+  return JSON.parse(stdout.trim().split('\n').pop()!) as RunOut;
+}
+
+test('UDA steps on 1 and 2 wasm threads: the same losses within 1e-5, memory flat in both, the process exits', async (t) => {
+  const [one, two] = await Promise.all([steps('1'), steps('2')]);
+  t.is(one.threads, 1);
+  t.is(two.threads, 2);
+  t.is(one.losses.length, 4);
+  one.losses.forEach((l, i) => {
+    for (const [name, v] of Object.entries(l)) {
+      const w = two.losses[i][name];
+      t.true(Math.abs(v - w) <= 1e-5 * Math.max(1, Math.abs(v)), `step ${i + 1} ${name}: ${v} (1 thread) vs ${w} (2 threads)`);
+    }
+  });
+  for (const r of [one, two]) {
+    // the optimiser's moments exist from the first step on
+    t.deepEqual(r.tensors.slice(1), Array(3).fill(r.tensors[1]), `numTensors ${r.tensors.join(', ')} (${r.threads} threads)`);
+    t.deepEqual(r.bytes.slice(1), Array(3).fill(r.bytes[1]), `numBytes ${r.bytes.join(', ')} (${r.threads} threads)`);
+  }
+});
+
+test('a thread count outside 1–4 is refused, naming the variable', async (t) => {
+  const err = await t.throwsAsync(steps('7'));
+  t.regex(String((err as { stderr?: string }).stderr), /IR2F_WASM_THREADS \(ir2f --threads\) must be an integer from 1 to 4, got '7'/);
+});
