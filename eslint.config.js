@@ -3,7 +3,7 @@ import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['scratch/**', 'work_dirs/**', '**/dist/**', '**/node_modules/**', '.cache/**', 'bench/out/**'] },
+  { ignores: ['scratch/**', 'work_dirs/**', '**/dist/**', '**/node_modules/**', '.cache/**', 'bench/out/**', 'docs/api/**'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {
