@@ -6,7 +6,7 @@
  * INR rectifier in the ladder, also its cost against the decode head's. Writes a section of bench/RESULTS.md.
  *
  *   npm run bench -- ablation [--variants source-only,baseline,inr,ir2f,oracle] [--benchmarks synth2real,day2night]
- *                             [--seeds 3] [--steps 400] [--fresh] [--table-only]
+ *                             [--seeds 3] [--steps 400] [--fresh] [--table-only] [--reverse]
  *   (each run is stored in bench/runs/; start one process per core with different --variants or --benchmarks)
  *   npm run bench -- rectifier        (= --variants baseline,inr)
  */
@@ -167,6 +167,8 @@ export async function benchAblation(defaultVariants: VariantName[] = ['source-on
     options: {
       seeds: { type: 'string', default: '3' }, steps: { type: 'string' }, variants: { type: 'string' },
       benchmarks: { type: 'string' }, fresh: { type: 'boolean', default: false }, 'table-only': { type: 'boolean', default: false },
+      // a second process started later takes the seeds from the other end, so the two rarely meet
+      reverse: { type: 'boolean', default: false },
     },
   });
   const variants = (values.variants ? values.variants.split(',') : defaultVariants) as VariantName[];
@@ -185,7 +187,7 @@ export async function benchAblation(defaultVariants: VariantName[] = ['source-on
     const bench = await ensureBenchmark(name);
     for (const variant of variants) {
       const spec = VARIANTS[variant];
-      for (const seed of seeds) {
+      for (const seed of values.reverse ? [...seeds].reverse() : seeds) {
         const raw = await loadRawConfig(name);
         const config = resolveConfig(raw, { steps, set: [`train.seed=${seed}`, ...spec.set] });
         const done = await readRun(name, variant, seed);
