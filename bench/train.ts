@@ -1,14 +1,17 @@
 /**
- * `npm run bench -- train`: one DAFormer-style iteration (batch 2+2) of the small presets at 128² and 256²:
- * ms/iteration on tfjs-wasm (one thread) with its phases (teacher, student forward+backward,
- * optimiser+EMA), next to the PyTorch twin running the same step (bench/reference/models.py train) on 1 and
- * 2 threads, as throughput ratios; and the peak RSS of a training process at 256² (target ≤ 2 GiB).
+ * `npm run bench -- train`: one DAFormer-style iteration (batch 2+2) of the small presets at 128² and 256²
+ * on tfjs-wasm with 1 thread and with the default thread count (each in a process of its own: the wasm
+ * module's threads are fixed per process), next to the PyTorch twin running the same step
+ * (bench/reference/models.py train) on the same threads, as throughput ratios; the iteration's
+ * convolution/matmul GFLOP/s against the machine's practical peak (PyTorch's 2048² sgemm); the phases of the
+ * default; and the peak RSS of a training process at 256² (target ≤ 2 GiB).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from '@ir2f/core';
+import { benchStep, type StepBenchResult } from '@ir2f/cli';
 import { createModel } from '@ir2f/backbones';
-import { benchStep } from '@ir2f/cli';
 import { InrRectifier } from '@ir2f/plugin-inr-rectifier';
 import { DEBIAN_PYTHON, debianBlas } from './python-reference.js';
 import { fmt, table } from './timing.js';
@@ -16,6 +19,7 @@ import { fmt, table } from './timing.js';
 const CASES: [string, number, 'inr'?][] = [
   ['mit-tiny-daformer', 128], ['mit-tiny-daformer', 256], ['resnet-tiny-deeplabv2', 128], ['mit-tiny-daformer', 128, 'inr'],
 ];
+const THREADS = Math.min(4, os.availableParallelism());
 
 interface TorchStep {
   ms: number;
@@ -33,13 +37,34 @@ function torchStep(preset: string, size: number, threads: number): TorchStep | u
   }
 }
 
-/** Peak RSS (MiB) of a fresh process that runs `steps` iterations of `preset` at `size`² on wasm. */
-function peakRssMiB(preset: string, size: number, steps: number): number {
-  const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--rss-child', preset, String(size), String(steps)],
-    { encoding: 'utf8' });
+/** GFLOP/s of PyTorch's float32 2048² matrix product on `threads` threads: the machine's practical peak. */
+function sgemmPeak(threads: number): number | undefined {
+  const code = `import torch, time
+torch.set_num_threads(${threads})
+a = torch.randn(2048, 2048); b = torch.randn(2048, 2048)
+for _ in range(2): a @ b
+t = time.perf_counter(); n = 8
+for _ in range(n): a @ b
+print(2 * 2048 ** 3 * n / (time.perf_counter() - t) / 1e9)`;
+  try {
+    return Number(execFileSync(DEBIAN_PYTHON, ['-c', code], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim());
+  } catch {
+    return undefined;
+  }
+}
+
+interface ChildResult extends StepBenchResult {
+  maxRssKiB: number;
+}
+
+/** One iteration's timing (and peak RSS) in a fresh process with `threads` wasm threads. */
+function stepInChild(preset: string, size: number, threads: number, inr: boolean, steps = 5): ChildResult {
+  const child = spawnSync(process.execPath,
+    [...process.execArgv, fileURLToPath(import.meta.url), '--step-child', preset, String(size), String(steps), inr ? 'inr' : ''],
+    { encoding: 'utf8', env: { ...process.env, IR2F_WASM_THREADS: String(threads) } });
   const line = child.stdout.trim().split('\n').pop() ?? '';
-  if (child.status !== 0 || !line.startsWith('{')) throw new Error(`RSS child failed: ${child.stderr.slice(-500)}`);
-  return (JSON.parse(line) as { maxRssKiB: number }).maxRssKiB / 1024;
+  if (child.status !== 0 || !line.startsWith('{')) throw new Error(`bench child failed: ${child.stderr.slice(-500)}`);
+  return JSON.parse(line) as ChildResult;
 }
 
 /** An INR rectifier sized for a preset's decode head. */
@@ -51,29 +76,40 @@ function inrFor(preset: string): InrRectifier {
 }
 
 export async function benchTrain(): Promise<void> {
-  await initBackend('wasm');
-  console.log(`# one DAFormer-style training iteration, batch 2+2 (tfjs: wasm, 1 thread; PyTorch CPU ${debianBlas()})\n`);
-  const rows: (string | number)[][] = [['preset', 'crop', 'wasm ms', 'teacher', 'student f+b', 'rectifier', 'optim+EMA', 'torch 1 thr ms', 'torch 2 thr ms', 'wasm / torch-1 ×', 'wasm / torch-2 ×']];
+  const peak1 = sgemmPeak(1);
+  const peakN = sgemmPeak(THREADS);
+  console.log(`# one DAFormer-style training iteration, batch 2+2: tfjs-wasm on 1 and ${THREADS} threads (XNNPACK), ` +
+    `PyTorch CPU (${debianBlas()}) on the same threads`);
+  console.log(`# practical peak (PyTorch 2048² sgemm): ${fmt(peak1 ?? NaN, 0)} GFLOP/s on 1 thread, ${fmt(peakN ?? NaN, 0)} on ${THREADS}\n`);
+  const rows: (string | number)[][] = [[
+    'preset', 'crop', 'GFLOP/it', `wasm 1 thr ms`, `wasm ${THREADS} thr ms`, `${THREADS} thr speed-up`, `wasm ${THREADS} thr GFLOP/s`,
+    `torch 1 thr ms`, `torch ${THREADS} thr ms`, 'wasm/torch 1 thr ×', `wasm/torch ${THREADS} thr ×`,
+  ]];
+  const phases: (string | number)[][] = [['preset', 'crop', 'teacher', 'student f+b', 'rectifier', 'optim+EMA']];
   for (const [preset, size, extra] of CASES) {
-    // the INR rectifier (DESIGN §5.1) in the step: its own forward time; its backward is in "student f+b"
-    const rectifier = extra === 'inr' ? inrFor(preset) : undefined;
-    const r = await benchStep({ preset, size, batch: 2, steps: 5, backend: 'wasm', rectifier });
-    rectifier?.dispose();
+    const one = stepInChild(preset, size, 1, extra === 'inr');
+    const many = THREADS > 1 ? stepInChild(preset, size, THREADS, extra === 'inr') : one;
     const t1 = extra ? undefined : torchStep(preset, size, 1);
-    const t2 = extra ? undefined : torchStep(preset, size, 2);
-    // throughput ratio: >1 means tfjs is faster
-    const ratio = (t?: TorchStep) => (t ? fmt(t.ms / r.msPerStep, 2) : 'n/a');
-    rows.push([extra ? `${preset} + INR` : preset, `${size}²`, fmt(r.msPerStep, 0), fmt(r.phases.teacher, 0), fmt(r.phases.student, 0),
-      fmt(r.phases.rectifier, 0), fmt(r.phases.optimizer, 0),
-      t1 ? fmt(t1.ms, 0) : 'n/a', t2 ? fmt(t2.ms, 0) : 'n/a', ratio(t1), ratio(t2)]);
+    const tN = extra ? undefined : torchStep(preset, size, THREADS);
+    // throughput ratio: > 1 means tfjs is faster
+    const ratio = (w: number, t?: TorchStep) => (t ? fmt(t.ms / w, 2) : 'n/a');
+    const name = extra ? `${preset} + INR` : preset;
+    rows.push([name, `${size}²`, fmt(many.flops / 1e9, 2), fmt(one.msPerStep, 0), fmt(many.msPerStep, 0), fmt(one.msPerStep / many.msPerStep, 2),
+      fmt(many.flops / many.msPerStep / 1e6, 1), t1 ? fmt(t1.ms, 0) : 'n/a', tN ? fmt(tN.ms, 0) : 'n/a', ratio(one.msPerStep, t1), ratio(many.msPerStep, tN)]);
+    phases.push([name, `${size}²`, ...(['teacher', 'student', 'rectifier', 'optimizer'] as const).map((k) => fmt(many.phases[k], 0))]);
   }
   console.log(table(rows));
-  const rss = peakRssMiB('mit-tiny-daformer', 256, 5);
-  console.log(`\npeak RSS, mit-tiny-daformer 2+2 at 256², 5 iterations on wasm: ${fmt(rss, 0)} MiB (target ≤ 2048)`);
+  console.log(`\n# phases of the ${THREADS}-thread iteration (ms; profiled steps sync after each phase)\n`);
+  console.log(table(phases));
+  const rss = stepInChild('mit-tiny-daformer', 256, THREADS, false).maxRssKiB / 1024;
+  console.log(`\npeak RSS, mit-tiny-daformer 2+2 at 256² on wasm (${THREADS} threads): ${fmt(rss, 0)} MiB (target ≤ 2048)`);
 }
 
-if (process.argv[2] === '--rss-child') {
-  const [preset, size, steps] = process.argv.slice(3);
-  await benchStep({ preset, size: Number(size), batch: 2, steps: Number(steps), backend: 'wasm' });
-  console.log(JSON.stringify({ maxRssKiB: process.resourceUsage().maxRSS }));
+if (process.argv[2] === '--step-child') {
+  const [preset, size, steps, inr] = process.argv.slice(3);
+  await initBackend('wasm');
+  const rectifier = inr === 'inr' ? inrFor(preset) : undefined;
+  const r = await benchStep({ preset, size: Number(size), batch: 2, steps: Number(steps), backend: 'wasm', rectifier });
+  rectifier?.dispose();
+  console.log(JSON.stringify({ ...r, maxRssKiB: process.resourceUsage().maxRSS }));
 }

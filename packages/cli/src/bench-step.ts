@@ -22,6 +22,53 @@ export interface StepBenchOptions {
   rectifier?: Rectifier;
 }
 
+type KernelRecord = { name: string; inputShapes: number[][]; outputShapes: number[][] };
+
+const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+/**
+ * Multiply-add FLOPs (2 per MAC) of the convolution and matrix-product kernels in a tf.profile record,
+ * forward and backward; element-wise work is not counted. Kernels a kernel calls internally are not
+ * profiled, so nothing counts twice.
+ */
+export function kernelFlops(kernels: KernelRecord[]): number {
+  let flops = 0;
+  for (const k of kernels) {
+    const [a, b] = k.inputShapes;
+    const out = k.outputShapes[0] ?? [];
+    switch (k.name) {
+      case 'Conv2D': case 'FusedConv2D': // x, filter [kh, kw, cin, cout] → y
+        flops += 2 * size(out) * b[0] * b[1] * b[2];
+        break;
+      case 'Conv2DBackpropInput': // dy, filter → dx: as many MACs as the forward
+        flops += 2 * size(a) * b[0] * b[1] * b[2];
+        break;
+      case 'Conv2DBackpropFilter': // x, dy → filter [kh, kw, cin, cout]
+        flops += 2 * size(b) * out[0] * out[1] * out[2];
+        break;
+      case 'DepthwiseConv2dNative': case 'FusedDepthwiseConv2D':
+        flops += 2 * size(out) * b[0] * b[1];
+        break;
+      case 'DepthwiseConv2dNativeBackpropInput':
+        flops += 2 * size(a) * b[0] * b[1];
+        break;
+      case 'DepthwiseConv2dNativeBackpropFilter':
+        flops += 2 * size(b) * out[0] * out[1];
+        break;
+      case 'BatchMatMul': case '_FusedMatMul': { // out [..., M, N]; K from a's size whatever its transposition
+        const m = out[out.length - 2];
+        const n = out[out.length - 1];
+        const batch = size(out) / (m * n);
+        const aBatch = size(a.slice(0, -2));
+        flops += 2 * batch * m * n * (size(a) / (aBatch * m));
+        break;
+      }
+      default:
+    }
+  }
+  return flops;
+}
+
 export interface StepBenchResult {
   backend: string;
   /** Median over unprofiled steps (profiling adds a device sync per phase). */
@@ -29,6 +76,8 @@ export interface StepBenchResult {
   /** Medians over profiled steps. */
   phases: { teacher: number; student: number; rectifier: number; optimizer: number };
   numTensorsDelta: number;
+  /** Convolution and matrix-product FLOPs of one iteration (`kernelFlops`). */
+  flops: number;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -61,10 +110,14 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     const plain = Array.from({ length: o.steps }, (_, i) => run(100 + i, false).ms);
     const profiled = Array.from({ length: Math.max(2, Math.ceil(o.steps / 2)) }, (_, i) => run(200 + i, true));
     const phase = (k: 'teacher' | 'student' | 'rectifier' | 'optimizer') => median(profiled.map((p) => p.phases![k]));
+    const numTensorsDelta = tf.memory().numTensors - before;
+    const record = await tf.profile(() => {
+      run(300, false);
+    });
     return {
       backend: backend.threads ? `${backend.name} (${backend.threads} threads)` : backend.name, msPerStep: median(plain),
       phases: { teacher: phase('teacher'), student: phase('student'), rectifier: phase('rectifier'), optimizer: phase('optimizer') },
-      numTensorsDelta: tf.memory().numTensors - before,
+      numTensorsDelta, flops: kernelFlops(record.kernels as unknown as KernelRecord[]),
     };
   } finally {
     tf.dispose([batch.source.image, batch.source.labels, batch.target.image, batch.target.labels]);

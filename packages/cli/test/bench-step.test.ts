@@ -1,0 +1,31 @@
+import test from 'ava';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '@ir2f/core';
+import { kernelFlops } from '@ir2f/cli';
+
+test.before(async () => {
+  await initBackend('wasm');
+});
+
+test('kernelFlops counts 2 per multiply-add of convolutions and matrix products, forward and backward, nothing else', async (t) => {
+  const x = tf.ones([2, 8, 8, 3]) as tf.Tensor4D;
+  const w = tf.ones([3, 3, 3, 5]) as tf.Tensor4D;
+  const a = tf.ones([4, 6, 7]) as tf.Tensor3D;
+  const b = tf.ones([4, 7, 9]) as tf.Tensor3D;
+  const conv = 2 * (2 * 8 * 8 * 5) * (3 * 3 * 3);
+  const matmul = 2 * 4 * 6 * 9 * 7;
+  const fwd = await tf.profile(() => tf.tidy(() => {
+    tf.conv2d(x, w, 1, 'same');
+    tf.matMul(a, b);
+    tf.relu(x);
+  }));
+  t.is(kernelFlops(fwd.kernels as never), conv + matmul);
+  // backward: input and filter gradients of the conv (one forward's MACs each), both operand gradients of the
+  // product (as many MACs as its forward each; one operand transposed)
+  const bwd = await tf.profile(() => tf.tidy(() => {
+    tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, 1, 'same')))([x, w]);
+    tf.grads((aa: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.matMul(aa as tf.Tensor3D, bb as tf.Tensor3D)))([a, b]);
+  }));
+  t.is(kernelFlops(bwd.kernels as never), 3 * conv + 3 * matmul);
+  tf.dispose([x, w, a, b]);
+});
