@@ -1,8 +1,9 @@
 /**
- * BatchMatMul with a transposed operand. tfjs-backend-wasm 4.22 sends `transposeA`/`transposeB` to a scalar
- * loop (~12× slower than its XNNPACK path on [73728, 64] × [64, 64]); every matmul gradient and attention's
- * q·kᵀ take that path. Here the flagged operand is transposed explicitly (a blocked copy) and the
- * untransposed XNNPACK matmul does the product.
+ * BatchMatMul with a transposed operand or with batches. tfjs-backend-wasm 4.22 sends `transposeA`/
+ * `transposeB` to a scalar loop (~12× slower than its XNNPACK path on [73728, 64] × [64, 64]), and so it does
+ * any product with more than one batch; every matmul gradient and attention's q·kᵀ and attn·v take those
+ * paths. Here the flagged operand is transposed explicitly (a blocked copy) and the untransposed XNNPACK
+ * product runs once per batch.
  */
 import type * as tf from '@tensorflow/tfjs';
 import { asWasm, dispose, heapOffsets, runWasmKernel, type KernelArgs } from './wasm-heap.js';
