@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { boundaryMask, ConfusionMatrix, expectedCalibrationError, inferLogits, initBackend, Rng, writeAtomic } from '@ir2f/core';
 import { createModel } from '@ir2f/backbones';
-import { loadRawConfig, loadTrained, loadTrainedRectifier, resolveConfig, runTraining } from '@ir2f/cli';
+import { kernelFlops, loadRawConfig, loadTrained, loadTrainedRectifier, resolveConfig, runTraining } from '@ir2f/cli';
 import { EMBEDDED_BENCHMARKS, ensureBenchmark, loadSample, normalize, scanDataset } from '@ir2f/datasets';
 import { InrRectifier } from '@ir2f/plugin-inr-rectifier';
 import { medianKernelMs, readback } from './timing.js';
@@ -102,17 +102,30 @@ const meanStd = (xs: number[]) => {
   return xs.length > 1 ? `${(m * 100).toFixed(1)} ± ${(sd * 100).toFixed(1)}` : `${(m * 100).toFixed(1)} (1 seed)`;
 };
 
+interface Cost {
+  ms: number;
+  /** Convolution and matrix-product FLOPs (`kernelFlops`). */
+  gflop: number;
+}
+
+async function timed(make: () => tf.Tensor, runs: number): Promise<Cost> {
+  const profile = await tf.profile(() => {
+    make().dispose();
+  });
+  return { ms: medianKernelMs(make, { warmup: runs > 3 ? 2 : 1, runs }), gflop: kernelFlops(profile.kernels as never) / 1e9 };
+}
+
 /** Decode head forward vs the rectifier at label resolution and at 4×, mit-tiny-daformer features at 96². */
-function cost(): { head: number; rectify: number; rectify4x: number } {
+async function cost(): Promise<{ head: Cost; rectify: Cost; rectify4x: Cost }> {
   const model = createModel('mit-tiny-daformer', { numClasses: 19 }).eval();
   const rect = new InrRectifier({}, { embeddingChannels: model.decodeHead.embeddingChannels, numClasses: 19 });
   const x = tf.tensor4d(new Rng(0).normalArray(2 * 96 * 96 * 3), [2, 96, 96, 3]);
   const feats = model.backbone.forward(x);
   const out = model.decodeHead.forward(feats);
   const lp = tf.logSoftmax(out.logits) as tf.Tensor4D;
-  const head = medianKernelMs(() => tf.tidy(() => model.decodeHead.forward(feats).logits), { warmup: 2, runs: 7 });
-  const rectify = medianKernelMs(() => rect.rectifyGrid(out.embedding, lp, 96, 96), { warmup: 2, runs: 7 });
-  const rectify4x = medianKernelMs(() => rect.rectifyGrid(out.embedding, lp, 4 * 96, 4 * 96), { warmup: 1, runs: 3 });
+  const head = await timed(() => tf.tidy(() => model.decodeHead.forward(feats).logits), 7);
+  const rectify = await timed(() => rect.rectifyGrid(out.embedding, lp, 96, 96), 7);
+  const rectify4x = await timed(() => rect.rectifyGrid(out.embedding, lp, 4 * 96, 4 * 96), 3);
   tf.dispose([x, ...feats, out.logits, out.embedding, lp]);
   model.dispose();
   rect.dispose();
@@ -213,10 +226,12 @@ export async function benchAblation(defaultVariants: VariantName[] = ['source-on
   // the table covers every stored run of the chosen variants and seeds, whichever process made it
   const lines: string[] = [];
   if (variants.some((v) => VARIANTS[v].inr)) {
-    const c = cost();
-    lines.push(`Cost (mit-tiny-daformer, batch 2, 96² labels, ${backend.name}): decode head forward ${c.head.toFixed(1)} ms; ` +
-      `rectifier at label resolution ${c.rectify.toFixed(1)} ms (${(c.rectify / c.head).toFixed(2)}× the head); ` +
-      `at 4× (384²) ${c.rectify4x.toFixed(1)} ms (${(c.rectify4x / c.head).toFixed(2)}×).`, '');
+    const c = await cost();
+    const part = (name: string, k: Cost) => `${name} ${k.ms.toFixed(1)} ms (${(k.ms / c.head.ms).toFixed(2)}× the head's time, ` +
+      `${k.gflop.toFixed(2)} GFLOP = ${(k.gflop / c.head.gflop).toFixed(2)}× its FLOPs)`;
+    lines.push(`Cost (mit-tiny-daformer, batch 2, 96² labels, ${backend.name}${backend.threads ? ` ${backend.threads} threads` : ''}): ` +
+      `decode head forward ${c.head.ms.toFixed(1)} ms (${c.head.gflop.toFixed(2)} GFLOP); ${part('rectifier at label resolution', c.rectify)}; ` +
+      `${part('at 4× (384²)', c.rectify4x)}.`, '');
     console.log(lines[0]);
   }
   const rows: string[] = ['| benchmark | variant | seeds | target mIoU | boundary mIoU | ECE of r | ECE of teacher max-prob | ms/iteration |', '|---|---|---|---|---|---|---|---|'];
