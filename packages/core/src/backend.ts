@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Ir2fError } from './errors.js';
 import { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
 import { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
+import { registerReduceGradients } from './gradients/reduce-grads.js';
 import { registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
 import { registerWasmGradientKernels } from './kernels/register-wasm-kernels.js';
 import { startThreadedWasm } from './kernels/wasm-threads.js';
@@ -129,7 +130,7 @@ function parseName(name: string, source: string): BackendName {
 /**
  * Select and initialise the tensor backend. `name` (or else the `IR2F_BACKEND` environment variable) forces
  * one; otherwise the first that initialises of tensorflow → wasm → cpu. Also installs ir2f's gradient
- * kernels (wasm), and dilated-convolution and batch-norm gradients (all backends).
+ * kernels (wasm), and dilated-convolution, batch-norm, resize and sum/mean gradients (all backends).
  */
 let current: BackendInfo | undefined;
 
@@ -147,6 +148,7 @@ async function selectBackend(name: string | undefined, opts: BackendOptions): Pr
   registerDilatedConvGradients();
   registerBatchNormGradient();
   registerResizeBilinearGradient();
+  registerReduceGradients();
   // a bad thread count is an error, not a reason to fall back to another backend
   const threads = wasmThreads(opts);
   const requested = name ?? process.env.IR2F_BACKEND;

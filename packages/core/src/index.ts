@@ -25,6 +25,7 @@ export { Ir2fError, type Ir2fErrorCode } from './errors.js';
 export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';
 export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
 export { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
+export { registerReduceGradients } from './gradients/reduce-grads.js';
 export { bilinearMatrix, registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
 export { stopGradient } from './nn/stop-gradient.js';
 export { Layer, Module, ModuleList, fromTorch, toTorch, torchShape, type ParamLayout, type StateEntry } from './nn/module.js';

@@ -152,6 +152,47 @@ test('batch-norm gradients (ir2f override) equal those of the same formula in el
   }
 });
 
+test('sum and mean gradients (ir2f: dy broadcast back, no ones array) equal the weights of the reduced output, on wasm and cpu', async (t) => {
+  const cases: { shape: number[]; axis: number | number[]; keepDims: boolean }[] = [
+    { shape: [2, 5, 6, 3], axis: [0, 1, 2], keepDims: false },
+    { shape: [2, 5, 6, 3], axis: [1, 2], keepDims: true },
+    { shape: [4, 7], axis: -1, keepDims: false },
+    { shape: [3, 4, 5], axis: [0, 2], keepDims: false },
+  ];
+  for (const backend of ['wasm', 'cpu']) {
+    for (const c of cases) {
+      for (const op of ['sum', 'mean'] as const) {
+        const n = c.shape.reduce((a, b) => a * b, 1);
+        const axes = (Array.isArray(c.axis) ? c.axis : [c.axis]).map((a) => (a < 0 ? a + c.shape.length : a));
+        const outShape = c.shape.map((d, i) => (axes.includes(i) ? 1 : d)).filter((d, i) => c.keepDims || !axes.includes(i));
+        const m = outShape.reduce((a, b) => a * b, 1);
+        const w = randomArray(m, 5);
+        const grad = await onBackend(backend, () => tf.tidy(() => {
+          const f = (x: tf.Tensor) => tf.sum(tf.mul(tf[op](x, c.axis, c.keepDims), tf.tensor(w, outShape)));
+          return tf.grad(f)(tf.tensor(randomArray(n, 6), c.shape)).dataSync() as Float32Array;
+        }));
+        // element i of x feeds output element (its coordinates with the reduced axes dropped); mean divides by their size
+        const count = op === 'mean' ? axes.reduce((k, a) => k * c.shape[a], 1) : 1;
+        const expected = Float32Array.from({ length: n }, (_, i) => {
+          let rest = i;
+          let o = 0;
+          let stride = 1;
+          for (let d = c.shape.length - 1; d >= 0; d--) {
+            const coord = rest % c.shape[d];
+            rest = Math.floor(rest / c.shape[d]);
+            if (!axes.includes(d)) {
+              o += coord * stride;
+              stride *= c.shape[d];
+            }
+          }
+          return w[o] / count;
+        });
+        t.true(relativeError(grad, expected) < 1e-6, `${backend} ${op} ${JSON.stringify(c)}`);
+      }
+    }
+  }
+});
+
 // tfjs 4.22's own gradient ignores halfPixelCenters and, on cpu, swaps H and W of non-square inputs
 const RESIZE_CASES: { x: [number, number, number, number]; size: [number, number]; align: boolean; half: boolean }[] = [
   { x: [2, 3, 5, 2], size: [12, 20], align: false, half: true },
