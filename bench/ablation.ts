@@ -34,10 +34,18 @@ export const VARIANTS = {
   inr: { label: '+ INR rectifier', set: [`plugins=${JSON.stringify([INR_PLUGIN])}`], inr: true },
   ir2f: { label: '+ INR + RMM (IR2F)', set: [`plugins=${JSON.stringify([INR_PLUGIN, RMM_PLUGIN])}`], inr: true },
   oracle: { label: 'target oracle', set: ['train.mode="target-oracle"'], inr: false },
-  // not a rung: an option tried when the INR rung fell below the baseline (DAFormer's q for the first 200 steps)
+  // not rungs: options tried when the INR and IR2F rungs fell below the baseline
   'inr-qwarm': {
     label: '+ INR rectifier, q for the first 200 steps (option)',
     set: [`plugins=${JSON.stringify([{ ...INR_PLUGIN, options: { qWarmupSteps: 200 } }])}`], inr: true,
+  },
+  'ir2f-qwarm': {
+    label: '+ INR + RMM, q as r for the first 200 steps (option)',
+    set: [`plugins=${JSON.stringify([{ ...INR_PLUGIN, options: { qWarmupSteps: 200 } }, RMM_PLUGIN])}`], inr: true,
+  },
+  'ir2f-lambda0.1': {
+    label: '+ INR + RMM, λ_RMM = 0.1 (option)',
+    set: [`plugins=${JSON.stringify([INR_PLUGIN, { ...RMM_PLUGIN, options: { lambda: 0.1 } }])}`], inr: true,
   },
 } as const;
 export type VariantName = keyof typeof VARIANTS;

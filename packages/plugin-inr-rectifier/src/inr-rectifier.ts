@@ -31,7 +31,7 @@ export const InrOptionsSchema = z.object({
   chunkSize: z.number().int().positive().default(65536),
   /** The weight handed to the loss is r without gradient (DESIGN §5.3 "+ INR" row); `rectification` keeps it. */
   detachWeight: z.boolean().default(true),
-  /** For the first N steps hand the loss the pseudo-labeler's own weight (DAFormer's q) while ψ trains. */
+  /** For the first N steps hand the loss the pseudo-labeler's own weight (DAFormer's q) as weight and as r, while ψ trains on L_cal. */
   qWarmupSteps: z.number().int().nonnegative().default(0),
   /** Emit a `rectifier` event every N rectify calls (0: never), with a small map of r every `mapEvery`. */
   statsEvery: z.number().int().nonnegative().default(1),
@@ -187,10 +187,15 @@ export class InrRectifier implements Rectifier {
     const logit = this.gridLogits(input.features, input.logProbs!, H, W);
     const r = tf.sigmoid(logit) as tf.Tensor3D;
     this.observe(r, ctx);
-    const warm = ctx.step < this.options.qWarmupSteps;
+    if (ctx.step < this.options.qWarmupSteps) {
+      // warm-up: the loss sees the pseudo-labeler's weight as r too (an RMM loss then trains no ψ on the
+      // target side); r is still computed for the events, and ψ trains on L_cal
+      tf.dispose([logit, r]);
+      return { labels: input.pseudo.labels, weight: tf.clone(input.pseudo.weight), rectification: tf.clone(input.pseudo.weight) };
+    }
     return {
       labels: input.pseudo.labels,
-      weight: (warm ? tf.clone(input.pseudo.weight) : this.options.detachWeight ? stopGradient(r) : r) as tf.Tensor3D,
+      weight: (this.options.detachWeight ? stopGradient(r) : r) as tf.Tensor3D,
       rectification: r,
       logit,
     };

@@ -138,19 +138,28 @@ test('options are validated with their paths; defaults follow DESIGN §5.1', (t)
   t.regex(err!.message, /hidden/);
 });
 
-test('qWarmupSteps: the loss gets the pseudo-labeler\'s weight for the first steps, r afterwards', (t) => {
+test('qWarmupSteps: the loss gets the pseudo-labeler\'s weight as weight and r for the first steps, r afterwards', (t) => {
   const r = new InrRectifier({ qWarmupSteps: 2 }, { embeddingChannels: E, numClasses: K });
   const { embedding, logProbs } = inputs(GRID);
   const pseudo = { labels: tf.zeros([1, 8, 8], 'int32') as tf.Tensor3D, weight: tf.fill([1, 8, 8], 0.25) as tf.Tensor3D, probs: tf.zeros([1, 8, 8, K]) as tf.Tensor4D };
   const at = (step: number) => {
-    const out = r.rectify({ pseudo, features: embedding, logProbs, image: tf.zeros([1, 8, 8, 3]) as tf.Tensor4D }, { step, training: true, rng: new Rng(0) });
+    const image = tf.zeros([1, 8, 8, 3]) as tf.Tensor4D;
+    const out = r.rectify({ pseudo, features: embedding, logProbs, image }, { step, training: true, rng: new Rng(0) });
+    image.dispose();
     const [w, rect] = [Array.from(out.weight.dataSync()), Array.from(out.rectification.dataSync())];
-    tf.dispose([out.weight, out.rectification]);
-    return { w, rect };
+    const hasLogit = out.logit != null;
+    tf.dispose([out.weight, out.rectification, ...(out.logit ? [out.logit] : [])]);
+    return { w, rect, hasLogit };
   };
-  t.true(at(1).w.every((v) => v === 0.25));
+  at(0); // caches the grid's query geometry
+  const before = tf.memory().numTensors;
+  const warm = at(1);
+  // warm-up: q as the weight and as r (an RMM loss sees q), no logit; nothing left behind
+  t.true(warm.w.every((v) => v === 0.25) && warm.rect.every((v) => v === 0.25) && !warm.hasLogit);
+  t.is(tf.memory().numTensors, before);
   const late = at(2);
   t.deepEqual(late.w, late.rect);
+  t.true(late.hasLogit && late.rect.some((v) => v !== 0.25));
   tf.dispose([embedding, logProbs, pseudo.labels, pseudo.weight, pseudo.probs]);
   r.dispose();
 });
