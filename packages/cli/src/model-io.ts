@@ -62,7 +62,8 @@ export async function evalCheckpoint(file: string, opts: { data?: DataSpec; whic
     const ds = await scanDataset(layout);
     const items = opts.limit ? ds.items.slice(0, opts.limit) : ds.items;
     classes ??= [...(ds.labelSource?.spec.evalClasses ?? Array.from({ length: config.model.numClasses }, (_, i) => i))];
-    const result = await evaluate(model, evalSamples(items), { numClasses: config.model.numClasses, classes, slide: config.data.slide });
+    // at the scale the run evaluated at (data.resize.val), so that the numbers match its own evaluation
+    const result = await evaluate(model, evalSamples(items, config.data.resize.val), { numClasses: config.model.numClasses, classes, slide: config.data.slide });
     const names = ds.labelSource?.spec.classes ?? [];
     const perClass = Object.fromEntries(classes.map((c) => [names[c] ?? `class ${c}`, result.perClassIoU[c]]));
     layout = ds.layout;

@@ -42,7 +42,7 @@ test.after.always(async () => {
 test.serial('ir2f train → eval --json → predict → export: a run a user can follow', async (t) => {
   const work = path.join(dir, 'run');
   const args = ['train', '--config', 'synth2real', '--source', `gta:${data}/gta`, '--target', `cityscapes:${data}/cityscapes`,
-    '--steps', '4', '--work-dir', work, ...tiny];
+    '--steps', '4', '--work-dir', work, ...tiny, '--set', 'data.resize.val=[40,30]'];
   const r = await run(...args);
   t.is(r.code, 0, r.err);
   t.regex(r.out, /data: 6 source \(gta\), 4 target \(cityscapes train\), 2 val \(cityscapes val\)/);
@@ -74,6 +74,9 @@ test.serial('ir2f train → eval --json → predict → export: a run a user can
   const report = JSON.parse(ev.out) as { miou: number; perClass: Record<string, number | null>; images: number; classes: number[] };
   t.true(report.miou >= 0 && report.miou <= 1);
   t.is(report.images, 2);
+  // the run's own final evaluation, at its val scale (data.resize.val), gives the same number
+  const summary = JSON.parse(await readFile(path.join(work, 'summary.json'), 'utf8')) as { miou: { student: number } };
+  t.true(Math.abs(report.miou - summary.miou.student) < 1e-9, `ir2f eval ${report.miou} vs the run's ${summary.miou.student}`);
   // a Cityscapes-layout target is evaluated over the 19 Cityscapes classes (classes absent from both are null)
   t.is(Object.keys(report.perClass).length, 19);
   t.is(Object.keys(report.perClass)[0], 'road');

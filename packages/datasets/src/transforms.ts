@@ -35,8 +35,10 @@ export async function resize(sample: Sample, width: number, height: number): Pro
     .resize(width, height, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
   const out: Sample = { image: { data: new Uint8Array(img), width, height } };
   if (sample.label) {
+    // sharp turns a one-channel raw input into sRGB on output: take the one channel back
     const lab = await sharp(sample.label.data, { raw: { width: sample.label.width, height: sample.label.height, channels: 1 } })
-      .resize(width, height, { fit: 'fill', kernel: 'nearest' }).raw().toBuffer();
+      .resize(width, height, { fit: 'fill', kernel: 'nearest' }).extractChannel(0).raw().toBuffer();
+    if (lab.length !== width * height) throw new Error(`label resize gave ${lab.length} values for ${width}×${height}`);
     out.label = { data: new Uint8Array(lab), width, height };
   }
   return out;
