@@ -43,6 +43,10 @@ export const VARIANTS = {
     label: '+ INR + RMM, q as r for the first 200 steps (option)',
     set: [`plugins=${JSON.stringify([{ ...INR_PLUGIN, options: { qWarmupSteps: 200 } }, RMM_PLUGIN])}`], inr: true,
   },
+  'ir2f-rest': {
+    label: '+ INR + RMM, teacher-rest noise (option)',
+    set: [`plugins=${JSON.stringify([INR_PLUGIN, { ...RMM_PLUGIN, options: { noise: 'teacher-rest' } }])}`], inr: true,
+  },
   'ir2f-lambda0.1': {
     label: '+ INR + RMM, λ_RMM = 0.1 (option)',
     set: [`plugins=${JSON.stringify([INR_PLUGIN, { ...RMM_PLUGIN, options: { lambda: 0.1 } }])}`], inr: true,
