@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { conv2DBackpropFilterWasm, conv2DBackpropInputWasm } from './wasm-conv-backprop.js';
 import { depthwiseBackpropFilterWasm, depthwiseBackpropInputWasm } from './wasm-depthwise-backprop.js';
 import { gatherWasm, setOriginalGather } from './wasm-gather.js';
+import { identityWasm } from './wasm-identity.js';
 import { batchMatMulWasm, setOriginalBatchMatMul } from './wasm-matmul.js';
 import { meanWasm, setOriginalMean, setOriginalSum, sumWasm } from './wasm-reduce.js';
 import { unsortedSegmentSumWasm } from './wasm-segment-sum.js';
@@ -14,7 +15,7 @@ const IR2F_MARK = Symbol.for('ir2f.kernel');
 
 /**
  * The kernels ir2f registers for `wasm`; `Conv2DBackpropInput`, `BatchMatMul` (transposed operands),
- * `GatherV2`, `Sum` and `Mean` (over leading axes) replace the package's scalar paths.
+ * `GatherV2`, `Sum` and `Mean` (over leading axes) replace the package's scalar paths; `Identity` its copy.
  */
 export const wasmGradientKernels: readonly tf.KernelConfig[] = [
   { kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilterWasm as tf.KernelFunc },
@@ -33,6 +34,7 @@ export const wasmGradientKernels: readonly tf.KernelConfig[] = [
   { kernelName: 'GatherV2', backendName: 'wasm', kernelFunc: gatherWasm as tf.KernelFunc },
   { kernelName: 'Sum', backendName: 'wasm', kernelFunc: sumWasm as tf.KernelFunc },
   { kernelName: 'Mean', backendName: 'wasm', kernelFunc: meanWasm as tf.KernelFunc },
+  { kernelName: 'Identity', backendName: 'wasm', kernelFunc: identityWasm as tf.KernelFunc },
 ].map((c) => Object.assign(c, { [IR2F_MARK]: true }));
 
 /** Kernels of tfjs-backend-wasm that ir2f replaced, kept so that benchmarks can compare against them. */
