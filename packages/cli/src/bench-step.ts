@@ -115,7 +115,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
       run(300, false);
     });
     return {
-      backend: backend.threads ? `${backend.name} (${backend.threads} threads)` : backend.name, msPerStep: median(plain),
+      backend: backend.threads ? `${backend.name} (${backend.threads} thread${backend.threads > 1 ? 's' : ''})` : backend.name, msPerStep: median(plain),
       phases: { teacher: phase('teacher'), student: phase('student'), rectifier: phase('rectifier'), optimizer: phase('optimizer') },
       numTensorsDelta, flops: kernelFlops(record.kernels as unknown as KernelRecord[]),
     };

@@ -68,7 +68,7 @@ export function buildProgram(io: CliIo = {}): Command {
       const name = config.extends ?? path.basename(o.config).replace(/\.(json|ya?ml)$/i, '');
       const r = await runTraining(config, { workDir: o.workDir ?? path.join('work_dirs', name), resume: o.resume, log, tty: io.tty });
       const miou = r.eval ? `; target mIoU student ${pct(r.eval.student.miou)}${r.eval.teacher ? `, teacher ${pct(r.eval.teacher.miou)}` : ''}` : '';
-      log(`${r.reason === 'completed' ? 'done' : 'interrupted'} at step ${r.step} (${r.msPerStep.toFixed(0)} ms/it on ${r.backend.name}${r.backend.threads ? `, ${r.backend.threads} threads` : ''})${miou}`);
+      log(`${r.reason === 'completed' ? 'done' : 'interrupted'} at step ${r.step} (${r.msPerStep.toFixed(0)} ms/it on ${r.backend.name}${r.backend.threads ? `, ${r.backend.threads} thread${r.backend.threads > 1 ? 's' : ''}` : ''})${miou}`);
       log(`checkpoint ${r.checkpoint ?? '(none)'}; curves ${r.files.curves}; log ${r.files.events}`);
     });
 

@@ -72,7 +72,7 @@ export async function runTraining(config: RunConfig, opts: TrainRunOptions): Pro
     if (config.featureDistance && !imnet && !config.model.pretrained) {
       bus.emit({ type: 'warning', code: 'NO_FEATURE_DISTANCE', message: 'featureDistance is configured but model.pretrained is not: training without it' });
     }
-    if (!opts.quiet) log(`data: ${data.describe}; model ${config.model.preset}; ${backend.name} backend${backend.threads ? ` (${backend.threads} threads)` : ''}; work dir ${workDir}`);
+    if (!opts.quiet) log(`data: ${data.describe}; model ${config.model.preset}; ${backend.name} backend${backend.threads ? ` (${backend.threads} thread${backend.threads > 1 ? 's' : ''})` : ''}; work dir ${workDir}`);
     const result = await train({
       config: config.train, runConfig: config, trainConfigPath: 'train', student, teacher, numClasses: config.model.numClasses, pipeline,
       data: data.data, workDir, resume, signal: abort.signal, backend,
