@@ -22,7 +22,12 @@ export interface StepBenchOptions {
   rectifier?: Rectifier;
 }
 
-type KernelRecord = { name: string; inputShapes: number[][]; outputShapes: number[][] };
+/** The part of a tf.profile kernel record that `kernelFlops` reads. */
+export interface KernelRecord {
+  name: string;
+  inputShapes: number[][];
+  outputShapes: number[][];
+}
 
 const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 

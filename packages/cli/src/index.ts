@@ -13,4 +13,4 @@ export { curvesSvg, writeCurvesPng } from './curves.js';
 export {
   evalCheckpoint, exportCheckpoint, heatColor, heatMap, loadTrained, loadTrainedRectifier, predictImages, type EvalReport, type PredictOptions, type Which,
 } from './model-io.js';
-export { benchStep, kernelFlops, type StepBenchOptions, type StepBenchResult } from './bench-step.js';
+export { benchStep, kernelFlops, type KernelRecord, type StepBenchOptions, type StepBenchResult } from './bench-step.js';

@@ -4,4 +4,4 @@
  */
 export { rmm } from './plugin.js';
 export { RmmLoss, RmmOptionsSchema, type RmmOptions, type RmmOptionsInput } from './rmm.js';
-export { rmmTerms, type RmmTerms } from './rmm-loss.js';
+export { rmmTerms, type RmmTermOptions, type RmmTerms } from './rmm-loss.js';
