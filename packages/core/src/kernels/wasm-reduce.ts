@@ -5,7 +5,7 @@
  * batch-norm gradient (NHWC, axes [0, 1, 2]) is this case. Float64 accumulators, float32 result.
  * Other axes, dtypes and tiny inputs go to the package's kernels.
  */
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 import { asWasm, f32, type KernelArgs } from './wasm-heap.js';
 
 type Attrs = { axis: number | number[]; keepDims: boolean };
@@ -21,9 +21,10 @@ export function setOriginalMean(kernel: tf.KernelFunc): void {
 }
 
 /** How many leading axes `axis` reduces (0 when it is not a proper leading prefix). */
-function leadingAxes(axis: number | number[], rank: number): number {
-  const axes = [...new Set((Array.isArray(axis) ? axis : [axis]).map((a) => (a < 0 ? a + rank : a)))].sort((a, b) => a - b);
-  if (axes.length === 0 || axes.length >= rank || axes.some((a, i) => a !== i)) return 0;
+function leadingAxes(axis: number | number[], shape: number[]): number {
+  // tfjs's own parsing: null (all axes), negative and single axes
+  const axes = [...new Set(tf.util.parseAxisParam(axis, shape))].sort((a, b) => a - b);
+  if (axes.length === 0 || axes.length >= shape.length || axes.some((a, i) => a !== i)) return 0;
   return axes.length;
 }
 
@@ -32,7 +33,7 @@ function reduceLeading(kind: 'Sum' | 'Mean', { inputs, backend, attrs }: KernelA
   if (!original) throw new Error(`ir2f ${kind}: the wasm backend's own kernel was not found`);
   const { x } = inputs as { x: tf.TensorInfo };
   const { axis, keepDims } = attrs as unknown as Attrs;
-  const k = leadingAxes(axis, x.shape.length);
+  const k = leadingAxes(axis, x.shape);
   const rows = x.shape.slice(0, k).reduce((a, b) => a * b, 1);
   const cols = x.shape.slice(k).reduce((a, b) => a * b, 1);
   if (k === 0 || x.dtype !== 'float32' || rows < 2 || rows * cols < 4096) {
