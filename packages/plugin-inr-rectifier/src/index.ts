@@ -6,6 +6,6 @@ export { inrRectifier } from './plugin.js';
 export { InrOptionsSchema, InrRectifier, type InrOptions, type InrOptionsInput } from './inr-rectifier.js';
 export {
   firstLayerGrid, gridCoords, latentGrid, mlpLogits, queryChunked, queryGeometry, queryLogits, type InrParams, type InrShape,
-  type QueryGeometry,
+  type QueryCell, type QueryGeometry,
 } from './inr-query.js';
 export { exportRectifierOnnx, writeRectifierOnnx } from './inr-onnx.js';

@@ -165,15 +165,19 @@ export function mlpLogits(
   });
 }
 
+/** A query cell size: per query [B, Q, 2], or one (2/H_q, 2/W_q) pair for all queries. */
+export type QueryCell = tf.Tensor3D | readonly [number, number];
+
 /**
- * §5.1.2–3: rectification logits s [B, Q] at coordinates [B, Q, 2] with query cell size [B, Q, 2] (the
+ * §5.1.2–3: rectification logits s [B, Q] at coordinates [B, Q, 2] with query cell size `cell` (the
  * pixel size of the query grid, 2/H_q and 2/W_q), from the first-layer grid G [B, h, w, H₁].
  */
-export function queryLogits(p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: tf.Tensor3D, cell: tf.Tensor3D): tf.Tensor2D {
+export function queryLogits(p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: tf.Tensor3D, cell: QueryCell): tf.Tensor2D {
   return tf.tidy(() => {
     const [B, Q] = coords.shape;
     const geo = queryGeometry(shape, coords, G.shape[1], G.shape[2]);
-    return tf.reshape(mlpLogits(p, shape, G, geo, tf.reshape(cell, [B * Q, 2]) as tf.Tensor2D), [B, Q]) as tf.Tensor2D;
+    const c = cell instanceof tf.Tensor ? tf.reshape(cell, [B * Q, 2]) as tf.Tensor2D : cell;
+    return tf.reshape(mlpLogits(p, shape, G, geo, c), [B, Q]) as tf.Tensor2D;
   });
 }
 
@@ -182,15 +186,15 @@ export function queryLogits(p: InrParams, shape: InrShape, G: tf.Tensor4D, coord
  * (the result is the same for any chunk size). Outside a gradient tape each chunk's intermediates are freed.
  */
 export function queryChunked(
-  p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: tf.Tensor3D, cell: tf.Tensor3D, chunk: number,
+  p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: tf.Tensor3D, cell: QueryCell, chunk: number,
 ): tf.Tensor2D {
   const Q = coords.shape[1];
   if (Q <= chunk) return queryLogits(p, shape, G, coords, cell);
   const parts: tf.Tensor2D[] = [];
   for (let start = 0; start < Q; start += chunk) {
     const n = Math.min(chunk, Q - start);
-    parts.push(tf.tidy(() => queryLogits(p, shape, G,
-      tf.slice(coords, [0, start, 0], [-1, n, -1]), tf.slice(cell, [0, start, 0], [-1, n, -1]))));
+    parts.push(tf.tidy(() => queryLogits(p, shape, G, tf.slice(coords, [0, start, 0], [-1, n, -1]),
+      cell instanceof tf.Tensor ? tf.slice(cell, [0, start, 0], [-1, n, -1]) : cell)));
   }
   const out = tf.concat(parts, 1) as tf.Tensor2D;
   tf.dispose(parts);

@@ -53,6 +53,14 @@ function uniformInit(rng: Rng, fanIn: number, shape: number[]): tf.Tensor {
 
 let uid = 0;
 
+/** The pixel-centre coordinates of an H×W grid for each of B images, [B, H·W, 2]. */
+function batchGridCoords(B: number, H: number, W: number): tf.Tensor3D {
+  const one = gridCoords(H, W);
+  const all = new Float32Array(B * one.length);
+  for (let b = 0; b < B; b++) all.set(one, b * one.length);
+  return tf.tensor3d(all, [B, H * W, 2]);
+}
+
 function percentile(sorted: Float32Array, q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
@@ -132,10 +140,8 @@ export class InrRectifier implements Rectifier {
   rectifyAt(features: tf.Tensor4D, logProbs: tf.Tensor4D, coords: tf.Tensor3D, cell?: tf.Tensor3D | [number, number]): tf.Tensor2D {
     return tf.tidy(() => {
       const G = this.firstLayer(features, logProbs);
-      const [B, h, w] = G.shape;
-      const Q = coords.shape[1];
-      const c = cell instanceof tf.Tensor ? cell : tf.tile(tf.reshape(tf.tensor1d(cell ?? [2 / h, 2 / w]), [1, 1, 2]), [B, Q, 1]) as tf.Tensor3D;
-      return tf.sigmoid(queryChunked(this.params, this.shape, G, coords, c, this.options.chunkSize)) as tf.Tensor2D;
+      const [, h, w] = G.shape;
+      return tf.sigmoid(queryChunked(this.params, this.shape, G, coords, cell ?? [2 / h, 2 / w], this.options.chunkSize)) as tf.Tensor2D;
     });
   }
 
@@ -150,9 +156,8 @@ export class InrRectifier implements Rectifier {
       const B = features.shape[0];
       const G = this.firstLayer(features, logProbs);
       if (B * H * W > this.options.chunkSize) {
-        const coords = tf.tile(tf.tensor3d(gridCoords(H, W), [1, H * W, 2]), [B, 1, 1]) as tf.Tensor3D;
-        const cell = tf.tile(tf.reshape(tf.tensor1d([2 / H, 2 / W]), [1, 1, 2]), [B, H * W, 1]) as tf.Tensor3D;
-        return tf.reshape(queryChunked(this.params, this.shape, G, coords, cell, this.options.chunkSize), [B, H, W]) as tf.Tensor3D;
+        const logits = queryChunked(this.params, this.shape, G, batchGridCoords(B, H, W), [2 / H, 2 / W], this.options.chunkSize);
+        return tf.reshape(logits, [B, H, W]) as tf.Tensor3D;
       }
       // a grid's geometry depends on its size only: computed once, reused every step
       const geo = this.gridGeometry(B, H, W, G.shape[1], G.shape[2]);
@@ -168,8 +173,7 @@ export class InrRectifier implements Rectifier {
     if (!entry) {
       if (this.geometries.size >= 8) this.clearGeometries();
       entry = tf.tidy(() => {
-        const coords = tf.tile(tf.tensor3d(gridCoords(H, W), [1, H * W, 2]), [B, 1, 1]) as tf.Tensor3D;
-        const geo = queryGeometry(this.shape, coords, h, w);
+        const geo = queryGeometry(this.shape, batchGridCoords(B, H, W), h, w);
         return { index: tf.keep(geo.index), rel: tf.keep(geo.rel), weight: tf.keep(geo.weight) };
       });
       this.geometries.set(key, entry);
