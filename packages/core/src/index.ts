@@ -22,6 +22,7 @@ export { Rng, type RngState } from './rng.js';
 export { boundaryMask, ConfusionMatrix, expectedCalibrationError } from './metrics.js';
 export { currentBackend, initBackend, BACKEND_NAMES, type BackendInfo, type BackendName, type BackendOptions } from './backend.js';
 export { Ir2fError, type Ir2fErrorCode } from './errors.js';
+export { hasHostKernel, HOST_BACKENDS, registerHostKernel, type HostArray, type HostInput, type HostKernel } from './kernels/host-kernel.js';
 export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';
 export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
 export { registerBatchNormGradient } from './gradients/batch-norm-grad.js';

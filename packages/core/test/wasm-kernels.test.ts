@@ -80,10 +80,19 @@ for (const depthwise of [false, true]) {
   });
 }
 
-test('Conv2DBackpropFilter on wasm matches cpu when the output pixels span several im2col chunks', async (t) => {
+test('Conv2DBackpropFilter on wasm matches cpu over several im2col chunks (equal or not) and on its 1×1 path (a product xᵀ·dy)', async (t) => {
   const cases: ConvCase[] = [
     { x: [2, 64, 64, 64], filter: [3, 3, 64, 8], strides: [1, 1], pad: 'same', dilations: [1, 1] },
     { x: [1, 130, 130, 128], filter: [3, 3, 128, 16], strides: [2, 2], pad: 'valid', dilations: [1, 1] },
+    // 2 chunks of 1024 columns where one of 1820 (the cap for 2304 rows) would leave a short one
+    { x: [2, 32, 32, 256], filter: [3, 3, 256, 16], strides: [1, 1], pad: 'same', dilations: [1, 1] },
+    // 2·33·33 = 2178 pixels: the last chunk is a column short
+    { x: [2, 33, 33, 256], filter: [3, 3, 256, 4], strides: [1, 1], pad: 'same', dilations: [1, 1] },
+    { x: [2, 9, 7, 40], filter: [1, 1, 40, 24], strides: [1, 1], pad: 'same', dilations: [1, 1] },
+    { x: [1, 5, 6, 3], filter: [1, 1, 3, 5], strides: [1, 1], pad: 'valid', dilations: [1, 1] },
+    // 1×1 that is not the product: strided, and padded
+    { x: [2, 9, 7, 6], filter: [1, 1, 6, 4], strides: [2, 2], pad: 'same', dilations: [1, 1] },
+    { x: [1, 5, 6, 3], filter: [1, 1, 3, 5], strides: [1, 1], pad: [[0, 0], [1, 0], [0, 2], [0, 0]], dilations: [1, 1] },
   ];
   for (const c of cases) {
     const out = outShape(c, false);
@@ -127,7 +136,7 @@ test.serial('Conv2DBackpropFilter stays correct when its tensors sit above 2 GiB
   t.true(relativeError(wasm, cpu) <= 1e-4);
 });
 
-test('BatchMatMul with transposed operands or batches on wasm (ir2f: explicit transpose, one XNNPACK product per batch) matches cpu', async (t) => {
+test('BatchMatMul with transposed operands or batches on wasm (ir2f: explicit transpose; one XNNPACK product for a shared operand, else one per batch) matches cpu', async (t) => {
   const cases: { a: number[]; b: number[]; ta: boolean; tb: boolean }[] = [
     { a: [5, 6, 4], b: [5, 4, 3], ta: false, tb: false },
     { a: [2, 3, 6, 4], b: [4, 3], ta: false, tb: false },
@@ -141,6 +150,8 @@ test('BatchMatMul with transposed operands or batches on wasm (ir2f: explicit tr
     { a: [3, 8, 5], b: [3, 8, 6], ta: true, tb: false },
     { a: [2, 4, 7], b: [2, 5, 7], ta: false, tb: true },
     { a: [1, 10, 3], b: [4, 5, 10], ta: true, tb: true },
+    { a: [1, 16, 32], b: [64, 32, 1], ta: false, tb: false },
+    { a: [3, 5, 70, 8], b: [8, 9], ta: false, tb: false },
   ];
   for (const c of cases) {
     const run = () => tf.matMul(tf.tensor(randomArray(c.a.reduce((x, y) => x * y, 1), 41), c.a as [number, number, number]) as tf.Tensor3D,

@@ -15,6 +15,7 @@
  * Coordinates are (row, column) in [−1, 1], pixel centres at −1 + (2i + 1)/n, as LIIF's `make_coord`.
  */
 import * as tf from '@tensorflow/tfjs';
+import { hasHostKernel, registerHostKernel } from '@ir2f/core';
 
 export interface InrShape {
   /** Latent channels: projection channels + classes. */
@@ -66,39 +67,6 @@ export function gridCoords(H: number, W: number): Float32Array {
   return out;
 }
 
-/** Index of the latent cell containing each coordinate along one axis of n cells (LIIF's nearest sampling). */
-function cellIndex(c: tf.Tensor, n: number): tf.Tensor {
-  return tf.clipByValue(tf.floor(tf.mul(tf.add(c, 1), n / 2)), 0, n - 1);
-}
-
-/**
- * Along one axis of n cells: for each shift (−1, +1, or 0 without the ensemble) the neighbour cell's index
- * and the query's offset from its centre in cell units (LIIF's shift of ±1/n + ε, clamped inside [−1, 1]).
- */
-function axisNeighbours(c: tf.Tensor, n: number, shifts: number[]): { index: tf.Tensor; rel: tf.Tensor }[] {
-  const eps = shifts.length > 1 ? 1e-6 : 0;
-  return shifts.map((v) => {
-    const index = cellIndex(tf.clipByValue(tf.add(c, v / n + eps), -1 + 1e-6, 1 - 1e-6), n);
-    const centre = tf.sub(tf.div(tf.add(tf.mul(index, 2), 1), n), 1);
-    return { index, rel: tf.mul(tf.sub(c, centre), n) };
-  });
-}
-
-/**
- * The ensemble weight of each neighbour along one axis: the distance to the other neighbour, normalised.
- * Their products over the two axes are LIIF's "area of the opposite rectangle" weights; unlike LIIF's
- * 1e-9 fallback, a border query whose two neighbours are the same clamped cell splits that axis evenly, so
- * cell centres on the border reproduce the grid too.
- */
-function axisWeights(rel: tf.Tensor[]): tf.Tensor[] {
-  if (rel.length === 1) return [tf.onesLike(rel[0])];
-  const [a, b] = rel.map((r) => tf.abs(r));
-  const total = tf.add(a, b);
-  const degenerate = tf.lessEqual(total, 1e-9);
-  const wa = tf.where(degenerate, tf.fill(a.shape, 0.5), tf.div(b, tf.maximum(total, 1e-9)));
-  return [wa, tf.sub(1, wa)];
-}
-
 /**
  * Where a set of queries reads the latent grid (§5.1.2): for each ensemble neighbour n, the flat cell index
  * into [B·h·w] (batch offset included), the query's offset from that cell's centre in cell units, and its
@@ -113,25 +81,152 @@ export interface QueryGeometry {
   weight: tf.Tensor2D;
 }
 
-export function queryGeometry(shape: InrShape, coords: tf.Tensor3D, h: number, w: number): QueryGeometry {
-  return tf.tidy(() => {
-    const [B, Q] = coords.shape;
-    const batchBase = tf.reshape(tf.range(0, B * h * w, h * w, 'int32'), [B, 1]);
-    const shifts = shape.localEnsemble ? [-1, 1] : [0];
-    const [cy, cx] = tf.split(coords, 2, 2).map((t) => tf.reshape(t, [B, Q]));
-    const ys = axisNeighbours(cy, h, shifts);
-    const xs = axisNeighbours(cx, w, shifts);
-    const wy = axisWeights(ys.map((n) => n.rel));
-    const wx = axisWeights(xs.map((n) => n.rel));
-    const index: tf.Tensor[] = [];
-    const rel: tf.Tensor[] = [];
-    const weight: tf.Tensor[] = [];
-    ys.forEach((ny, a) => xs.forEach((nx, b) => {
-      index.push(tf.reshape(tf.add(tf.add(tf.mul(ny.index, w), nx.index).toInt(), batchBase), [B * Q]));
-      rel.push(tf.reshape(tf.stack([ny.rel, nx.rel], 2), [B * Q, 2]));
-      weight.push(tf.reshape(tf.mul(wy[a], wx[b]), [B * Q]));
-    }));
-    return { index: tf.stack(index) as tf.Tensor2D, rel: tf.stack(rel) as tf.Tensor3D, weight: tf.stack(weight) as tf.Tensor2D };
+/** Query coordinates held on the host: [B, Q, 2] (row, column) values. */
+export interface HostCoords {
+  values: Float32Array;
+  B: number;
+  Q: number;
+}
+
+// float32 arithmetic, step by step as tensor kernels do it, so that every backend and the ONNX graph pick
+// the same neighbour cell for a coordinate on a cell border
+const f = Math.fround;
+const EPS_LOW = f(-1 + 1e-6);
+const EPS_HIGH = f(1 - 1e-6);
+const TINY = f(1e-9);
+
+/**
+ * Along one axis of n cells, for one coordinate c and a shift (−1, +1, or 0 without the ensemble): the
+ * neighbour cell's index (LIIF's nearest cell after a shift of ±1/n + ε, clamped inside [−1, 1]) and the
+ * query's offset from its centre in cell units.
+ */
+function axisNeighbour(c: number, n: number, shift: number, eps: number): [index: number, rel: number] {
+  const moved = Math.min(EPS_HIGH, Math.max(EPS_LOW, f(c + f(shift / n + eps))));
+  const index = Math.min(n - 1, Math.max(0, Math.floor(f(f(moved + 1) * f(n / 2)))));
+  const centre = f(f(f(index * 2 + 1) / n) - 1);
+  return [index, f(f(c - centre) * n)];
+}
+
+/**
+ * The ensemble weight of the first of two neighbours along one axis: the distance to the other one,
+ * normalised. Products over the two axes are LIIF's "area of the opposite rectangle" weights; unlike LIIF's
+ * 1e-9 fallback, a border query whose two neighbours are the same clamped cell splits that axis evenly, so
+ * cell centres on the border reproduce the grid too.
+ */
+function firstWeight(rel0: number, rel1: number): number {
+  const total = f(Math.abs(rel0) + Math.abs(rel1));
+  return total <= TINY ? 0.5 : f(Math.abs(rel1) / Math.max(total, TINY));
+}
+
+/**
+ * §5.1.2 for queries [start, start + n) of every image, computed on the host: it is integer and
+ * per-coordinate scalar work, which as tensor kernels was some sixty small operations per chunk.
+ */
+export function hostQueryGeometry(shape: InrShape, coords: HostCoords, h: number, w: number, start = 0, n = coords.Q - start): QueryGeometry {
+  const { values, B, Q } = coords;
+  const shifts = shape.localEnsemble ? [-1, 1] : [0];
+  const eps = shape.localEnsemble ? 1e-6 : 0;
+  const N = shifts.length ** 2;
+  const BQ = B * n;
+  const index = new Int32Array(N * BQ);
+  const rel = new Float32Array(N * BQ * 2);
+  const weight = new Float32Array(N * BQ);
+  for (let b = 0; b < B; b++) {
+    for (let q = 0; q < n; q++) {
+      const at = (b * Q + start + q) * 2;
+      const ys = shifts.map((s) => axisNeighbour(values[at], h, s, eps));
+      const xs = shifts.map((s) => axisNeighbour(values[at + 1], w, s, eps));
+      const wy0 = shifts.length > 1 ? firstWeight(ys[0][1], ys[1][1]) : 1;
+      const wx0 = shifts.length > 1 ? firstWeight(xs[0][1], xs[1][1]) : 1;
+      const wy = [wy0, f(1 - wy0)];
+      const wx = [wx0, f(1 - wx0)];
+      const i = b * n + q;
+      let k = 0;
+      ys.forEach(([iy, ry], a) => xs.forEach(([ix, rx], c) => {
+        const o = k * BQ + i;
+        index[o] = b * h * w + iy * w + ix;
+        rel[o * 2] = ry;
+        rel[o * 2 + 1] = rx;
+        weight[o] = f(wy[a] * wx[c]);
+        k++;
+      }));
+    }
+  }
+  return { index: tf.tensor2d(index, [N, BQ], 'int32'), rel: tf.tensor3d(rel, [N, BQ, 2]), weight: tf.tensor2d(weight, [N, BQ]) };
+}
+
+/** Coordinates as host values (a tensor is read once). */
+export function toHostCoords(coords: tf.Tensor3D | HostCoords): HostCoords {
+  if (!(coords instanceof tf.Tensor)) return coords;
+  const [B, Q] = coords.shape;
+  return { values: coords.dataSync() as Float32Array, B, Q };
+}
+
+/** §5.1.2 for coordinates [B, Q, 2] on a latent grid of h×w cells. */
+export function queryGeometry(shape: InrShape, coords: tf.Tensor3D | HostCoords, h: number, w: number): QueryGeometry {
+  return hostQueryGeometry(shape, toHostCoords(coords), h, w);
+}
+
+const FIRST_LAYER = 'Ir2fInrFirstLayer';
+
+/**
+ * The first layer's activations per query and neighbour, relu(T[index] + rel · W_coord), from the grid term
+ * T [R, H₁] (feature part, bias and a constant cell term already in), cell indices [M], offsets [M, 2] and
+ * W_coord [2, H₁] → [M, H₁]. As tensor ops this is four passes over M·H₁ values (gather, a K = 2 product,
+ * add, relu) that cost as much as the whole next layer; on wasm and cpu it is one JS loop, with the same
+ * gradient (registered below) as the composition.
+ */
+export function firstLayerActivations(table: tf.Tensor2D, index: tf.Tensor1D, rel: tf.Tensor2D, wCoord: tf.Tensor2D): tf.Tensor2D {
+  registerFirstLayer();
+  if (hasHostKernel(FIRST_LAYER)) return tf.engine().runKernel(FIRST_LAYER, { table, index, rel, wCoord }, {}) as tf.Tensor2D;
+  return tf.relu(tf.add(tf.gather(table, index), tf.matMul(rel, wCoord))) as tf.Tensor2D;
+}
+
+let firstLayerRegistered = false;
+
+function registerFirstLayer(): void {
+  if (firstLayerRegistered) return;
+  firstLayerRegistered = true;
+  registerHostKernel({
+    name: FIRST_LAYER,
+    outputShape: (s) => [s.index[0], s.table[1]],
+    compute: ({ table, index, rel, wCoord }, out) => {
+      const [R, H1] = table.shape;
+      // monomorphic typed views: the loop below runs M·H₁ times
+      const T = table.values as Float32Array;
+      const idx = index.values as Int32Array;
+      const rv = rel.values as Float32Array;
+      const wy = (wCoord.values as Float32Array).subarray(0, H1);
+      const wx = (wCoord.values as Float32Array).subarray(H1, 2 * H1);
+      for (let m = 0; m < idx.length; m++) {
+        const row = idx[m];
+        if (!(row >= 0 && row < R)) throw new Error(`${FIRST_LAYER}: cell index ${row} outside the grid's ${R} cells`);
+        const ry = rv[2 * m];
+        const rx = rv[2 * m + 1];
+        const t0 = row * H1;
+        const o0 = m * H1;
+        for (let j = 0; j < H1; j++) {
+          const z = T[t0 + j] + ry * wy[j] + rx * wx[j];
+          // relu without a branch: signs are random here, and mispredicted branches tripled the loop's time
+          out[o0 + j] = (z + Math.abs(z)) * 0.5;
+        }
+      }
+    },
+  });
+  tf.registerGradient({
+    kernelName: FIRST_LAYER,
+    inputsToSave: ['table', 'index', 'rel', 'wCoord'],
+    outputsToSave: [true],
+    gradFunc: (dy, saved) => {
+      const [table, index, rel, wCoord, y] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+      const dz = tf.mul(dy as tf.Tensor2D, tf.step(y)) as tf.Tensor2D; // relu': 1 where the output is positive
+      return {
+        table: () => tf.unsortedSegmentSum(dz, index, table.shape[0]),
+        index: () => tf.zerosLike(index),
+        rel: () => tf.matMul(dz, wCoord, false, true),
+        wCoord: () => tf.matMul(rel, dz, true, false),
+      };
+    },
   });
 }
 
@@ -151,12 +246,16 @@ export function mlpLogits(
     const perQueryCell = cell instanceof tf.Tensor;
     let gridTerm = tf.add(tf.reshape(G, [B * h * w, H1]), p.b1) as tf.Tensor2D;
     if (shape.cellDecode && !perQueryCell) gridTerm = tf.add(gridTerm, cellTerm(tf.tensor2d([cell[0], cell[1]], [1, 2])));
-    let z = tf.add(tf.gather(gridTerm, tf.reshape(geo.index, [N * BQ])), tf.matMul(tf.reshape(geo.rel, [N * BQ, 2]), p.w1Coord));
+    const index = tf.reshape(geo.index, [N * BQ]) as tf.Tensor1D;
+    const rel = tf.reshape(geo.rel, [N * BQ, 2]) as tf.Tensor2D;
+    let act: tf.Tensor2D;
     if (shape.cellDecode && perQueryCell) {
       // the same cell term for every neighbour of a query
-      z = tf.reshape(tf.add(tf.reshape(z, [N, BQ, H1]), cellTerm(cell)), [N * BQ, H1]);
+      const z = tf.add(tf.gather(gridTerm, index), tf.matMul(rel, p.w1Coord));
+      act = tf.relu(tf.reshape(tf.add(tf.reshape(z, [N, BQ, H1]), cellTerm(cell)), [N * BQ, H1])) as tf.Tensor2D;
+    } else {
+      act = firstLayerActivations(gridTerm, index, rel, p.w1Coord);
     }
-    let act = tf.relu(z) as tf.Tensor2D;
     // fused product + bias (+ ReLU): one pass over the activations instead of three
     p.layers.forEach((l, i) => {
       act = tf.fused.matMul({ a: act, b: l.w, bias: l.b, activation: i < p.layers.length - 1 ? 'relu' : 'linear' }) as tf.Tensor2D;
@@ -172,12 +271,20 @@ export type QueryCell = tf.Tensor3D | readonly [number, number];
  * §5.1.2–3: rectification logits s [B, Q] at coordinates [B, Q, 2] with query cell size `cell` (the
  * pixel size of the query grid, 2/H_q and 2/W_q), from the first-layer grid G [B, h, w, H₁].
  */
-export function queryLogits(p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: tf.Tensor3D, cell: QueryCell): tf.Tensor2D {
+export function queryLogits(p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: tf.Tensor3D | HostCoords, cell: QueryCell): tf.Tensor2D {
+  const host = toHostCoords(coords);
+  return queryRange(p, shape, G, host, cell, 0, host.Q);
+}
+
+/** Queries [start, start + n) of every image. */
+function queryRange(p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: HostCoords, cell: QueryCell, start: number, n: number): tf.Tensor2D {
   return tf.tidy(() => {
-    const [B, Q] = coords.shape;
-    const geo = queryGeometry(shape, coords, G.shape[1], G.shape[2]);
-    const c = cell instanceof tf.Tensor ? tf.reshape(cell, [B * Q, 2]) as tf.Tensor2D : cell;
-    return tf.reshape(mlpLogits(p, shape, G, geo, c), [B, Q]) as tf.Tensor2D;
+    const { B, Q } = coords;
+    const geo = hostQueryGeometry(shape, coords, G.shape[1], G.shape[2], start, n);
+    const c = cell instanceof tf.Tensor
+      ? tf.reshape(n === Q ? cell : tf.slice(cell, [0, start, 0], [-1, n, -1]), [B * n, 2]) as tf.Tensor2D
+      : cell;
+    return tf.reshape(mlpLogits(p, shape, G, geo, c), [B, n]) as tf.Tensor2D;
   });
 }
 
@@ -186,16 +293,12 @@ export function queryLogits(p: InrParams, shape: InrShape, G: tf.Tensor4D, coord
  * (the result is the same for any chunk size). Outside a gradient tape each chunk's intermediates are freed.
  */
 export function queryChunked(
-  p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: tf.Tensor3D, cell: QueryCell, chunk: number,
+  p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: tf.Tensor3D | HostCoords, cell: QueryCell, chunk: number,
 ): tf.Tensor2D {
-  const Q = coords.shape[1];
-  if (Q <= chunk) return queryLogits(p, shape, G, coords, cell);
+  const host = toHostCoords(coords);
+  if (host.Q <= chunk) return queryRange(p, shape, G, host, cell, 0, host.Q);
   const parts: tf.Tensor2D[] = [];
-  for (let start = 0; start < Q; start += chunk) {
-    const n = Math.min(chunk, Q - start);
-    parts.push(tf.tidy(() => queryLogits(p, shape, G, tf.slice(coords, [0, start, 0], [-1, n, -1]),
-      cell instanceof tf.Tensor ? tf.slice(cell, [0, start, 0], [-1, n, -1]) : cell)));
-  }
+  for (let start = 0; start < host.Q; start += chunk) parts.push(queryRange(p, shape, G, host, cell, start, Math.min(chunk, host.Q - start)));
   const out = tf.concat(parts, 1) as tf.Tensor2D;
   tf.dispose(parts);
   return out;

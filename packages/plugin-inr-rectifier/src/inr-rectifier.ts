@@ -11,7 +11,7 @@ import {
 } from '@ir2f/core';
 import { exportRectifierOnnx } from './inr-onnx.js';
 import {
-  firstLayerGrid, gridCoords, latentGrid, mlpLogits, queryChunked, queryGeometry, type InrParams, type InrShape, type QueryGeometry,
+  firstLayerGrid, gridCoords, latentGrid, mlpLogits, queryChunked, queryGeometry, type HostCoords, type InrParams, type InrShape, type QueryGeometry,
 } from './inr-query.js';
 
 export const InrOptionsSchema = z.object({
@@ -53,12 +53,12 @@ function uniformInit(rng: Rng, fanIn: number, shape: number[]): tf.Tensor {
 
 let uid = 0;
 
-/** The pixel-centre coordinates of an H×W grid for each of B images, [B, H·W, 2]. */
-function batchGridCoords(B: number, H: number, W: number): tf.Tensor3D {
+/** The pixel-centre coordinates of an H×W grid for each of B images, [B, H·W, 2] on the host. */
+function batchGridCoords(B: number, H: number, W: number): HostCoords {
   const one = gridCoords(H, W);
-  const all = new Float32Array(B * one.length);
-  for (let b = 0; b < B; b++) all.set(one, b * one.length);
-  return tf.tensor3d(all, [B, H * W, 2]);
+  const values = new Float32Array(B * one.length);
+  for (let b = 0; b < B; b++) values.set(one, b * one.length);
+  return { values, B, Q: H * W };
 }
 
 function percentile(sorted: Float32Array, q: number): number {
@@ -172,10 +172,9 @@ export class InrRectifier implements Rectifier {
     let entry = this.geometries.get(key);
     if (!entry) {
       if (this.geometries.size >= 8) this.clearGeometries();
-      entry = tf.tidy(() => {
-        const geo = queryGeometry(this.shape, batchGridCoords(B, H, W), h, w);
-        return { index: tf.keep(geo.index), rel: tf.keep(geo.rel), weight: tf.keep(geo.weight) };
-      });
+      // kept: the cache outlives the tidy of the step that first asks for it
+      const geo = queryGeometry(this.shape, batchGridCoords(B, H, W), h, w);
+      entry = { index: tf.keep(geo.index), rel: tf.keep(geo.rel), weight: tf.keep(geo.weight) };
       this.geometries.set(key, entry);
     }
     return entry;

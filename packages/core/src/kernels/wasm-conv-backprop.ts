@@ -85,7 +85,16 @@ export function conv2DBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   const g = geometry(convInfo('Conv2DBackpropFilter', x.shape, attrs.filterShape, attrs, false));
   const R = g.KH * g.KW * g.Ci;
   const N = g.B * g.OH * g.OW;
-  const kc = Math.max(1, Math.min(N, Math.max(256, Math.floor(CHUNK_ELEMENTS / R))));
+  if (g.KH === 1 && g.KW === 1 && g.sh === 1 && g.sw === 1 && g.top === 0 && g.left === 0 && g.OH === g.H && g.OW === g.W) {
+    // a 1×1 convolution is a linear layer on the pixels: dW = xᵀ · dy, no im2col
+    const prod = runWasmKernel('BatchMatMul', wb,
+      { a: { ...x, shape: [1, N, g.Ci] }, b: { ...dy, shape: [1, N, g.Co] } }, { transposeA: true, transposeB: false });
+    prod.shape = [1, 1, g.Ci, g.Co];
+    return prod;
+  }
+  // equal chunks: a short last chunk would still cost a full-width product (its columns are zero-padded)
+  const chunks = Math.ceil(N / Math.max(256, Math.floor(CHUNK_ELEMENTS / R)));
+  const kc = Math.ceil(N / chunks);
 
   const xT = runWasmKernel('Transpose', wb, { x }, { perm: [3, 0, 1, 2] });
   const col = wb.makeOutput([R, kc], 'float32');

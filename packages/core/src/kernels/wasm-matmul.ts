@@ -55,11 +55,18 @@ function batchSlice(backend: ReturnType<typeof asWasm>, x: tf.TensorInfo, i: num
   return out;
 }
 
+/** x's data read as [1, rows, cols] (no copy). */
+const asMatrix = (x: tf.TensorInfo, rows: number, cols: number): tf.TensorInfo => ({ dataId: x.dataId, shape: [1, rows, cols], dtype: x.dtype });
+
 /**
- * A batched product as one XNNPACK product per batch. The package's kernel takes a scalar loop whenever
- * there is more than one batch (8 × [4096, 64] · [64, 64]: 129 ms, against 19 ms this way); attention's
- * q·kᵀ and attn·v are this case. Batch slices are copies, so that each product's packed right operand
- * belongs to a tensor of its own (the package caches packed weights by tensor).
+ * A batched product with XNNPACK. The package's kernel takes a scalar loop whenever there is more than one
+ * batch (8 × [4096, 64] · [64, 64]: 129 ms, against 19 ms per batch here); attention's q·kᵀ and attn·v are
+ * this case, and every call also pays XNNPACK's operator set-up, so a shared operand makes it one product:
+ * - b shared (a linear layer on [B, N, C]): [batch·m, k] · b, the rows of every batch at once;
+ * - a shared (a resampling matrix applied to many images): a · [b₀ | b₁ | …], the batches side by side
+ *   as columns, then the columns dealt back to their batches;
+ * - otherwise one product per batch on copied slices, so that each product's packed right operand belongs
+ *   to a tensor of its own (the package caches packed weights by tensor).
  */
 function batchedProduct(backend: ReturnType<typeof asWasm>, a: tf.TensorInfo, b: tf.TensorInfo, attrs: tf.NamedAttrMap): tf.TensorInfo {
   const [m, k] = a.shape.slice(-2);
@@ -67,18 +74,36 @@ function batchedProduct(backend: ReturnType<typeof asWasm>, a: tf.TensorInfo, b:
   const batchOf = (x: tf.TensorInfo) => x.shape.slice(0, -2).reduce((p, d) => p * d, 1);
   const [ba, bb] = [batchOf(a), batchOf(b)];
   const batch = Math.max(ba, bb);
-  const outBatchShape = (ba >= bb ? a : b).shape.slice(0, -2);
-  const out = backend.makeOutput([...outBatchShape, m, n], a.dtype);
-  const flat = (x: tf.TensorInfo, rows: number, cols: number) => ({ dataId: x.dataId, shape: [1, rows, cols], dtype: x.dtype });
+  const outShape = [...(ba >= bb ? a : b).shape.slice(0, -2), m, n];
+  const product = (x: tf.TensorInfo, y: tf.TensorInfo) =>
+    original!({ inputs: { a: x, b: y }, backend: backend as unknown as tf.KernelBackend, attrs }) as tf.TensorInfo;
+  if (bb === 1) {
+    const y = product(asMatrix(a, ba * m, k), asMatrix(b, k, n));
+    y.shape = outShape;
+    return y;
+  }
+  const out = backend.makeOutput(outShape, a.dtype);
+  if (ba === 1) {
+    const side = backend.makeOutput([1, k, batch * n], b.dtype);
+    let { heap, offsets: [src, dst] } = heapOffsets(backend, b, side);
+    for (let i = 0; i < batch; i++) {
+      for (let r = 0; r < k; r++) heap.copyWithin(dst + (r * batch + i) * n, src + (i * k + r) * n, src + (i * k + r + 1) * n);
+    }
+    const y = product(asMatrix(a, m, k), side);
+    ({ heap, offsets: [src, dst] } = heapOffsets(backend, y, out));
+    for (let i = 0; i < batch; i++) {
+      for (let r = 0; r < m; r++) heap.copyWithin(dst + (i * m + r) * n, src + (r * batch + i) * n, src + (r * batch + i + 1) * n);
+    }
+    dispose(backend, side, y);
+    return out;
+  }
   for (let i = 0; i < batch; i++) {
-    const ai = ba === 1 ? flat(a, m, k) : batchSlice(backend, a, i);
-    const bi = bb === 1 ? flat(b, k, n) : batchSlice(backend, b, i);
-    const yi = original!({ inputs: { a: ai, b: bi }, backend: backend as unknown as tf.KernelBackend, attrs }) as tf.TensorInfo;
+    const ai = batchSlice(backend, a, i);
+    const bi = batchSlice(backend, b, i);
+    const yi = product(ai, bi);
     const { heap, offsets: [src, dst] } = heapOffsets(backend, yi, out);
     heap.copyWithin(dst + i * m * n, src, src + m * n);
-    dispose(backend, yi);
-    if (ba !== 1) dispose(backend, ai);
-    if (bb !== 1) dispose(backend, bi);
+    dispose(backend, yi, ai, bi);
   }
   return out;
 }
