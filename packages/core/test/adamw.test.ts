@@ -1,7 +1,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
-import { AdamW, initBackend, paramGroups, polyLr, Rng, type StateEntry } from '@ir2f/core';
+import { AdamW, emaUpdate, hasHostKernel, initBackend, paramGroups, polyLr, Rng, type StateEntry } from '@ir2f/core';
 
 test.before(async () => {
   await initBackend('wasm');
@@ -66,4 +66,48 @@ print(json.dumps(a.tolist() + b.tolist()))`;
   const ours = [...a.dataSync(), ...b.dataSync()];
   ours.forEach((v, i) => t.true(Math.abs(v - ref[i]) < 1e-6, `param ${i}: ${v} vs ${ref[i]}`));
   opt.dispose();
+});
+
+test('AdamW and the EMA update: the JS kernels (wasm, cpu) give the results of the tensor-op versions other backends run', async (t) => {
+  const rng = new Rng(9);
+  const n = 1000;
+  const init = rng.normalArray(n);
+  const gradients = [0, 1, 2].map(() => rng.normalArray(n));
+  const student = rng.normalArray(n);
+  // three AdamW steps with decay, then one EMA step; returns p, m, v and the teacher
+  const run = () => {
+    const p = tf.variable(tf.tensor1d(init), true);
+    const teacher = tf.variable(tf.tensor1d(init), false);
+    const s = tf.variable(tf.tensor1d(student), false);
+    const opt = new AdamW([{ variables: [p], lrMult: 1, decayMult: 1 }], { weightDecay: 0.05 });
+    gradients.forEach((g, i) => opt.apply({ [p.name]: tf.tensor1d(g) }, 1e-2 * (i + 1)));
+    emaUpdate([teacher], [s], 0.9);
+    const { m, v } = opt.stateTensors();
+    const out = [p, m[0], v[0], teacher].map((x) => Float32Array.from(x.dataSync()));
+    opt.dispose();
+    tf.dispose([p, teacher, s]);
+    return out;
+  };
+  const kernels = run();
+  const cpuKernels = await (async () => {
+    await tf.setBackend('cpu');
+    try {
+      const r = run();
+      // without the JS kernels cpu composes tensor ops, as webgl and tfjs-node do
+      for (const name of ['Ir2fAdamW', 'Ir2fEma']) tf.unregisterKernel(name, 'cpu');
+      t.false(hasHostKernel('Ir2fAdamW'));
+      return [r, run()];
+    } finally {
+      await tf.setBackend('wasm');
+    }
+  })();
+  t.true(hasHostKernel('Ir2fAdamW') && hasHostKernel('Ir2fEma'), 'wasm runs the kernels');
+  for (const [label, other] of [['cpu kernels', cpuKernels[0]], ['tensor ops', cpuKernels[1]]] as const) {
+    ['p', 'm', 'v', 'teacher'].forEach((what, i) => {
+      // relative to the tensor's scale: single-precision constants (1 − β) differ in the last bits
+      const scale = Math.max(...other[i].map(Math.abs));
+      const err = Math.max(...kernels[i].map((x, j) => Math.abs(x - other[i][j]))) / scale;
+      t.true(err < 1e-5, `${label}, ${what}: relative difference ${err}`);
+    });
+  }
 });

@@ -189,8 +189,8 @@ function registerFirstLayer(): void {
   firstLayerRegistered = true;
   registerHostKernel({
     name: FIRST_LAYER,
-    outputShape: (s) => [s.index[0], s.table[1]],
-    compute: ({ table, index, rel, wCoord }, out) => {
+    outputShapes: (s) => [[s.index[0], s.table[1]]],
+    compute: ({ table, index, rel, wCoord }, [out]) => {
       const [R, H1] = table.shape;
       // monomorphic typed views: the loop below runs M·H₁ times
       const T = table.values as Float32Array;

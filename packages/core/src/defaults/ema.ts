@@ -4,10 +4,32 @@
  * otherwise stay at their initial values).
  */
 import * as tf from '@tensorflow/tfjs';
+import { hasHostKernel, registerHostKernel } from '../kernels/host-kernel.js';
 import type { Module } from '../nn/module.js';
 
 export function emaAlpha(step: number, max = 0.999): number {
   return Math.min(1 - 1 / (step + 1), max);
+}
+
+const EMA_KERNEL = 'Ir2fEma';
+let emaKernelRegistered = false;
+
+/** α·t + (1 − α)·s: one JS pass on wasm and cpu instead of three kernels per tensor. */
+function emaOf(t: tf.Tensor, s: tf.Tensor, alpha: number): tf.Tensor {
+  if (!emaKernelRegistered) {
+    emaKernelRegistered = true;
+    registerHostKernel({
+      name: EMA_KERNEL,
+      outputShapes: (shapes) => [shapes.t],
+      compute: ({ t: tv, s: sv }, [out], attrs) => {
+        const a = attrs.alpha as number;
+        const [x, y] = [tv.values as Float32Array, sv.values as Float32Array];
+        for (let i = 0; i < x.length; i++) out[i] = x[i] * a + y[i] * (1 - a);
+      },
+    });
+  }
+  if (hasHostKernel(EMA_KERNEL) && t.dtype === 'float32' && s.dtype === 'float32') return tf.engine().runKernel(EMA_KERNEL, { t, s }, { alpha }) as tf.Tensor;
+  return tf.add(tf.mul(t, alpha), tf.mul(s, 1 - alpha));
 }
 
 /** Update teacher state in place from student state (same order and shapes). */
@@ -19,7 +41,7 @@ export function emaUpdate(teacher: readonly tf.Variable[], student: readonly tf.
     teacher.forEach((t, i) => {
       const s = student[i];
       if (t.shape.join() !== s.shape.join()) throw new Error(`EMA: '${t.name}' [${t.shape}] vs '${s.name}' [${s.shape}]`);
-      t.assign(alpha === 0 ? s : tf.add(tf.mul(t, alpha), tf.mul(s, 1 - alpha)));
+      t.assign(alpha === 0 ? s : emaOf(t, s, alpha));
     });
   });
 }

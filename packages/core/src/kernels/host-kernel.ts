@@ -17,10 +17,10 @@ export interface HostInput {
 export interface HostKernel {
   /** The tfjs kernel name (pick one no other library uses, e.g. with a package prefix). */
   name: string;
-  /** The float32 output's shape from the inputs' shapes and the attributes. */
-  outputShape(shapes: Record<string, number[]>, attrs: tf.NamedAttrMap): number[];
-  /** Fill `out` from the inputs. Runs on the live heap: it must not create or dispose tensors. */
-  compute(inputs: Record<string, HostInput>, out: Float32Array, attrs: tf.NamedAttrMap): void;
+  /** The shapes of the float32 outputs from the inputs' shapes and the attributes. */
+  outputShapes(shapes: Record<string, number[]>, attrs: tf.NamedAttrMap): number[][];
+  /** Fill the outputs from the inputs. Runs on the live heap: it must not create or dispose tensors. */
+  compute(inputs: Record<string, HostInput>, outs: Float32Array[], attrs: tf.NamedAttrMap): void;
 }
 
 /** The backends whose tensor data a JS loop can read and write in place. */
@@ -41,11 +41,11 @@ function wasmKernel(k: HostKernel): tf.KernelFunc {
   return (({ inputs, backend, attrs }: KernelArgs) => {
     const wb = asWasm(backend);
     const ins = inputs as Infos;
-    const out = wb.makeOutput(k.outputShape(shapesOf(ins), attrs), 'float32');
-    // views after the allocation: it may have grown (and so detached) the heap
+    const outs = k.outputShapes(shapesOf(ins), attrs).map((shape) => wb.makeOutput(shape, 'float32'));
+    // views after the allocations: they may have grown (and so detached) the heap
     const views = Object.fromEntries(Object.entries(ins).map(([name, t]) => [name, { values: wb.typedArrayFromHeap(t), shape: t.shape }]));
-    k.compute(views, f32(wb, out), attrs);
-    return out;
+    k.compute(views, outs.map((o) => f32(wb, o)), attrs);
+    return outs.length === 1 ? outs[0] : outs;
   }) as tf.KernelFunc;
 }
 
@@ -53,11 +53,12 @@ function cpuKernel(k: HostKernel): tf.KernelFunc {
   return (({ inputs, backend, attrs }: KernelArgs) => {
     const cpu = backend as unknown as CpuBackendLike;
     const ins = inputs as Infos;
-    const shape = k.outputShape(shapesOf(ins), attrs);
-    const out = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    const shapes = k.outputShapes(shapesOf(ins), attrs);
+    const outs = shapes.map((shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)));
     const views = Object.fromEntries(Object.entries(ins).map(([name, t]) => [name, { values: cpu.readSync(t.dataId) as HostArray, shape: t.shape }]));
-    k.compute(views, out, attrs);
-    return cpu.makeTensorInfo(shape, 'float32', out);
+    k.compute(views, outs, attrs);
+    const infos = shapes.map((shape, i) => cpu.makeTensorInfo(shape, 'float32', outs[i]));
+    return infos.length === 1 ? infos[0] : infos;
   }) as tf.KernelFunc;
 }
 

@@ -5,6 +5,7 @@
  * norms and position blocks). State (moments, step) is exposed for checkpoints.
  */
 import * as tf from '@tensorflow/tfjs';
+import { hasHostKernel, registerHostKernel } from '../kernels/host-kernel.js';
 import type { StateEntry } from '../nn/module.js';
 
 export interface ParamRule {
@@ -73,6 +74,57 @@ export interface AdamWOptions {
   weightDecay?: number;
 }
 
+/** One AdamW update's constants: moments' betas, their bias corrections c = 1 − βᵗ, lr, decay factor. */
+interface AdamWStep {
+  beta1: number;
+  beta2: number;
+  c1: number;
+  c2: number;
+  eps: number;
+  lr: number;
+  /** 1 − lr·weight decay (decoupled). */
+  decay: number;
+}
+
+const ADAMW_KERNEL = 'Ir2fAdamW';
+
+/**
+ * (p', m', v') for one parameter. On wasm and cpu one JS pass over the parameter (~15 element-wise kernels
+ * per parameter otherwise, a few thousand per training step); elsewhere the same maths as tensor ops.
+ */
+function adamwUpdate(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, s: AdamWStep): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  registerOptimKernels();
+  if (hasHostKernel(ADAMW_KERNEL)) {
+    return tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, s as unknown as tf.NamedAttrMap) as unknown as [tf.Tensor, tf.Tensor, tf.Tensor];
+  }
+  const m1 = tf.add(tf.mul(m, s.beta1), tf.mul(g, 1 - s.beta1));
+  const v1 = tf.add(tf.mul(v, s.beta2), tf.mul(tf.square(g), 1 - s.beta2));
+  const update = tf.div(tf.div(m1, s.c1), tf.add(tf.sqrt(tf.div(v1, s.c2)), s.eps));
+  return [tf.sub(s.decay === 1 ? p : tf.mul(p, s.decay), tf.mul(update, s.lr)), m1, v1];
+}
+
+let optimKernelsRegistered = false;
+
+function registerOptimKernels(): void {
+  if (optimKernelsRegistered) return;
+  optimKernelsRegistered = true;
+  registerHostKernel({
+    name: ADAMW_KERNEL,
+    outputShapes: (shapes) => [shapes.p, shapes.p, shapes.p],
+    compute: ({ p, g, m, v }, [p1, m1, v1], attrs) => {
+      const { beta1, beta2, c1, c2, eps, lr, decay } = attrs as unknown as AdamWStep;
+      const [pv, gv, mv, vv] = [p.values as Float32Array, g.values as Float32Array, m.values as Float32Array, v.values as Float32Array];
+      for (let i = 0; i < pv.length; i++) {
+        const gi = gv[i];
+        m1[i] = mv[i] * beta1 + gi * (1 - beta1);
+        v1[i] = vv[i] * beta2 + gi * gi * (1 - beta2);
+        // from the stored (float32) moments, as the tensor-op version computes it
+        p1[i] = pv[i] * decay - ((m1[i] / c1) / (Math.sqrt(v1[i] / c2) + eps)) * lr;
+      }
+    },
+  });
+}
+
 export class AdamW {
   private t = 0;
   private readonly m = new Map<tf.Variable, tf.Variable>();
@@ -113,10 +165,10 @@ export class AdamW {
           if (!grad) continue; // unused in this step's graph
           const m = this.m.get(p)!;
           const v = this.v.get(p)!;
-          m.assign(tf.add(tf.mul(m, b1), tf.mul(grad, 1 - b1)));
-          v.assign(tf.add(tf.mul(v, b2), tf.mul(tf.square(grad), 1 - b2)));
-          const update = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), eps));
-          p.assign(tf.sub(decay === 1 ? p : tf.mul(p, decay), tf.mul(update, glr)));
+          const [p1, m1, v1] = adamwUpdate(p, grad, m, v, { beta1: b1, beta2: b2, c1, c2, eps, lr: glr, decay });
+          m.assign(m1);
+          v.assign(v1);
+          p.assign(p1);
         }
       }
     });
