@@ -44,10 +44,13 @@ export function buildProgram(io: CliIo = {}): Command {
     .showHelpAfterError()
     .option('--threads <n>', 'wasm backend threads, 1–4 (default: IR2F_WASM_THREADS, else min(4, cores); 1 = the single-thread build)',
       positiveInt('--threads'))
+    .option('--workers <n>', 'training replicas, 1 or 2 (default: IR2F_WORKERS, else 2 on 2+ cores: the source and target passes of a step in parallel)',
+      positiveInt('--workers'))
     .hook('preAction', (cmd) => {
-      const threads = (cmd.opts() as { threads?: number }).threads;
-      // initBackend reads it; the check of its range is initBackend's
+      const { threads, workers } = cmd.opts() as { threads?: number; workers?: number };
+      // initBackend and runTraining read them and check their ranges
       if (threads != null) process.env.IR2F_WASM_THREADS = String(threads);
+      if (workers != null) process.env.IR2F_WORKERS = String(workers);
     });
 
   program.command('train')

@@ -3,12 +3,14 @@
  * progress, history), SIGINT/SIGTERM → checkpoint and stop, then the curve PNG and a summary.
  */
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import {
   initBackend, Ir2fError, latestCheckpoint, Tokens, train, writeAtomic, type BackendInfo, type TrainResult,
 } from '@ir2f/core';
 import type { RunConfig } from './config.js';
 import { writeCurvesPng } from './curves.js';
+import { REPLICA_MODULE } from './replica.js';
 import { buildData, buildModels, buildPipeline } from './run-setup.js';
 import { jsonlLog, progress, recordHistory, type History } from './subscribers.js';
 
@@ -24,18 +26,45 @@ export interface TrainRunOptions {
   signals?: NodeJS.Signals[];
   /** Quiet: no progress lines at all (the JSONL log is still written). */
   quiet?: boolean;
+  /**
+   * Model replicas, 1 or 2 (default `IR2F_WORKERS`, else 2 on 2+ cores with the wasm or cpu backend, except
+   * source-only runs): with 2, a worker thread runs each step's target pass while this thread runs the
+   * source pass, each replica on half the wasm threads.
+   */
+  workers?: number;
+}
+
+/** How many replicas train, and the wasm threads each gets. */
+function replicaPlan(config: RunConfig, requested?: number): { workers: number; threads?: number } {
+  const env = process.env.IR2F_WORKERS;
+  const explicit = requested ?? (env != null && env.trim() !== '' ? Number(env) : undefined);
+  if (explicit != null && explicit !== 1 && explicit !== 2) {
+    throw new Ir2fError('INVALID_CONFIG', `workers (IR2F_WORKERS, ir2f --workers) must be 1 or 2, got '${requested ?? env}'`);
+  }
+  const hostBackend = config.backend == null || config.backend === 'wasm' || config.backend === 'cpu';
+  const workers = config.train.mode === 'source-only' ? 1 : (explicit ?? (os.availableParallelism() >= 2 && hostBackend ? 2 : 1));
+  if (workers === 1) return { workers };
+  const envThreads = process.env.IR2F_WASM_THREADS;
+  const total = envThreads != null && envThreads.trim() !== '' ? Number(envThreads) : Math.min(4, os.availableParallelism());
+  return { workers, threads: Math.max(1, Math.floor(total / 2)) };
 }
 
 export interface TrainRunResult extends TrainResult {
   workDir: string;
   backend: BackendInfo;
+  /** Model replicas that trained (2: data-parallel passes). */
+  workers: number;
   history: History;
   files: { events: string; curves: string; summary: string; config: string };
 }
 
 export async function runTraining(config: RunConfig, opts: TrainRunOptions): Promise<TrainRunResult> {
   const log = opts.log ?? console.log;
-  const backend = await initBackend(config.backend);
+  const plan = replicaPlan(config, opts.workers);
+  const backend = await initBackend(config.backend, plan.threads ? { wasmThreads: plan.threads } : {});
+  if (plan.workers > 1 && backend.name !== 'wasm' && backend.name !== 'cpu') {
+    throw new Ir2fError('INVALID_CONFIG', `two replicas need the wasm or cpu backend (this run has ${backend.name}): set workers to 1`);
+  }
   const workDir = path.resolve(opts.workDir);
   const existing = await latestCheckpoint(workDir);
   let resume: string | undefined;
@@ -72,20 +101,23 @@ export async function runTraining(config: RunConfig, opts: TrainRunOptions): Pro
     if (config.featureDistance && !imnet && !config.model.pretrained) {
       bus.emit({ type: 'warning', code: 'NO_FEATURE_DISTANCE', message: 'featureDistance is configured but model.pretrained is not: training without it' });
     }
-    if (!opts.quiet) log(`data: ${data.describe}; model ${config.model.preset}; ${backend.name} backend${backend.threads ? ` (${backend.threads} thread${backend.threads > 1 ? 's' : ''})` : ''}; work dir ${workDir}`);
+    const replicas = plan.workers > 1 ? `, 2 replicas (source and target passes in parallel)` : '';
+    if (!opts.quiet) log(`data: ${data.describe}; model ${config.model.preset}; ${backend.name} backend${backend.threads ? ` (${backend.threads} thread${backend.threads > 1 ? 's' : ''})` : ''}${replicas}; work dir ${workDir}`);
     const result = await train({
       config: config.train, runConfig: config, trainConfigPath: 'train', student, teacher, numClasses: config.model.numClasses, pipeline,
       data: data.data, workDir, resume, signal: abort.signal, backend,
       featureDistance: imnet && config.featureDistance ? { imnet, ...config.featureDistance } : undefined,
+      parallel: plan.workers > 1 ? { replica: { module: REPLICA_MODULE, args: config }, threads: backend.threads ?? 1 } : undefined,
     });
     await writeCurvesPng(history, files.curves, `${config.extends ?? config.model.preset}: ${config.train.mode}`);
     const summary = {
       step: result.step, reason: result.reason, msPerStep: result.msPerStep, checkpoint: result.checkpoint, backend: backend.name, threads: backend.threads,
+      workers: plan.workers,
       miou: result.eval && { student: result.eval.student.miou, teacher: result.eval.teacher?.miou },
       perClassIoU: result.eval?.student.perClassIoU, classes: data.classes, classNames: data.classNames,
     };
     await writeAtomic(files.summary, new TextEncoder().encode(`${JSON.stringify(summary, null, 2)}\n`));
-    return { ...result, workDir, backend, history, files };
+    return { ...result, workDir, backend, workers: plan.workers, history, files };
   } finally {
     for (const s of signals) process.off(s, onSignal);
     bar?.unsubscribe();

@@ -219,6 +219,35 @@ test.serial('a run with the INR rectifier plugin from the config; predict --rect
   t.regex(plain.err, /no rectification map \(IdentityRectifier\): train with @ir2f\/plugin-inr-rectifier/);
 });
 
+test.serial('--workers 2 (source and target passes on two replicas) gives the losses of --workers 1: IR2F plugins, drop path, batch norm', async (t) => {
+  type Ev = { type: string; losses?: Record<string, number>; gamma?: number; mean?: number };
+  const losses = async (workers: string) => {
+    const work = path.join(dir, `workers-${workers}`);
+    const r = await run('--workers', workers, 'train', '--config', 'synth2real', '--source', `gta:${data}/gta`, '--target', `cityscapes:${data}/cityscapes`,
+      '--steps', '3', '--work-dir', work, ...tiny, '--set', 'train.evalEvery=0', '--set', 'data.valLimit=1', '--set', 'train.optimizer.lr=1e-3',
+      '--set', 'plugins=[{"package":"@ir2f/plugin-inr-rectifier","options":{"hidden":[16],"projChannels":4}},{"package":"@ir2f/plugin-rmm"}]');
+    t.is(r.code, 0, r.err);
+    if (workers === '2') t.regex(r.out, /2 replicas/);
+    const events = (await readFile(path.join(work, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Ev);
+    const summary = JSON.parse(await readFile(path.join(work, 'summary.json'), 'utf8')) as { workers: number; miou: { student: number } };
+    t.is(summary.workers, Number(workers));
+    return { events, summary };
+  };
+  const [one, two] = [await losses('1'), await losses('2')];
+  const steps = (e: Ev[]) => e.filter((x) => x.type === 'step').map((x) => x.losses!);
+  t.is(steps(two.events).length, 3);
+  steps(one.events).forEach((l, i) => {
+    t.deepEqual(Object.keys(steps(two.events)[i]).sort(), Object.keys(l).sort());
+    for (const [k, v] of Object.entries(l)) t.true(Math.abs(v - steps(two.events)[i][k]) <= 1e-5 * Math.max(1, Math.abs(v)), `step ${i + 1} ${k}: ${v} vs ${steps(two.events)[i][k]}`);
+  });
+  // the worker's parts report through the main bus: the rectifier's and the RMM's events arrive, equal
+  for (const type of ['rectifier', 'rmm']) {
+    const [a, b] = [one, two].map((r) => r.events.filter((e) => e.type === type));
+    t.true(a.length >= 3 && a.length === b.length, `${type}: ${a.length} vs ${b.length}`);
+  }
+  t.true(Math.abs(one.summary.miou.student - two.summary.miou.student) < 1e-3);
+});
+
 test.serial('ImageNet weights in the config: the encoder is imported and the feature distance joins the loss', async (t) => {
   const { createModel } = await import('@ir2f/backbones');
   const { saveState } = await import('@ir2f/core');

@@ -19,7 +19,8 @@ export type Ir2fErrorCode =
   | 'INVALID_CONFIG'
   | 'INVALID_CHECKPOINT'
   | 'CONFIG_MISMATCH'
-  | 'PLUGIN_NOT_INSTALLED';
+  | 'PLUGIN_NOT_INSTALLED'
+  | 'WORKER_FAILED';
 
 export class Ir2fError extends Error {
   readonly code: Ir2fErrorCode;

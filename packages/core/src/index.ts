@@ -49,11 +49,17 @@ export {
   type AdamWOptions, type ParamGroup, type ParamRule, type ScheduleOptions,
 } from './optim/adamw.js';
 export {
+  DataParallelStepper, mergeRunningStats, runningStats, type BatchMessage, type Replica, type ReplicaSpec,
+} from './train/data-parallel.js';
+export {
+  applyUpdate, sourcePass, stepVariables, targetPass, type PassResult, type StepOptions,
+} from './train/uda-step.js';
+export {
   downscaleLabels, udaStep, type FeatureDistance, type SegmentationNetwork, type TrainMode, type UdaBatch, type UdaParts,
   type UdaStepResult,
 } from './train/uda-step.js';
 export {
-  RESUMABLE_FIELDS, train, TrainConfigSchema, type HostBatch, type TrainConfig, type TrainConfigInput, type TrainData,
+  RESUMABLE_FIELDS, stepPartsFor, train, TrainConfigSchema, type HostBatch, type TrainConfig, type TrainConfigInput, type TrainData,
   type TrainerOptions, type TrainResult,
 } from './train/trainer.js';
 export {

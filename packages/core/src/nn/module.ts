@@ -99,6 +99,11 @@ export abstract class Module {
     for (const c of this.children.values()) c.visit(fn);
   }
 
+  /** Call `fn` on this module and every descendant, depth first in registration order. */
+  visitModules(fn: (m: Module) => void): void {
+    this.visit(fn);
+  }
+
   /**
    * Re-derive the random streams of stochastic layers (dropout, drop path) from `rng`, each from its own
    * path: the trainer does this every step, so a step's noise depends on (seed, step) only and a resumed

@@ -22,7 +22,8 @@ import {
   checkpointFile, configDiff, latestCheckpoint, listCheckpoints, readCheckpoint, restoreCheckpoint, saveCheckpoint,
 } from './checkpoint.js';
 import { evaluate, type EvalResult, type EvalSample, type SlideOptions } from './evaluate.js';
-import { udaStep, type FeatureDistance, type SegmentationNetwork, type TrainMode } from './uda-step.js';
+import { DataParallelStepper, type ReplicaSpec } from './data-parallel.js';
+import { udaStep, type FeatureDistance, type SegmentationNetwork, type TrainMode, type UdaParts } from './uda-step.js';
 
 /** The trainer's own settings (DESIGN §4.1 defaults: DAFormer's schedule at paper scale). */
 export const TrainConfigSchema = z.object({
@@ -108,6 +109,13 @@ export interface TrainerOptions {
   backend?: BackendInfo;
   /** Measure the phases of every step (adds a device sync per phase). */
   profile?: boolean;
+  /**
+   * Run each step's target pass on a second replica in a worker thread while this thread runs the source
+   * pass (`DataParallelStepper`): the same results up to float summation order, about 1.4× the one-replica
+   * speed on 2 cores. `replica` builds the same networks and pipeline in the worker; `threads` is the
+   * worker's wasm thread count (default 1). Ignored in source-only mode (it has one pass).
+   */
+  parallel?: { replica: ReplicaSpec; threads?: number };
 }
 
 export interface TrainResult {
@@ -149,26 +157,35 @@ async function next(it: BatchIterator, what: string): Promise<HostBatch> {
   return r.value;
 }
 
-export async function train(opts: TrainerOptions): Promise<TrainResult> {
-  const config = parseConfig(opts.config);
-  const runConfig = opts.runConfig ?? config;
-  const mode: TrainMode = config.mode;
+/** The parts of a step and the optimiser, from the networks and pipeline (the trainer's and each replica's). */
+export function stepPartsFor(
+  opts: Pick<TrainerOptions, 'student' | 'teacher' | 'pipeline' | 'featureDistance' | 'numClasses'>, config: TrainConfig,
+): UdaParts & { bus: EventBus } {
   const { student, teacher, pipeline } = opts;
-  const bus = pipeline.resolve<EventBus>(Tokens.EventBus);
   const rectifier = pipeline.resolve(Tokens.Rectifier);
-  const parts = {
+  const o = config.optimizer;
+  const rules: ParamRule[] = DAFORMER_PARAM_RULES.map((r) => (r.lrMult ? { ...r, lrMult: o.headLrMult } : r));
+  const groups = paramGroups(student.namedState(), rules);
+  if (rectifier.variables.length) groups.push({ variables: [...rectifier.variables], lrMult: o.rectifierLrMult, decayMult: 1 });
+  return {
     student, teacher, rectifier,
     pseudoLabeler: pipeline.resolve(Tokens.PseudoLabeler),
     mixer: pipeline.resolve(Tokens.Mixer),
     loss: pipeline.resolve(Tokens.Loss),
     featureDistance: opts.featureDistance && { ...opts.featureDistance, numClasses: opts.numClasses },
+    optimizer: new AdamW(groups, { betas: o.betas, weightDecay: o.weightDecay }),
+    bus: pipeline.resolve<EventBus>(Tokens.EventBus),
   };
+}
+
+export async function train(opts: TrainerOptions): Promise<TrainResult> {
+  const config = parseConfig(opts.config);
+  const runConfig = opts.runConfig ?? config;
+  const mode: TrainMode = config.mode;
+  const { student, teacher, pipeline } = opts;
+  const stepParts = stepPartsFor(opts, config);
+  const { bus, rectifier, optimizer } = stepParts;
   const o = config.optimizer;
-  const rules: ParamRule[] = DAFORMER_PARAM_RULES.map((r) => (r.lrMult ? { ...r, lrMult: o.headLrMult } : r));
-  const groups = paramGroups(student.namedState(), rules);
-  if (rectifier.variables.length) groups.push({ variables: [...rectifier.variables], lrMult: o.rectifierLrMult, decayMult: 1 });
-  const optimizer = new AdamW(groups, { betas: o.betas, weightDecay: o.weightDecay });
-  const stepParts = { ...parts, optimizer };
   const started = Date.now();
 
   let start = 0;
@@ -176,6 +193,7 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
   let lastCheckpoint: string | undefined;
   let srcIt: BatchIterator | undefined;
   let tgtIt: BatchIterator | undefined;
+  let closeStepper: () => Promise<void> | undefined = () => undefined;
   try {
     if (opts.resume) {
       const file = opts.resume === 'latest' ? await latestCheckpoint(opts.workDir ?? '.') : opts.resume;
@@ -198,6 +216,11 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
       emaUpdateModule(teacher, student, 0); // the teacher starts as a copy of the student
     }
 
+    const stepper = opts.parallel && mode !== 'source-only'
+      ? await DataParallelStepper.start(opts.parallel.replica,
+        { trainConfig: config, backend: tf.getBackend(), threads: opts.parallel.threads ?? 1 }, stepParts)
+      : undefined;
+    closeStepper = () => stepper?.close();
     bus.emit({ type: 'run-start', config: runConfig, backend: opts.backend ?? currentBackend() ?? { name: tf.getBackend() as BackendName, version: tf.version_core, package: 'unknown' }, seed: config.seed, steps: config.steps, startStep: start });
     const root = new Rng(config.seed);
     srcIt = iterate(opts.data.source(start));
@@ -243,8 +266,9 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
       const lr = polyLr(step, { baseLr: o.lr, maxSteps: config.steps, warmupSteps: o.warmupSteps, warmupRatio: o.warmupRatio, power: o.power });
       let result;
       try {
-        result = udaStep(stepParts, { source: source as { image: tf.Tensor4D; labels: tf.Tensor3D }, target },
-          { mode, lr, ctx: { step, training: true, rng: root.fork(`step-${step}`) }, profile: opts.profile, emaMax: config.emaMax, teacherNorm: config.teacherNorm });
+        const tensors = { source: source as { image: tf.Tensor4D; labels: tf.Tensor3D }, target };
+        const stepOpts = { mode, lr, ctx: { step, training: true, rng: root.fork(`step-${step}`) }, profile: opts.profile, emaMax: config.emaMax, teacherNorm: config.teacherNorm };
+        result = stepper ? await stepper.step({ host: { source: sb, target: tb }, tensors }, stepOpts) : udaStep(stepParts, tensors, stepOpts);
       } catch (err) {
         if (err instanceof Ir2fError && err.code === 'NON_FINITE_LOSS') {
           throw new Ir2fError('NON_FINITE_LOSS', `${err.message}. Last good checkpoint: ${lastCheckpoint ?? 'none written yet'}`, { cause: err });
@@ -270,6 +294,7 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
     bus.emit({ type: 'run-end', step, reason: 'failed', ms: Date.now() - started, error: err instanceof Error ? err.message : String(err) });
     throw err;
   } finally {
+    await closeStepper();
     optimizer.dispose();
     await Promise.all([srcIt?.return?.(), tgtIt?.return?.()]);
   }

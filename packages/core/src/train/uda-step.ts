@@ -115,34 +115,104 @@ const clock = (on: boolean, tensors: () => tf.Tensor[]) => {
   return performance.now();
 };
 
-export function udaStep(
-  parts: UdaParts, batch: UdaBatch, opts: {
-    mode: TrainMode; lr: number; ctx: StepContext; profile?: boolean;
-    /** Upper bound of the EMA momentum (DESIGN §4.1: 0.999). */
-    emaMax?: number;
-    /**
-     * How the teacher's batch norms normalise when labelling: 'batch' (default) with each batch's own
-     * statistics, as DAFormer's code (teacher dropout off, batch norm in training mode); 'running' with its
-     * EMA-averaged running statistics.
-     */
-    teacherNorm?: 'batch' | 'running';
-  },
-): UdaStepResult {
-  const { student, teacher, pseudoLabeler, rectifier, mixer, loss, optimizer, featureDistance: fd } = parts;
-  const { mode, ctx } = opts;
+/** Options of one iteration. */
+export interface StepOptions {
+  mode: TrainMode;
+  lr: number;
+  ctx: StepContext;
+  profile?: boolean;
+  /** Upper bound of the EMA momentum (DESIGN §4.1: 0.999). */
+  emaMax?: number;
+  /**
+   * How the teacher's batch norms normalise when labelling: 'batch' (default) with each batch's own
+   * statistics, as DAFormer's code (teacher dropout off, batch norm in training mode); 'running' with its
+   * EMA-averaged running statistics.
+   */
+  teacherNorm?: 'batch' | 'running';
+}
+
+/**
+ * One of the iteration's two backward passes: gradients by variable name, the loss parts it computed (host
+ * values), and its timings. The source pass and the target pass touch disjoint inputs and only read the
+ * weights, so they can run on two replicas at once (`DataParallelStepper`).
+ */
+export interface PassResult {
+  grads: Record<string, tf.Tensor>;
+  /** This pass's loss value (its contribution to `total`) and its named parts. */
+  total: number;
+  losses: Record<string, number>;
+  pseudo?: UdaStepResult['pseudo'];
+  /** ms in the teacher and in the rectifier (with `profile`). */
+  teacherMs: number;
+  rectifierMs: number;
+}
+
+function checkStep(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, mode: TrainMode): void {
   if (mode === 'target-oracle' && !batch.target.labels) {
     throw new Ir2fError('INVALID_ARGUMENT', 'target-oracle mode needs target labels (the bound trains on them)');
   }
-  if (fd && !(student.forwardWithFeatures && fd.imnet.forwardWithFeatures)) {
+  const fd = parts.featureDistance;
+  if (fd && !(parts.student.forwardWithFeatures && fd.imnet.forwardWithFeatures)) {
     throw new Ir2fError('INVALID_ARGUMENT', 'the feature distance needs networks with forwardWithFeatures(): use a @ir2f/backbones model or implement it');
   }
+}
+
+/** The gradients of `f` w.r.t. `variables`, with its value and the named parts it kept, read to the host. */
+function pass(variables: tf.Variable[], f: (keep: (name: string, v: tf.Scalar) => tf.Scalar) => tf.Scalar): Omit<PassResult, 'pseudo' | 'teacherMs' | 'rectifierMs'> {
+  const named: Record<string, tf.Scalar> = {};
+  // a copy for the events: the value itself may be the scalar a gradient pass returns (and disposes)
+  const keep = (name: string, v: tf.Scalar) => {
+    named[name] = tf.keep(tf.clone(v));
+    return v;
+  };
+  const { value, grads } = tf.variableGrads(() => f(keep), variables);
+  const total = value.dataSync()[0];
+  const losses = Object.fromEntries(Object.entries(named).map(([k, v]) => [k, v.dataSync()[0]]));
+  tf.dispose([value, ...Object.values(named)]);
+  return { grads, total, losses };
+}
+
+/** The variables a step trains, in a fixed order (student, then rectifier). */
+export function stepVariables(parts: Pick<UdaParts, 'student' | 'rectifier'>): tf.Variable[] {
+  return [...parts.student.variables, ...parts.rectifier.variables] as tf.Variable[];
+}
+
+/** The source pass: cross-entropy on labelled source crops (+ DAFormer's feature distance). */
+export function sourcePass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, opts: StepOptions): PassResult {
+  const { student, featureDistance: fd } = parts;
+  checkStep(parts, batch, opts.mode);
   student.train(true);
+  // dropout and drop path draw from (seed, step, pass) only: resumable, repeatable, and the same whichever
+  // replica runs the pass
+  student.reseed(opts.ctx.rng.fork('student-noise'));
+  const r = pass(stepVariables(parts), (keep) => {
+    if (!fd) return keep('source', meanCE(upsampled(student.forward(batch.source.image), batch.source.image), batch.source.labels));
+    const out = student.forwardWithFeatures!(batch.source.image);
+    const source = keep('source', meanCE(upsampled(out, batch.source.image), batch.source.labels));
+    return tf.add(source, keep('featDist', featureDistance(fd, out.features.at(-1)!, batch.source.image, batch.source.labels)));
+  });
+  return { ...r, teacherMs: 0, rectifierMs: 0 };
+}
+
+/**
+ * The target pass: in `uda` mode the teacher labels the target crop (and the source crop for a rectifier's
+ * source-side loss), then rectify → mix → the student's loss on the mixed crop (+ the rectifier's auxiliary
+ * loss); in `target-oracle` mode cross-entropy on true target labels; nothing in `source-only` mode.
+ */
+export function targetPass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, opts: StepOptions): PassResult {
+  const { student, teacher, pseudoLabeler, rectifier, mixer, loss } = parts;
+  const { mode, ctx } = opts;
+  checkStep(parts, batch, mode);
+  const empty: PassResult = { grads: {}, total: 0, losses: {}, teacherMs: 0, rectifierMs: 0 };
+  if (mode === 'source-only') return empty;
+  student.train(true);
+  student.reseed(ctx.rng.fork('student-noise-target'));
+  if (mode === 'target-oracle') {
+    return { ...empty, ...pass(stepVariables(parts), (keep) => keep('target', meanCE(upsampled(student.forward(batch.target.image), batch.target.image), batch.target.labels!))) };
+  }
   if ((opts.teacherNorm ?? 'batch') === 'batch') teacher.batchStatsEval();
   else teacher.train(false);
-  // dropout and drop path draw from (seed, step) only: resumable and repeatable
-  student.reseed(ctx.rng.fork('student-noise'));
   const t0 = clock(!!opts.profile, () => []);
-
   // teacher pass: pseudo-labels at input resolution, embedding and log-probabilities at feature resolution
   const teacherPass = (image: tf.Tensor4D) => tf.tidy(() => {
     const out = teacher.forward(image);
@@ -152,50 +222,15 @@ export function udaStep(
       logProbs: tf.logSoftmax(out.logits) as tf.Tensor4D,
     };
   });
-  let teacherOut: ReturnType<typeof teacherPass> | undefined;
-  let teacherSource: ReturnType<typeof teacherPass> | undefined;
-  let pseudo: ReturnType<PseudoLabeler['label']> | undefined;
-  if (mode === 'uda') {
-    teacherOut = teacherPass(batch.target.image);
-    pseudo = pseudoLabeler.label(teacherOut.probs, ctx);
-    // the teacher also labels the source crop for a rectifier's source-side loss (DESIGN §5.1.6)
-    if (rectifier.auxLoss) teacherSource = teacherPass(batch.source.image);
-  }
-  const t1 = clock(!!opts.profile, () => (pseudo ? [pseudo.labels] : []));
-
-  const named: Record<string, tf.Scalar> = {};
-  // a copy for the events: the value itself may be the scalar a gradient pass returns (and disposes)
-  const keep = (name: string, v: tf.Scalar) => {
-    named[name] = tf.keep(tf.clone(v));
-    return v;
-  };
-  const variables = [...student.variables, ...rectifier.variables] as tf.Variable[];
+  const tOut = teacherPass(batch.target.image);
+  const p = pseudoLabeler.label(tOut.probs, ctx);
+  // the teacher also labels the source crop for a rectifier's source-side loss (DESIGN §5.1.6)
+  const teacherSource = rectifier.auxLoss ? teacherPass(batch.source.image) : undefined;
+  const teacherMs = clock(!!opts.profile, () => [p.labels]) - t0;
   // forward time of the rectifier (rectify and its source loss), counted apart from the student's passes
   let rectifierMs = 0;
-  // two backward passes, as DAFormer's code (source loss, then the target side): the gradients add up to
-  // those of the summed loss, and only one student graph is held in memory at a time
-  const grads: Record<string, tf.Tensor> = {};
-  const values: tf.Scalar[] = [];
-  const accumulate = (f: () => tf.Scalar) => {
-    const r = tf.variableGrads(f, variables);
-    values.push(r.value);
-    for (const [k, g] of Object.entries(r.grads)) {
-      const prev = grads[k];
-      grads[k] = prev ? tf.add(prev, g) : g;
-      if (prev) tf.dispose([prev, g]);
-    }
-  };
-  accumulate(() => {
-    if (!fd) return keep('source', meanCE(upsampled(student.forward(batch.source.image), batch.source.image), batch.source.labels));
-    const out = student.forwardWithFeatures!(batch.source.image);
-    const source = keep('source', meanCE(upsampled(out, batch.source.image), batch.source.labels));
-    return tf.add(source, keep('featDist', featureDistance(fd, out.features.at(-1)!, batch.source.image, batch.source.labels)));
-  });
-  if (mode === 'target-oracle') {
-    accumulate(() => keep('target', meanCE(upsampled(student.forward(batch.target.image), batch.target.image), batch.target.labels!)));
-  } else if (mode === 'uda' && teacherOut && pseudo) {
-    const [tOut, p] = [teacherOut, pseudo];
-    accumulate(() => {
+  try {
+    const r = pass(stepVariables(parts), (keep) => {
       const r0 = clock(!!opts.profile, () => []);
       const rect = rectifier.rectify({ pseudo: p, features: tOut.features, logProbs: tOut.logProbs, image: batch.target.image }, ctx);
       rectifierMs += clock(!!opts.profile, () => [rect.rectification]) - r0;
@@ -224,33 +259,76 @@ export function udaStep(
       }
       return total;
     });
+    const [kept, conf] = tf.tidy(() => [tf.mean(p.weight), tf.mean(tf.max(tOut.probs, 3))]);
+    const pseudo = { keptFraction: kept.dataSync()[0], meanConfidence: conf.dataSync()[0] };
+    tf.dispose([kept, conf]);
+    return { ...r, pseudo, teacherMs, rectifierMs };
+  } finally {
+    tf.dispose([p.labels, p.weight, p.probs]);
+    for (const o of [tOut, teacherSource]) if (o) tf.dispose([o.probs, o.features, o.logProbs]);
   }
-  const value = values.length === 1 ? values[0] : tf.addN(values) as tf.Scalar;
-  if (values.length > 1) tf.dispose(values);
-  // read the losses before touching the weights: a non-finite loss leaves the model as it was
-  const losses: Record<string, number> = { total: value.dataSync()[0] };
-  for (const [k, v] of Object.entries(named)) losses[k] = v.dataSync()[0];
-  const t2 = clock(!!opts.profile, () => Object.values(grads));
+}
+
+/** The iteration's gradients: the source pass's plus the target pass's, added in that order. */
+export function sumGradients(passes: Pick<PassResult, 'grads'>[]): Record<string, tf.Tensor> {
+  const grads: Record<string, tf.Tensor> = {};
+  for (const p of passes) {
+    for (const [k, g] of Object.entries(p.grads)) {
+      const prev = grads[k];
+      grads[k] = prev ? tf.add(prev, g) : g;
+      if (prev) tf.dispose([prev, g]);
+    }
+  }
+  return grads;
+}
+
+/** The losses of both passes, with `total`; throws (naming the loss and the step) when one is not finite. */
+export function stepLosses(passes: Pick<PassResult, 'total' | 'losses'>[], step: number): Record<string, number> {
+  const losses: Record<string, number> = { total: passes.reduce((a, p) => a + p.total, 0) };
+  for (const p of passes) Object.assign(losses, p.losses);
   const bad = Object.entries(losses).find(([, v]) => !Number.isFinite(v));
-  let stats: UdaStepResult['pseudo'];
-  if (pseudo && teacherOut) {
-    const [kept, conf] = tf.tidy(() => [tf.mean(pseudo!.weight), tf.mean(tf.max(teacherOut!.probs, 3))]);
-    stats = { keptFraction: kept.dataSync()[0], meanConfidence: conf.dataSync()[0] };
-    tf.dispose([kept, conf, pseudo.labels, pseudo.weight, pseudo.probs]);
-  }
-  for (const o of [teacherOut, teacherSource]) if (o) tf.dispose([o.probs, o.features, o.logProbs]);
-  if (!bad) {
-    optimizer.apply(grads, opts.lr);
-    emaUpdateModule(teacher, student, emaAlpha(ctx.step, opts.emaMax));
-  }
-  tf.dispose([value, ...Object.values(grads), ...Object.values(named)]);
   if (bad) {
     throw new Ir2fError('NON_FINITE_LOSS',
-      `loss '${bad[0]}' is ${bad[1]} at step ${ctx.step + 1}; the weights were not updated. Lower the learning rate or check the inputs`);
+      `loss '${bad[0]}' is ${bad[1]} at step ${step + 1}; the weights were not updated. Lower the learning rate or check the inputs`);
   }
-  const t3 = clock(!!opts.profile, () => teacher.variables.slice(-1));
+  return losses;
+}
+
+/** AdamW on the summed gradients, then the EMA teacher (DESIGN §4.1). Disposes the gradients. */
+export function applyUpdate(parts: Pick<UdaParts, 'student' | 'teacher' | 'optimizer'>, grads: Record<string, tf.Tensor>, opts: Pick<StepOptions, 'lr' | 'ctx' | 'emaMax'>): void {
+  try {
+    parts.optimizer.apply(grads, opts.lr);
+    emaUpdateModule(parts.teacher, parts.student, emaAlpha(opts.ctx.step, opts.emaMax));
+  } finally {
+    tf.dispose(Object.values(grads));
+  }
+}
+
+/**
+ * One iteration on one replica: the source pass, the target pass, then the update. Two backward passes, as
+ * DAFormer's code: the gradients add up to those of the summed loss, and only one student graph is held in
+ * memory at a time.
+ */
+export function udaStep(parts: UdaParts, batch: UdaBatch, opts: StepOptions): UdaStepResult {
+  const t0 = clock(!!opts.profile, () => []);
+  const passes = [sourcePass(parts, batch, opts), targetPass(parts, batch, opts)];
+  const grads = sumGradients(passes);
+  const t2 = clock(!!opts.profile, () => Object.values(grads));
+  let losses: Record<string, number>;
+  try {
+    // read before touching the weights: a non-finite loss leaves the model as it was
+    losses = stepLosses(passes, opts.ctx.step);
+  } catch (err) {
+    tf.dispose(Object.values(grads));
+    throw err;
+  }
+  applyUpdate(parts, grads, opts);
+  const t3 = clock(!!opts.profile, () => parts.teacher.variables.slice(-1));
+  const [src, tgt] = passes;
   return {
-    losses, pseudo: stats,
-    phases: opts.profile ? { teacher: t1 - t0, student: t2 - t1 - rectifierMs, rectifier: rectifierMs, optimizer: t3 - t2 } : undefined,
+    losses, pseudo: tgt.pseudo,
+    phases: opts.profile
+      ? { teacher: tgt.teacherMs, student: t2 - t0 - tgt.teacherMs - tgt.rectifierMs - src.rectifierMs, rectifier: tgt.rectifierMs, optimizer: t3 - t2 }
+      : undefined,
   };
 }

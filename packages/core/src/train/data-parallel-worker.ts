@@ -1,0 +1,139 @@
+/**
+ * The worker side of `DataParallelStepper`: builds a replica with the given factory, takes the main
+ * thread's state, then for each step runs the target pass and, when told, the same update as the main
+ * thread. Messages are handled one at a time in arrival order.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { pathToFileURL } from 'node:url';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../backend.js';
+import type { Ir2fEvent } from '../events.js';
+import { Rng } from '../rng.js';
+import { replicaState, runningStats, type BatchMessage, type Replica, type ReplicaSpec, type TargetPassMessage } from './data-parallel.js';
+import { stepPartsFor, TrainConfigSchema, type HostBatch } from './trainer.js';
+import { applyUpdate, stepVariables, targetPass, type StepOptions } from './uda-step.js';
+
+interface Init {
+  spec: ReplicaSpec;
+  trainConfig: unknown;
+  backend: string;
+  threads: number;
+}
+
+const port = parentPort!;
+const init = workerData as Init;
+const config = TrainConfigSchema.parse(init.trainConfig);
+const root = new Rng(config.seed);
+
+async function build() {
+  await initBackend(init.backend as never, { wasmThreads: init.threads });
+  const spec = init.spec;
+  const url = path.isAbsolute(spec.module) ? pathToFileURL(spec.module).href : spec.module;
+  const mod = (await import(url)) as Record<string, (args: unknown) => Replica | Promise<Replica>>;
+  const factory = mod[spec.export ?? 'buildReplica'];
+  if (typeof factory !== 'function') throw new Error(`${spec.module} has no export '${spec.export ?? 'buildReplica'}'`);
+  const replica = await factory(spec.args);
+  const parts = stepPartsFor({ ...replica, pipeline: replica.pipeline as never }, config);
+  const events: Ir2fEvent[] = [];
+  parts.bus.events$.subscribe((e) => events.push(e));
+  return { replica, parts, events, variables: stepVariables(parts), stats: runningStats(parts.student) };
+}
+
+let ready: ReturnType<typeof build> | undefined;
+let failure: Error | undefined;
+
+function tensors(b: HostBatch, labels: boolean): { image: tf.Tensor4D; labels?: tf.Tensor3D } {
+  return {
+    image: tf.tensor4d(b.images, [b.batchSize, b.height, b.width, 3]),
+    labels: labels && b.labels ? tf.tensor3d(Int32Array.from(b.labels), [b.batchSize, b.height, b.width], 'int32') : undefined,
+  };
+}
+
+const host = (t: tf.Tensor) => Float32Array.from(t.dataSync() as Float32Array);
+
+async function handle(m: { type: string } & Record<string, unknown>): Promise<void> {
+  if (m.type === 'hello') {
+    ready = build();
+    await ready;
+    port.postMessage({ type: 'ready' });
+    return;
+  }
+  const r = await ready!;
+  const { parts } = r;
+  switch (m.type) {
+    case 'state': {
+      const state = m.state as Float32Array[];
+      const targets = replicaState(parts, parts.optimizer);
+      if (state.length !== targets.length) throw new Error(`the replica has ${targets.length} state tensors, the main thread ${state.length}: build both from one config`);
+      const { m: moments, v } = parts.optimizer.stateTensors();
+      const nModel = targets.length - moments.length - v.length;
+      tf.tidy(() => targets.slice(0, nModel).forEach((t, i) => (t as tf.Variable).assign(tf.tensor(state[i], t.shape, t.dtype))));
+      const load = (from: number, n: number) => state.slice(from, from + n).map((a, i) => tf.tensor(a, moments[i].shape));
+      const [mt, vt] = [load(nModel, moments.length), load(nModel + moments.length, v.length)];
+      parts.optimizer.restore(m.optimizerStep as number, mt, vt);
+      tf.dispose([...mt, ...vt]);
+      port.postMessage({ type: 'ok' });
+      return;
+    }
+    case 'step': {
+      const batch = m.batch as BatchMessage;
+      const o = m.opts as StepOptions;
+      const source = tensors(batch.source, true);
+      const target = tensors(batch.target, o.mode === 'target-oracle');
+      r.events.length = 0;
+      try {
+        const opts: StepOptions = { ...o, ctx: { step: o.ctx.step, training: true, rng: root.fork(`step-${o.ctx.step}`) } };
+        const pass = targetPass(parts, { source: source as { image: tf.Tensor4D; labels: tf.Tensor3D }, target }, opts);
+        const grads = r.variables.map((v) => (pass.grads[v.name] ? host(pass.grads[v.name]) : null));
+        tf.dispose(Object.values(pass.grads));
+        const running = r.stats.map(({ variable }) => host(variable));
+        const reply: TargetPassMessage = {
+          type: 'pass', grads, total: pass.total, losses: pass.losses, pseudo: pass.pseudo, teacherMs: pass.teacherMs,
+          rectifierMs: pass.rectifierMs, running, events: [...r.events], numTensors: 0,
+        };
+        reply.numTensors = tf.memory().numTensors;
+        port.postMessage(reply, [...grads, ...running].flatMap((a) => (a ? [a.buffer as ArrayBuffer] : [])));
+      } finally {
+        tf.dispose([source.image, ...(source.labels ? [source.labels] : []), target.image, ...(target.labels ? [target.labels] : [])]);
+      }
+      return;
+    }
+    case 'apply': {
+      const grads = m.grads as (Float32Array | null)[];
+      const running = m.running as Float32Array[];
+      tf.tidy(() => r.stats.forEach(({ variable }, i) => variable.assign(tf.tensor(running[i], variable.shape))));
+      const byName = Object.fromEntries(grads.flatMap((g, i) => (g ? [[r.variables[i].name, tf.tensor(g, r.variables[i].shape)]] : [])));
+      const o = m.opts as StepOptions;
+      applyUpdate(parts, byName, { lr: o.lr, emaMax: o.emaMax, ctx: { step: o.ctx.step, training: true, rng: root } });
+      return; // no reply: the main thread does not wait for it
+    }
+    case 'memory':
+      port.postMessage({ type: 'memory', numTensors: tf.memory().numTensors });
+      return;
+    case 'get-state':
+      port.postMessage({ type: 'state', state: replicaState(parts, parts.optimizer).map(host) });
+      return;
+    case 'close':
+      parts.optimizer.dispose();
+      r.replica.dispose?.();
+      await r.replica.pipeline.dispose();
+      for (const n of [r.replica.student, r.replica.teacher]) n.dispose();
+      port.postMessage({ type: 'closed' });
+      return;
+    default:
+      throw new Error(`unknown message '${m.type}'`);
+  }
+}
+
+// one message at a time, in arrival order; a failure answers the request in flight or the next one
+let queue = Promise.resolve();
+port.on('message', (m: { type: string } & Record<string, unknown>) => {
+  queue = queue.then(async () => {
+    if (failure) throw failure;
+    await handle(m);
+  }).catch((err: unknown) => {
+    failure = err instanceof Error ? err : new Error(String(err));
+    port.postMessage({ type: 'error', message: failure.message, code: (failure as { code?: string }).code });
+  });
+});

@@ -1,0 +1,234 @@
+/**
+ * Data parallelism over two replicas for one training process: the main thread runs the iteration's source
+ * pass while a `worker_threads` replica runs its target pass (teacher, pseudo-labels, rectifier, mix, the
+ * student on the mixed crop); the gradients are added in the order the one-thread step adds them, both
+ * replicas apply the same AdamW and EMA update, and the batch-norm running statistics are merged as if the
+ * two forward passes had run one after the other. Each replica runs its own tfjs backend (wasm on one
+ * thread each on 2 cores), so every part of the step, JS included, runs in parallel.
+ *
+ * The worker builds its replica with a factory (`ReplicaSpec`): a module that builds the same networks and
+ * pipeline as the main thread from a structured-cloneable argument (the CLI passes its run config). The
+ * main thread then sends its whole state, so the replicas start equal whatever the factory initialised.
+ */
+import { Worker } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import type { Ir2fEvent } from '../events.js';
+import { Ir2fError, type Ir2fErrorCode } from '../errors.js';
+import { BatchNorm2d } from '../nn/layers.js';
+import type { Module } from '../nn/module.js';
+import type { AdamW } from '../optim/adamw.js';
+import type { HostBatch } from './trainer.js';
+import {
+  applyUpdate, sourcePass, stepLosses, stepVariables, sumGradients,
+  type PassResult, type StepOptions, type UdaParts, type UdaStepResult,
+} from './uda-step.js';
+
+/** Where the worker finds the function that builds its replica. */
+export interface ReplicaSpec {
+  /** A module URL (`file:` or a package specifier) or an absolute path. */
+  module: string;
+  /** The export to call (default `buildReplica`): `(args) => Replica | Promise<Replica>`. */
+  export?: string;
+  /** Its argument, structured-cloneable (e.g. the run config). */
+  args?: unknown;
+}
+
+/** What a replica factory returns: the networks and pipeline the main thread trains, built the same way. */
+export interface Replica {
+  student: Module & UdaParts['student'];
+  teacher: Module & UdaParts['teacher'];
+  numClasses: number;
+  pipeline: { resolve<T>(token: unknown): T; dispose(): Promise<void> };
+  featureDistance?: Omit<NonNullable<UdaParts['featureDistance']>, 'numClasses'>;
+  /** Anything else to free when the worker stops (e.g. a frozen ImageNet copy). */
+  dispose?(): void;
+}
+
+/** A batch as it crosses to the worker. */
+export interface BatchMessage {
+  source: HostBatch;
+  target: HostBatch;
+}
+
+/** What the worker sends back for one step. */
+export interface TargetPassMessage {
+  type: 'pass';
+  /** Gradients in `stepVariables` order (null: the variable is not in this pass's graph). */
+  grads: (Float32Array | null)[];
+  total: number;
+  losses: Record<string, number>;
+  pseudo?: UdaStepResult['pseudo'];
+  teacherMs: number;
+  rectifierMs: number;
+  /** The student's batch-norm running statistics after the pass, in `runningStats` order. */
+  running: Float32Array[];
+  /** Events the worker's parts emitted during the pass (rectifier, rmm, warnings). */
+  events: Ir2fEvent[];
+  numTensors: number;
+}
+
+/** A batch norm's running statistics with their momentum, in module order. */
+export function runningStats(module: Module): { variable: tf.Variable; momentum: number }[] {
+  const out: { variable: tf.Variable; momentum: number }[] = [];
+  module.visitModules((m) => {
+    if (m instanceof BatchNorm2d) out.push({ variable: m.runningMean, momentum: m.momentum }, { variable: m.runningVar, momentum: m.momentum });
+  });
+  return out;
+}
+
+/**
+ * Running statistics as if the target pass had followed the source pass: r = (1 − μ)·r_src + μ·s_tgt, where
+ * the worker's r_tgt = (1 − μ)·r₀ + μ·s_tgt, so r = (1 − μ)(r_src − r₀) + r_tgt.
+ */
+export function mergeRunningStats(stats: { variable: tf.Variable; momentum: number }[], before: Float32Array[], worker: Float32Array[]): Float32Array[] {
+  return stats.map(({ variable, momentum }, i) => {
+    const mine = variable.dataSync() as Float32Array;
+    const out = new Float32Array(mine.length);
+    for (let j = 0; j < out.length; j++) out[j] = (1 - momentum) * (mine[j] - before[i][j]) + worker[i][j];
+    return out;
+  });
+}
+
+/** The state both replicas must share, in a fixed order: student, teacher, rectifier, optimiser moments. */
+export function replicaState(parts: Pick<UdaParts, 'student' | 'teacher' | 'rectifier'>, optimizer: AdamW): tf.Tensor[] {
+  const { m, v } = optimizer.stateTensors();
+  return [
+    ...parts.student.namedState().map(([, e]) => e.variable), ...parts.teacher.namedState().map(([, e]) => e.variable),
+    ...parts.rectifier.variables, ...m, ...v,
+  ];
+}
+
+const toHost = (t: tf.Tensor) => Float32Array.from(t.dataSync() as Float32Array);
+
+/** Runs each step's target pass on a worker replica while the main thread runs the source pass. */
+export class DataParallelStepper {
+  private readonly worker: Worker;
+  private pending?: { resolve: (m: unknown) => void; reject: (e: Error) => void };
+  private failure?: Error;
+  private readonly stats: { variable: tf.Variable; momentum: number }[];
+  private readonly variables: tf.Variable[];
+
+  private constructor(worker: Worker, private readonly parts: UdaParts & { bus: { emit(e: never): void } }) {
+    this.worker = worker;
+    this.stats = runningStats(parts.student);
+    this.variables = stepVariables(parts);
+    worker.on('message', (m: { type: string; message?: string; code?: string }) => {
+      const p = this.pending;
+      this.pending = undefined;
+      if (m.type === 'error') p?.reject(new Ir2fError((m.code ?? 'WORKER_FAILED') as Ir2fErrorCode, `data-parallel worker: ${m.message}`));
+      else p?.resolve(m);
+    });
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', (code) => {
+      if (code !== 0) this.fail(new Error(`data-parallel worker exited with code ${code}`));
+    });
+  }
+
+  private fail(err: Error): void {
+    this.failure = new Ir2fError('WORKER_FAILED', `data-parallel worker failed: ${err.message}. Train with one replica (workers: 1)`, { cause: err });
+    this.pending?.reject(this.failure);
+    this.pending = undefined;
+  }
+
+  private request<T>(message: unknown, transfer: ArrayBuffer[] = []): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<T>((resolve, reject) => {
+      this.pending = { resolve: resolve as (m: unknown) => void, reject };
+      this.worker.postMessage(message, transfer);
+    });
+  }
+
+  /** Start the worker, build its replica, and copy this replica's state into it. */
+  static async start(spec: ReplicaSpec, init: { trainConfig: unknown; backend: string; threads: number }, parts: UdaParts & { bus: { emit(e: never): void } }): Promise<DataParallelStepper> {
+    // the worker script sits next to this module: .js when built, .ts when run from source, where the worker
+    // registers tsx itself (a worker started from another worker does not inherit its loader) and resolves
+    // @ir2f packages to their sources, so that it shares module instances with the script
+    const fromSource = import.meta.url.endsWith('.ts');
+    const script = new URL(`./data-parallel-worker${fromSource ? '.ts' : '.js'}`, import.meta.url).href;
+    const boot = `const { workerData } = require('node:worker_threads');
+      (async () => {
+        if (workerData.tsx) (await import(workerData.tsx)).register();
+        await import(workerData.script);
+      })().catch((err) => { setImmediate(() => { throw err; }); });`;
+    const worker = new Worker(boot, {
+      eval: true,
+      execArgv: fromSource ? [...process.execArgv.filter((a) => !a.startsWith('--conditions')), '--conditions=ir2f-source'] : process.execArgv,
+      workerData: { spec, ...init, script, tsx: fromSource ? import.meta.resolve('tsx/esm/api') : undefined },
+      // the worker's wasm module is its own, with its own thread count
+      env: { ...process.env, IR2F_WASM_THREADS: String(init.threads) },
+    });
+    const stepper = new DataParallelStepper(worker, parts);
+    try {
+      await stepper.request({ type: 'hello' });
+      const state = replicaState(parts, parts.optimizer).map(toHost);
+      await stepper.request({ type: 'state', state, optimizerStep: parts.optimizer.step }, state.map((a) => a.buffer as ArrayBuffer));
+      return stepper;
+    } catch (err) {
+      await worker.terminate();
+      throw err;
+    }
+  }
+
+  /** One iteration: the source pass here, the target pass on the worker, then the same update on both. */
+  async step(batch: { host: BatchMessage; tensors: Parameters<typeof sourcePass>[1] }, opts: StepOptions): Promise<UdaStepResult> {
+    const before = this.stats.map(({ variable }) => toHost(variable));
+    const reply = this.request<TargetPassMessage>({ type: 'step', batch: batch.host, opts: { ...opts, ctx: { step: opts.ctx.step, training: true } } });
+    // keep a rejection from going unhandled while the source pass runs
+    reply.catch(() => undefined);
+    const t0 = performance.now();
+    const src = sourcePass(this.parts, batch.tensors, opts);
+    let tgt: TargetPassMessage;
+    try {
+      tgt = await reply;
+    } catch (err) {
+      tf.dispose(Object.values(src.grads));
+      throw err;
+    }
+    const tgtPass: PassResult = {
+      grads: Object.fromEntries(tgt.grads.flatMap((g, i) => (g ? [[this.variables[i].name, tf.tensor(g, this.variables[i].shape)]] : []))),
+      total: tgt.total, losses: tgt.losses, pseudo: tgt.pseudo, teacherMs: tgt.teacherMs, rectifierMs: tgt.rectifierMs,
+    };
+    for (const e of tgt.events) {
+      const { v: _v, time: _t, ...event } = e as Ir2fEvent & { v: unknown; time: unknown };
+      this.parts.bus.emit(event as never);
+    }
+    const grads = sumGradients([src, tgtPass]);
+    let losses: Record<string, number>;
+    try {
+      losses = stepLosses([src, tgtPass], opts.ctx.step);
+    } catch (err) {
+      tf.dispose(Object.values(grads));
+      throw err;
+    }
+    const t2 = performance.now();
+    const running = mergeRunningStats(this.stats, before, tgt.running);
+    // assign keeps the data, not the tensor: tidy frees the tensor objects
+    tf.tidy(() => this.stats.forEach(({ variable }, i) => variable.assign(tf.tensor(running[i], variable.shape))));
+    const summed = this.variables.map((v) => (grads[v.name] ? toHost(grads[v.name]) : null));
+    applyUpdate(this.parts, grads, opts);
+    // no reply: the worker applies the same update while this thread goes on to the next batch (messages
+    // arrive in order; a failure there answers the next request)
+    this.worker.postMessage({ type: 'apply', grads: summed, running, opts: { lr: opts.lr, emaMax: opts.emaMax, ctx: { step: opts.ctx.step } } },
+      [...summed, ...running].flatMap((a) => (a ? [a.buffer as ArrayBuffer] : [])));
+    const t3 = performance.now();
+    return {
+      losses, pseudo: tgt.pseudo,
+      phases: opts.profile ? { teacher: tgt.teacherMs, student: t2 - t0 - tgt.teacherMs - tgt.rectifierMs, rectifier: tgt.rectifierMs, optimizer: t3 - t2 } : undefined,
+    };
+  }
+
+  /** tf.memory().numTensors in the worker (for leak tests). */
+  async workerTensors(): Promise<number> {
+    return (await this.request<{ numTensors: number }>({ type: 'memory' })).numTensors;
+  }
+
+  /** The worker replica's state in `replicaState` order (for tests). */
+  async workerState(): Promise<Float32Array[]> {
+    return (await this.request<{ state: Float32Array[] }>({ type: 'get-state' })).state;
+  }
+
+  async close(): Promise<void> {
+    if (!this.failure) await this.request({ type: 'close' }).catch(() => undefined);
+    await this.worker.terminate();
+  }
+}

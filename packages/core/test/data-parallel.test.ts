@@ -1,0 +1,112 @@
+import test from 'ava';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import {
+  DataParallelStepper, initBackend, Rng, stepPartsFor, Tokens, train, TrainConfigSchema, udaStep, type EventBus, type HostBatch, type Ir2fEvent, type TrainData,
+} from '@ir2f/core';
+import { buildReplica } from './fixtures/tiny-replica.js';
+
+const K = 4;
+const S = 16;
+const REPLICA = { module: fileURLToPath(new URL('./fixtures/tiny-replica.ts', import.meta.url)), args: { K, seeds: [1, 2] } };
+
+test.before(async () => {
+  await initBackend('wasm');
+});
+
+function batchAt(domain: string, i: number): HostBatch {
+  const rng = new Rng(`${domain}-${i}`);
+  const images = Float32Array.from(rng.normalArray(2 * S * S * 3));
+  const labels = Uint8Array.from({ length: 2 * S * S }, (_, p) => (p % 7 === 0 ? 255 : Math.min(K - 1, Math.max(0, Math.floor(images[p * 3] + 2)))));
+  return { images, labels, batchSize: 2, height: S, width: S };
+}
+
+const tensors = (b: HostBatch) => ({
+  image: tf.tensor4d(b.images, [2, S, S, 3]),
+  labels: tf.tensor3d(Int32Array.from(b.labels!), [2, S, S], 'int32'),
+});
+
+const maxRel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let scale = 1e-6;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) {
+    scale = Math.max(scale, Math.abs(b[i]));
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+  }
+  return diff / scale;
+};
+
+test.serial('the target pass on a worker replica: the losses and the state of one-replica steps within 1e-5, memory flat on both sides', async (t) => {
+  const config = TrainConfigSchema.parse({ steps: 6, seed: 5, optimizer: { lr: 1e-2, warmupSteps: 0 } });
+  const single = stepPartsFor(buildReplica(REPLICA.args as never), config);
+  const parallel = stepPartsFor(buildReplica(REPLICA.args as never), config);
+  const stepper = await DataParallelStepper.start(REPLICA, { trainConfig: config, backend: 'wasm', threads: 1 }, parallel);
+  try {
+    const root = new Rng(config.seed);
+    const counts: number[] = [];
+    const workerCounts: number[] = [];
+    for (let step = 0; step < 6; step++) {
+      const [sb, tb] = [batchAt('source', step), batchAt('target', step)];
+      const opts = { mode: 'uda' as const, lr: 1e-2, ctx: { step, training: true, rng: root.fork(`step-${step}`) } };
+      const [s1, t1] = [tensors(sb), tensors(tb)];
+      const a = udaStep(single, { source: s1, target: t1 }, opts);
+      const [s2, t2] = [tensors(sb), tensors(tb)];
+      const b = await stepper.step({ host: { source: sb, target: tb }, tensors: { source: s2, target: t2 } }, opts);
+      tf.dispose([s1.image, s1.labels, t1.image, t1.labels, s2.image, s2.labels, t2.image, t2.labels]);
+      t.deepEqual(Object.keys(b.losses).sort(), Object.keys(a.losses).sort());
+      for (const k of Object.keys(a.losses)) t.true(Math.abs(a.losses[k] - b.losses[k]) <= 1e-5 * Math.abs(a.losses[k]) + 1e-7, `step ${step} ${k}: ${a.losses[k]} vs ${b.losses[k]}`);
+      t.true(Math.abs(a.pseudo!.keptFraction - b.pseudo!.keptFraction) < 1e-6);
+      counts.push(tf.memory().numTensors);
+      workerCounts.push(await stepper.workerTensors());
+    }
+    // the replicas stayed equal: the main thread's, the worker's and the one-replica run's state
+    const state = (p: typeof single) => [...p.student.namedState(), ...p.teacher.namedState()].map(([, e]) => e.variable.dataSync());
+    const [ref, mine, theirs] = [state(single), state(parallel), await stepper.workerState()];
+    const err = Math.max(...ref.map((r, i) => maxRel(mine[i], r)), ...ref.map((r, i) => maxRel(theirs[i], r)));
+    t.true(err < 1e-5, `state differs by ${err}`);
+    // batch norm's running statistics moved, and moved alike
+    const bn = parallel.student.namedState().find(([n]) => n.endsWith('running_mean'))![1].variable;
+    t.true(maxRel(bn.dataSync(), new Float32Array(bn.size)) > 0);
+    t.is(new Set(counts.slice(1)).size, 1, `main numTensors: ${counts.join(', ')}`);
+    t.is(new Set(workerCounts.slice(1)).size, 1, `worker numTensors: ${workerCounts.join(', ')}`);
+  } finally {
+    await stepper.close();
+    for (const p of [single, parallel]) {
+      p.optimizer.dispose();
+      p.student.dispose();
+      p.teacher.dispose();
+    }
+  }
+});
+
+test.serial('train({ parallel }) gives the losses of the one-replica run and reports the worker\'s events', async (t) => {
+  const data = (): TrainData => {
+    const gen = (domain: string) => async function* (from: number) {
+      for (let i = from; ; i++) yield batchAt(domain, i);
+    };
+    return { source: gen('source'), target: gen('target') };
+  };
+  const run = async (parallel: boolean) => {
+    const replica = buildReplica(REPLICA.args as never);
+    const events: Ir2fEvent[] = [];
+    replica.pipeline.resolve<EventBus>(Tokens.EventBus).events$.subscribe((e) => events.push(e));
+    try {
+      await train({
+        config: { steps: 5, seed: 2, optimizer: { lr: 1e-2, warmupSteps: 1 } }, student: replica.student, teacher: replica.teacher, numClasses: K,
+        pipeline: replica.pipeline, data: data(), parallel: parallel ? { replica: REPLICA } : undefined,
+      });
+    } finally {
+      replica.student.dispose();
+      replica.teacher.dispose();
+      await replica.pipeline.dispose();
+    }
+    return events;
+  };
+  const [one, two] = [await run(false), await run(true)];
+  const losses = (ev: Ir2fEvent[]) => ev.filter((e) => e.type === 'step').map((e) => (e as Extract<Ir2fEvent, { type: 'step' }>).losses);
+  t.is(losses(two).length, 5);
+  losses(one).forEach((l, i) => {
+    for (const k of Object.keys(l)) t.true(Math.abs(l[k] - losses(two)[i][k]) <= 1e-5 * Math.abs(l[k]) + 1e-7, `step ${i + 1} ${k}`);
+  });
+  t.deepEqual(two.map((e) => e.type).filter((x, i, a) => a.indexOf(x) === i), one.map((e) => e.type).filter((x, i, a) => a.indexOf(x) === i));
+});
