@@ -2,8 +2,8 @@
  * `npm run bench -- ablation`: the ablation ladder of DESIGN §5.3 on both embedded benchmarks, 3 seeds each
  * (the embedded presets, 400 steps), each rung one config change (a plugin or the mode): target mIoU, mIoU on
  * boundary pixels (within 2 px of a class edge), the calibration of r against pseudo-label correctness on
- * target val (expected calibration error, 10 bins; the teacher's max probability for reference). With the
- * INR rectifier in the ladder, also its cost against the decode head's. Writes a section of bench/RESULTS.md.
+ * target val (expected calibration error, 10 bins; the teacher's max probability for reference). Writes a
+ * section of bench/RESULTS.md (the rectifier's cost: `npm run bench -- rectifier-cost`).
  *
  *   npm run bench -- ablation [--variants source-only,baseline,inr,ir2f,oracle] [--benchmarks synth2real,day2night]
  *                             [--seeds 3] [--steps 400] [--fresh] [--table-only] [--reverse]
@@ -17,12 +17,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { boundaryMask, ConfusionMatrix, expectedCalibrationError, inferLogits, initBackend, Rng, writeAtomic } from '@ir2f/core';
-import { createModel } from '@ir2f/backbones';
-import { kernelFlops, loadRawConfig, loadTrained, loadTrainedRectifier, resolveConfig, runTraining } from '@ir2f/cli';
+import { boundaryMask, ConfusionMatrix, expectedCalibrationError, inferLogits, initBackend, writeAtomic } from '@ir2f/core';
+import { loadRawConfig, loadTrained, loadTrainedRectifier, resolveConfig, runTraining } from '@ir2f/cli';
 import { EMBEDDED_BENCHMARKS, ensureBenchmark, loadSample, normalize, scanDataset } from '@ir2f/datasets';
-import { InrRectifier } from '@ir2f/plugin-inr-rectifier';
-import { medianKernelMs, readback } from './timing.js';
+import { readback, writeSection } from './timing.js';
 
 const INR_PLUGIN = { package: '@ir2f/plugin-inr-rectifier', options: {} };
 const RMM_PLUGIN = { package: '@ir2f/plugin-rmm', options: {} };
@@ -114,36 +112,6 @@ const meanStd = (xs: number[]) => {
   return xs.length > 1 ? `${(m * 100).toFixed(1)} ± ${(sd * 100).toFixed(1)}` : `${(m * 100).toFixed(1)} (1 seed)`;
 };
 
-interface Cost {
-  ms: number;
-  /** Convolution and matrix-product FLOPs (`kernelFlops`). */
-  gflop: number;
-}
-
-async function timed(make: () => tf.Tensor, runs: number): Promise<Cost> {
-  const profile = await tf.profile(() => {
-    make().dispose();
-  });
-  return { ms: medianKernelMs(make, { warmup: runs > 3 ? 2 : 1, runs }), gflop: kernelFlops(profile.kernels as never) / 1e9 };
-}
-
-/** Decode head forward vs the rectifier at label resolution and at 4×, mit-tiny-daformer features at 96². */
-async function cost(): Promise<{ head: Cost; rectify: Cost; rectify4x: Cost }> {
-  const model = createModel('mit-tiny-daformer', { numClasses: 19 }).eval();
-  const rect = new InrRectifier({}, { embeddingChannels: model.decodeHead.embeddingChannels, numClasses: 19 });
-  const x = tf.tensor4d(new Rng(0).normalArray(2 * 96 * 96 * 3), [2, 96, 96, 3]);
-  const feats = model.backbone.forward(x);
-  const out = model.decodeHead.forward(feats);
-  const lp = tf.logSoftmax(out.logits) as tf.Tensor4D;
-  const head = await timed(() => tf.tidy(() => model.decodeHead.forward(feats).logits), 7);
-  const rectify = await timed(() => rect.rectifyGrid(out.embedding, lp, 96, 96), 7);
-  const rectify4x = await timed(() => rect.rectifyGrid(out.embedding, lp, 4 * 96, 4 * 96), 3);
-  tf.dispose([x, ...feats, out.logits, out.embedding, lp]);
-  model.dispose();
-  rect.dispose();
-  return { head, rectify, rectify4x };
-}
-
 /** One finished run, stored as bench/runs/<benchmark>-<variant>-<seed>.json so that runs can be spread
  *  over processes (one per core) and over sessions, and the table is rendered from all of them. */
 interface RunRecord extends RunMetrics {
@@ -174,18 +142,6 @@ function gitCommit(): string {
   }
 }
 
-/** Replace the section that starts with `## <title>` (up to the next `## `), or append it. */
-async function writeSection(title: string, body: string): Promise<void> {
-  const file = new URL('./RESULTS.md', import.meta.url);
-  const old = await fs.readFile(file, 'utf8').catch(() => '# Benchmark results\n');
-  const head = `\n## ${title}`;
-  const at = old.indexOf(head);
-  const next = at < 0 ? -1 : old.indexOf('\n## ', at + head.length);
-  const section = `${head}\n\n${body}\n`;
-  const text = at < 0 ? old + section : old.slice(0, at) + section + (next < 0 ? '' : old.slice(next));
-  await fs.writeFile(file, text);
-}
-
 export async function benchAblation(defaultVariants: VariantName[] = ['source-only', 'baseline', 'inr', 'ir2f', 'oracle'], title = 'The ablation ladder'): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(3), allowPositionals: true,
@@ -204,7 +160,7 @@ export async function benchAblation(defaultVariants: VariantName[] = ['source-on
   }
   const seeds = Array.from({ length: Number(values.seeds) }, (_, i) => i);
   const steps = values.steps ? Number(values.steps) : undefined;
-  const backend = await initBackend('wasm');
+  await initBackend('wasm');
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'ir2f-bench-ablation-'));
   await fs.mkdir(RUNS_DIR, { recursive: true });
   const commit = gitCommit();
@@ -237,15 +193,6 @@ export async function benchAblation(defaultVariants: VariantName[] = ['source-on
 
   // the table covers every stored run of the chosen variants and seeds, whichever process made it
   const lines: string[] = [];
-  if (variants.some((v) => VARIANTS[v].inr)) {
-    const c = await cost();
-    const part = (name: string, k: Cost) => `${name} ${k.ms.toFixed(1)} ms (${(k.ms / c.head.ms).toFixed(2)}× the head's time, ` +
-      `${k.gflop.toFixed(2)} GFLOP = ${(k.gflop / c.head.gflop).toFixed(2)}× its FLOPs)`;
-    lines.push(`Cost (mit-tiny-daformer, batch 2, 96² labels, ${backend.name}${backend.threads ? ` ${backend.threads} threads` : ''}): ` +
-      `decode head forward ${c.head.ms.toFixed(1)} ms (${c.head.gflop.toFixed(2)} GFLOP); ${part('rectifier at label resolution', c.rectify)}; ` +
-      `${part('at 4× (384²)', c.rectify4x)}.`, '');
-    console.log(lines[0]);
-  }
   const rows: string[] = ['| benchmark | variant | seeds | target mIoU | boundary mIoU | ECE of r | ECE of teacher max-prob | ms/iteration |', '|---|---|---|---|---|---|---|---|'];
   const commits = new Set<string>();
   for (const name of benchmarks) {

@@ -182,7 +182,7 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
   const config = parseConfig(opts.config);
   const runConfig = opts.runConfig ?? config;
   const mode: TrainMode = config.mode;
-  const { student, teacher, pipeline } = opts;
+  const { student, teacher } = opts;
   const stepParts = stepPartsFor(opts, config);
   const { bus, rectifier, optimizer } = stepParts;
   const o = config.optimizer;
