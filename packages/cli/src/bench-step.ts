@@ -1,14 +1,17 @@
 /**
  * `ir2f bench`: the cost of one DAFormer-style iteration (batch B+B, crop S²) of a model preset on the
- * current backend, with its phases (teacher, student forward+backward, optimiser+EMA), on seeded random
- * data so that no dataset is needed. The repository's `npm run bench -- train` adds the PyTorch reference.
+ * current backend, with its phases (teacher, student forward+backward, rectifier, optimiser+EMA), on seeded
+ * random data so that no dataset is needed; on one replica, or two (the source and target passes in
+ * parallel, as `ir2f train` on 2+ cores). The repository's `npm run bench -- train` adds the PyTorch reference.
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  AdamW, ClassMix, ConfidencePseudoLabeler, IdentityRectifier, initBackend, paramGroups, Rng, udaStep, WeightedCrossEntropy,
-  type Rectifier, type TrainMode,
+  createPipeline, DataParallelStepper, initBackend, Rng, stepPartsFor, TrainConfigSchema, udaStep,
+  type HostBatch, type Replica, type TrainMode,
 } from '@ir2f/core';
 import { createModel } from '@ir2f/backbones';
+import type { RunConfig } from './config.js';
+import { loadPlugins } from './run-setup.js';
 
 export interface StepBenchOptions {
   preset: string;
@@ -19,8 +22,29 @@ export interface StepBenchOptions {
   numClasses?: number;
   mode?: TrainMode;
   backend?: string;
-  rectifier?: Rectifier;
+  /** Plugins of the pipeline (e.g. the INR rectifier), as in a run config. */
+  plugins?: RunConfig['plugins'];
+  /** 2: the step's target pass on a worker replica (each replica on `threads` wasm threads, default 1). */
+  workers?: number;
+  threads?: number;
 }
+
+/** What builds the bench's models and pipeline, here and in a worker replica. */
+export interface BenchReplicaArgs {
+  preset: string;
+  numClasses: number;
+  plugins: RunConfig['plugins'];
+}
+
+/** The bench's networks (seed 1 both) and pipeline: core's defaults plus the plugins. */
+export async function buildBenchReplica(args: BenchReplicaArgs): Promise<Replica> {
+  const student = createModel(args.preset, { numClasses: args.numClasses, seed: 1 });
+  const teacher = createModel(args.preset, { numClasses: args.numClasses, seed: 1 });
+  const pipeline = createPipeline({ backbone: student.backbone, decodeHead: student.decodeHead, plugins: await loadPlugins(args.plugins) });
+  return { student, teacher, numClasses: args.numClasses, pipeline };
+}
+
+const BENCH_MODULE = new URL(`./bench-step${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
 
 /** The part of a tf.profile kernel record that `kernelFlops` reads. */
 export interface KernelRecord {
@@ -88,46 +112,59 @@ export interface StepBenchResult {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
-  const backend = await initBackend(o.backend);
+  const workers = o.workers ?? 1;
+  const backend = await initBackend(o.backend, workers > 1 ? { wasmThreads: o.threads ?? 1 } : {});
   const K = o.numClasses ?? 19;
-  const student = createModel(o.preset, { numClasses: K, seed: 1 });
-  const teacher = createModel(o.preset, { numClasses: K, seed: 1 });
-  const optimizer = new AdamW(paramGroups(student.namedState()));
-  const parts = {
-    student, teacher, optimizer, rectifier: o.rectifier ?? new IdentityRectifier(),
-    pseudoLabeler: new ConfidencePseudoLabeler({ threshold: 0.968 }), mixer: new ClassMix({ numClasses: K }), loss: new WeightedCrossEntropy(),
-  };
-  const rng = new Rng(0);
+  const args: BenchReplicaArgs = { preset: o.preset, numClasses: K, plugins: o.plugins ?? [] };
+  const replica = await buildBenchReplica(args);
+  const config = TrainConfigSchema.parse({ seed: 0, mode: o.mode ?? 'uda' });
+  const parts = stepPartsFor(replica, config);
+  const stepper = workers > 1
+    ? await DataParallelStepper.start({ module: BENCH_MODULE, export: 'buildBenchReplica', args }, { trainConfig: config, backend: backend.name, threads: o.threads ?? 1 }, parts)
+    : undefined;
+  const root = new Rng(0);
   const { size: S, batch: B } = o;
-  const labels = () => tf.tensor3d(Int32Array.from({ length: B * S * S }, (_, i) => (Math.floor(i / (S * 8)) + (i % S < S / 2 ? 0 : 3)) % K), [B, S, S], 'int32');
-  const batch = {
-    source: { image: tf.tensor4d(rng.normalArray(B * S * S * 3), [B, S, S, 3]), labels: labels() },
-    target: { image: tf.tensor4d(rng.normalArray(B * S * S * 3), [B, S, S, 3]), labels: labels() },
-  };
-  const run = (step: number, profile: boolean) => {
+  const host = (seed: number): HostBatch => ({
+    images: Float32Array.from(new Rng(seed).normalArray(B * S * S * 3)),
+    labels: Uint8Array.from({ length: B * S * S }, (_, i) => (Math.floor(i / (S * 8)) + (i % S < S / 2 ? 0 : 3)) % K),
+    batchSize: B, height: S, width: S,
+  });
+  const hostBatch = { source: host(1), target: host(2) };
+  const toTensors = (b: HostBatch) => ({
+    image: tf.tensor4d(b.images, [B, S, S, 3]), labels: tf.tensor3d(Int32Array.from(b.labels!), [B, S, S], 'int32'),
+  });
+  const batch = { source: toTensors(hostBatch.source), target: toTensors(hostBatch.target) };
+  const run = async (step: number, profile: boolean) => {
     const t0 = performance.now();
-    const r = udaStep(parts, batch, { mode: o.mode ?? 'uda', lr: 1e-5, ctx: { step, training: true, rng: rng.fork(`s${step}`) }, profile });
+    const opts = { mode: config.mode, lr: 1e-5, ctx: { step, training: true, rng: root.fork(`step-${step}`) }, profile };
+    const r = stepper ? await stepper.step({ host: hostBatch, tensors: batch }, opts) : udaStep(parts, batch, opts);
     return { ms: performance.now() - t0, phases: r.phases };
   };
   try {
-    for (let i = 0; i < (o.warmup ?? 1); i++) run(i, false);
+    for (let i = 0; i < (o.warmup ?? 1); i++) await run(i, false);
     const before = tf.memory().numTensors;
-    const plain = Array.from({ length: o.steps }, (_, i) => run(100 + i, false).ms);
-    const profiled = Array.from({ length: Math.max(2, Math.ceil(o.steps / 2)) }, (_, i) => run(200 + i, true));
+    const plain: number[] = [];
+    for (let i = 0; i < o.steps; i++) plain.push((await run(100 + i, false)).ms);
+    const profiled: Awaited<ReturnType<typeof run>>[] = [];
+    for (let i = 0; i < Math.max(2, Math.ceil(o.steps / 2)); i++) profiled.push(await run(200 + i, true));
     const phase = (k: 'teacher' | 'student' | 'rectifier' | 'optimizer') => median(profiled.map((p) => p.phases![k]));
     const numTensorsDelta = tf.memory().numTensors - before;
+    // FLOPs of one iteration, counted on one replica (the same work whichever replica runs it)
     const record = await tf.profile(() => {
-      run(300, false);
+      udaStep(parts, batch, { mode: config.mode, lr: 1e-5, ctx: { step: 300, training: true, rng: root.fork('step-300') } });
     });
+    const threads = backend.threads ? ` (${backend.threads} thread${backend.threads > 1 ? 's' : ''}${workers > 1 ? ' × 2 replicas' : ''})` : '';
     return {
-      backend: backend.threads ? `${backend.name} (${backend.threads} thread${backend.threads > 1 ? 's' : ''})` : backend.name, msPerStep: median(plain),
+      backend: `${backend.name}${threads}`, msPerStep: median(plain),
       phases: { teacher: phase('teacher'), student: phase('student'), rectifier: phase('rectifier'), optimizer: phase('optimizer') },
       numTensorsDelta, flops: kernelFlops(record.kernels as unknown as KernelRecord[]),
     };
   } finally {
+    await stepper?.close();
     tf.dispose([batch.source.image, batch.source.labels, batch.target.image, batch.target.labels]);
-    optimizer.dispose();
-    student.dispose();
-    teacher.dispose();
+    parts.optimizer.dispose();
+    replica.student.dispose();
+    replica.teacher.dispose();
+    await replica.pipeline.dispose();
   }
 }

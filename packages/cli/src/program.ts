@@ -11,7 +11,7 @@ import { loadRawConfig, parseDataArg, resolveConfig } from './config.js';
 import { dataMake } from './data-make.js';
 import { evalCheckpoint, exportCheckpoint, predictImages, type Which } from './model-io.js';
 import { PRESETS } from './presets.js';
-import { runTraining } from './train-run.js';
+import { replicaPlan, runTraining } from './train-run.js';
 
 export interface CliIo {
   log?: (line: string) => void;
@@ -162,7 +162,8 @@ export function buildProgram(io: CliIo = {}): Command {
     .option('--steps <n>', 'timed iterations', positiveInt('--steps'), 5)
     .addOption(new Option('--backend <name>', 'tensor backend').choices([...BACKEND_NAMES]))
     .action(async (o) => {
-      const r = await benchStep({ preset: o.model, size: o.size, batch: o.batch, steps: o.steps, backend: o.backend });
+      const plan = replicaPlan('uda', o.backend);
+      const r = await benchStep({ preset: o.model, size: o.size, batch: o.batch, steps: o.steps, backend: o.backend, workers: plan.workers, threads: plan.threads });
       log(`${o.model}, ${o.batch}+${o.batch} at ${o.size}², ${r.backend}: ${r.msPerStep.toFixed(0)} ms/iteration ` +
         `(teacher ${r.phases.teacher.toFixed(0)}, student fwd+bwd ${r.phases.student.toFixed(0)}, rectifier ${r.phases.rectifier.toFixed(0)}, ` +
         `optimiser+EMA ${r.phases.optimizer.toFixed(0)} ms)`);

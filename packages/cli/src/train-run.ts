@@ -6,7 +6,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  initBackend, Ir2fError, latestCheckpoint, Tokens, train, writeAtomic, type BackendInfo, type TrainResult,
+  initBackend, Ir2fError, latestCheckpoint, Tokens, train, writeAtomic, type BackendInfo, type TrainMode, type TrainResult,
 } from '@ir2f/core';
 import type { RunConfig } from './config.js';
 import { writeCurvesPng } from './curves.js';
@@ -34,15 +34,15 @@ export interface TrainRunOptions {
   workers?: number;
 }
 
-/** How many replicas train, and the wasm threads each gets. */
-function replicaPlan(config: RunConfig, requested?: number): { workers: number; threads?: number } {
+/** How many replicas train (requested, else `IR2F_WORKERS`, else 2 on 2+ cores), and the wasm threads each gets. */
+export function replicaPlan(mode: TrainMode, backend: string | undefined, requested?: number): { workers: number; threads?: number } {
   const env = process.env.IR2F_WORKERS;
   const explicit = requested ?? (env != null && env.trim() !== '' ? Number(env) : undefined);
   if (explicit != null && explicit !== 1 && explicit !== 2) {
     throw new Ir2fError('INVALID_CONFIG', `workers (IR2F_WORKERS, ir2f --workers) must be 1 or 2, got '${requested ?? env}'`);
   }
-  const hostBackend = config.backend == null || config.backend === 'wasm' || config.backend === 'cpu';
-  const workers = config.train.mode === 'source-only' ? 1 : (explicit ?? (os.availableParallelism() >= 2 && hostBackend ? 2 : 1));
+  const hostBackend = backend == null || backend === 'wasm' || backend === 'cpu';
+  const workers = mode === 'source-only' ? 1 : (explicit ?? (os.availableParallelism() >= 2 && hostBackend ? 2 : 1));
   if (workers === 1) return { workers };
   const envThreads = process.env.IR2F_WASM_THREADS;
   const total = envThreads != null && envThreads.trim() !== '' ? Number(envThreads) : Math.min(4, os.availableParallelism());
@@ -60,7 +60,7 @@ export interface TrainRunResult extends TrainResult {
 
 export async function runTraining(config: RunConfig, opts: TrainRunOptions): Promise<TrainRunResult> {
   const log = opts.log ?? console.log;
-  const plan = replicaPlan(config, opts.workers);
+  const plan = replicaPlan(config.train.mode, config.backend, opts.workers);
   const backend = await initBackend(config.backend, plan.threads ? { wasmThreads: plan.threads } : {});
   if (plan.workers > 1 && backend.name !== 'wasm' && backend.name !== 'cpu') {
     throw new Ir2fError('INVALID_CONFIG', `two replicas need the wasm or cpu backend (this run has ${backend.name}): set workers to 1`);
