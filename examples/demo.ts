@@ -9,8 +9,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { inferLogits } from '@ir2f/core';
-import { loadTrained, loadRawConfig, resolveConfig, runTraining, type TrainRunResult } from '@ir2f/cli';
+import { inferLogits, initBackend } from '@ir2f/core';
+import { loadTrained, loadRawConfig, replicaPlan, resolveConfig, runTraining, type TrainRunResult } from '@ir2f/cli';
 import {
   CITYSCAPES_PALETTE, colorize, ensureBenchmark, EMBEDDED_BENCHMARKS, loadSample, normalize, scanDataset, writeImageGrid,
   type RgbImage,
@@ -38,6 +38,9 @@ async function main(): Promise<void> {
   const out = path.resolve(values.out!);
   await fs.rm(out, { recursive: true, force: true }); // the demo owns this folder
 
+  // one backend for both runs (its wasm threads are fixed once started): sized for the UDA run, which trains
+  // two replicas on 2+ cores, each on half the threads
+  await initBackend(raw.backend as string | undefined, { wasmThreads: replicaPlan('uda', 'wasm').threads });
   const runs: { label: string; result: TrainRunResult }[] = [];
   for (const [label, mode] of [['source-only', 'source-only'], ['DAFormer-style UDA', 'uda']] as const) {
     const config = resolveConfig(raw, { steps, set: [...sets, `train.mode="${mode}"`] });

@@ -7,7 +7,8 @@ export {
 } from './config.js';
 export { PRESETS, type Preset } from './presets.js';
 export { buildData, buildModel, buildModels, buildPipeline, layoutOf, loadPlugins, resolveLayouts, type ResolvedData } from './run-setup.js';
-export { runTraining, type TrainRunOptions, type TrainRunResult } from './train-run.js';
+export { replicaPlan, runTraining, type TrainRunOptions, type TrainRunResult } from './train-run.js';
+export { buildReplica } from './replica.js';
 export { jsonlLog, progress, recordHistory, type History } from './subscribers.js';
 export { curvesSvg, writeCurvesPng } from './curves.js';
 export {

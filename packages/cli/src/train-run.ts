@@ -6,7 +6,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  initBackend, Ir2fError, latestCheckpoint, Tokens, train, writeAtomic, type BackendInfo, type TrainMode, type TrainResult,
+  currentBackend, initBackend, Ir2fError, latestCheckpoint, Tokens, train, writeAtomic, type BackendInfo, type TrainMode, type TrainResult,
 } from '@ir2f/core';
 import type { RunConfig } from './config.js';
 import { writeCurvesPng } from './curves.js';
@@ -35,7 +35,7 @@ export interface TrainRunOptions {
 }
 
 /** How many replicas train (requested, else `IR2F_WORKERS`, else 2 on 2+ cores), and the wasm threads each gets. */
-export function replicaPlan(mode: TrainMode, backend: string | undefined, requested?: number): { workers: number; threads?: number } {
+export function replicaPlan(mode: TrainMode, backend: string | undefined, requested?: number): { workers: number; threads?: number; explicit: boolean } {
   const env = process.env.IR2F_WORKERS;
   const explicit = requested ?? (env != null && env.trim() !== '' ? Number(env) : undefined);
   if (explicit != null && explicit !== 1 && explicit !== 2) {
@@ -43,10 +43,10 @@ export function replicaPlan(mode: TrainMode, backend: string | undefined, reques
   }
   const hostBackend = backend == null || backend === 'wasm' || backend === 'cpu';
   const workers = mode === 'source-only' ? 1 : (explicit ?? (os.availableParallelism() >= 2 && hostBackend ? 2 : 1));
-  if (workers === 1) return { workers };
+  if (workers === 1) return { workers, explicit: explicit != null };
   const envThreads = process.env.IR2F_WASM_THREADS;
   const total = envThreads != null && envThreads.trim() !== '' ? Number(envThreads) : Math.min(4, os.availableParallelism());
-  return { workers, threads: Math.max(1, Math.floor(total / 2)) };
+  return { workers, threads: Math.max(1, Math.floor(total / 2)), explicit: explicit != null };
 }
 
 export interface TrainRunResult extends TrainResult {
@@ -60,7 +60,11 @@ export interface TrainRunResult extends TrainResult {
 
 export async function runTraining(config: RunConfig, opts: TrainRunOptions): Promise<TrainRunResult> {
   const log = opts.log ?? console.log;
-  const plan = replicaPlan(config.train.mode, config.backend, opts.workers);
+  let plan = replicaPlan(config.train.mode, config.backend, opts.workers);
+  // the wasm module's threads are fixed once it has started (e.g. by an earlier run in this process): by
+  // default, two replicas only where their threads fit the cores
+  const started = currentBackend()?.threads;
+  if (plan.workers > 1 && !plan.explicit && started && started + (plan.threads ?? 1) > os.availableParallelism()) plan = { workers: 1, explicit: false };
   const backend = await initBackend(config.backend, plan.threads ? { wasmThreads: plan.threads } : {});
   if (plan.workers > 1 && backend.name !== 'wasm' && backend.name !== 'cpu') {
     throw new Ir2fError('INVALID_CONFIG', `two replicas need the wasm or cpu backend (this run has ${backend.name}): set workers to 1`);
