@@ -7,7 +7,9 @@
  *
  *   npm run bench -- ablation [--variants source-only,baseline,inr,ir2f,oracle] [--benchmarks synth2real,day2night]
  *                             [--seeds 3] [--steps 400] [--fresh] [--table-only] [--reverse]
- *   (each run is stored in bench/runs/; start one process per core with different --variants or --benchmarks)
+ *   (each run is stored in bench/runs/. One process trains each UDA run on two replicas, one core each; to
+ *   spread runs over processes instead, start one per core with IR2F_WORKERS=1 IR2F_WASM_THREADS=1 and
+ *   different --variants, --benchmarks or --reverse)
  *   npm run bench -- rectifier        (= --variants baseline,inr)
  */
 import { execFileSync } from 'node:child_process';
@@ -18,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { boundaryMask, ConfusionMatrix, expectedCalibrationError, inferLogits, initBackend, writeAtomic } from '@ir2f/core';
-import { loadRawConfig, loadTrained, loadTrainedRectifier, resolveConfig, runTraining } from '@ir2f/cli';
+import { loadRawConfig, replicaPlan, loadTrained, loadTrainedRectifier, resolveConfig, runTraining } from '@ir2f/cli';
 import { EMBEDDED_BENCHMARKS, ensureBenchmark, loadSample, normalize, scanDataset } from '@ir2f/datasets';
 import { readback, writeSection } from './timing.js';
 
@@ -160,7 +162,8 @@ export async function benchAblation(defaultVariants: VariantName[] = ['source-on
   }
   const seeds = Array.from({ length: Number(values.seeds) }, (_, i) => i);
   const steps = values.steps ? Number(values.steps) : undefined;
-  await initBackend('wasm');
+  // started for the UDA runs' replicas (the wasm module's threads are fixed once it has started)
+  await initBackend('wasm', { wasmThreads: replicaPlan('uda', 'wasm').threads });
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'ir2f-bench-ablation-'));
   await fs.mkdir(RUNS_DIR, { recursive: true });
   const commit = gitCommit();
