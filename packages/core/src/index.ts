@@ -31,7 +31,7 @@ export { bilinearMatrix, registerResizeBilinearGradient } from './gradients/resi
 export { stopGradient } from './nn/stop-gradient.js';
 export { Layer, Module, ModuleList, fromTorch, toTorch, torchShape, type ParamLayout, type StateEntry } from './nn/module.js';
 export {
-  BatchNorm2d, Conv2d, ConvBnReLU, Dropout, GELU, LayerNorm, Linear, MaxPool2d, ReLU, resizeTo, Sequential,
+  BatchNorm2d, Conv2d, ConvBnReLU, Dropout, GELU, LayerNorm, Linear, MaxPool2d, ReLU, resizeTo, runningStats, Sequential, setRunningStats,
   type Conv2dOptions,
 } from './nn/layers.js';
 export { attr, OnnxGraph, unsupportedOp, type Dim, type OnnxAttr } from './onnx/graph.js';
@@ -49,7 +49,7 @@ export {
   type AdamWOptions, type ParamGroup, type ParamRule, type ScheduleOptions,
 } from './optim/adamw.js';
 export {
-  DataParallelStepper, mergeRunningStats, runningStats, type BatchMessage, type Replica, type ReplicaSpec,
+  DataParallelStepper, mergeRunningStats, replicaState, type BatchMessage, type Replica, type ReplicaSpec,
 } from './train/data-parallel.js';
 export {
   applyUpdate, sourcePass, stepVariables, targetPass, type PassResult, type StepOptions,

@@ -2,7 +2,7 @@ import test from 'ava';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import {
-  DataParallelStepper, initBackend, Rng, stepPartsFor, Tokens, train, TrainConfigSchema, udaStep, type EventBus, type HostBatch, type Ir2fEvent, type TrainData,
+  DataParallelStepper, initBackend, replicaState, Rng, stepPartsFor, Tokens, train, TrainConfigSchema, udaStep, type EventBus, type HostBatch, type Ir2fEvent, type TrainData,
 } from '@ir2f/core';
 import { buildReplica } from './fixtures/tiny-replica.js';
 
@@ -109,4 +109,42 @@ test.serial('train({ parallel }) gives the losses of the one-replica run and rep
     for (const k of Object.keys(l)) t.true(Math.abs(l[k] - losses(two)[i][k]) <= 1e-5 * Math.abs(l[k]) + 1e-7, `step ${i + 1} ${k}`);
   });
   t.deepEqual(two.map((e) => e.type).filter((x, i, a) => a.indexOf(x) === i), one.map((e) => e.type).filter((x, i, a) => a.indexOf(x) === i));
+});
+
+test.serial('a non-finite loss in either pass stops the step on both replicas before any update; the next step goes on', async (t) => {
+  const config = TrainConfigSchema.parse({ steps: 4, seed: 1, optimizer: { lr: 1e-2, warmupSteps: 0 } });
+  const parts = stepPartsFor(buildReplica(REPLICA.args as never), config);
+  const stepper = await DataParallelStepper.start(REPLICA, { trainConfig: config, backend: 'wasm', threads: 1 }, parts);
+  try {
+    const root = new Rng(config.seed);
+    const opts = (step: number) => ({ mode: 'uda' as const, lr: 1e-2, ctx: { step, training: true, rng: root.fork(`step-${step}`) } });
+    const go = async (step: number, sb: HostBatch, tb: HostBatch) => {
+      const [s, tg] = [tensors(sb), tensors(tb)];
+      try {
+        return await stepper.step({ host: { source: sb, target: tb }, tensors: { source: s, target: tg } }, opts(step));
+      } finally {
+        tf.dispose([s.image, s.labels, tg.image, tg.labels]);
+      }
+    };
+    await go(0, batchAt('source', 0), batchAt('target', 0));
+    const before = await stepper.workerState();
+    for (const side of ['source', 'target'] as const) {
+      const bad = batchAt(side, 1);
+      bad.images.fill(NaN);
+      const err = await t.throwsAsync(go(1, side === 'source' ? bad : batchAt('source', 1), side === 'target' ? bad : batchAt('target', 1)));
+      t.regex(err!.message, /is NaN at step 2; the weights were not updated/);
+    }
+    // this replica is as it was, running statistics included (the worker's are reset at its next step)
+    const mine = () => replicaState(parts, parts.optimizer).map((x) => x.dataSync());
+    t.true(mine().every((a, i) => maxRel(a, before[i]) === 0), 'the main replica did not move');
+    const r = await go(1, batchAt('source', 1), batchAt('target', 1));
+    t.true(Number.isFinite(r.losses.total));
+    const [a, b] = [mine(), await stepper.workerState()];
+    t.true(a.every((x, i) => maxRel(b[i], x) < 1e-6), 'the replicas agree after the next step');
+  } finally {
+    await stepper.close();
+    parts.optimizer.dispose();
+    parts.student.dispose();
+    parts.teacher.dispose();
+  }
 });

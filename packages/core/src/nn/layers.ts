@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { attr, type OnnxGraph } from '../onnx/graph.js';
 import type { Rng } from '../rng.js';
-import { Layer, toTorch } from './module.js';
+import { Layer, toTorch, type Module } from './module.js';
 
 export interface Conv2dOptions {
   kernel: number;
@@ -303,3 +303,19 @@ export class ConvBnReLU extends Layer {
     return this.relu.toOnnx(g, this.bn.toOnnx(g, this.conv.toOnnx(g, input, `${prefix}conv.`), `${prefix}bn.`), prefix);
   }
 }
+
+/** Every batch norm's running statistics below `module`, with its momentum, in module order. */
+export function runningStats(module: Module): { variable: tf.Variable; momentum: number }[] {
+  const out: { variable: tf.Variable; momentum: number }[] = [];
+  module.visitModules((m) => {
+    if (m instanceof BatchNorm2d) out.push({ variable: m.runningMean, momentum: m.momentum }, { variable: m.runningVar, momentum: m.momentum });
+  });
+  return out;
+}
+
+/** Set running statistics (as `runningStats` lists them) to host values, e.g. back to a snapshot. */
+export function setRunningStats(stats: { variable: tf.Variable }[], values: Float32Array[]): void {
+  // assign keeps the data, not the tensor: tidy frees the tensor objects
+  tf.tidy(() => stats.forEach(({ variable }, i) => variable.assign(tf.tensor(values[i], variable.shape))));
+}
+

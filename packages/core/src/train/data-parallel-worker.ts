@@ -10,7 +10,8 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend.js';
 import type { Ir2fEvent } from '../events.js';
 import { Rng } from '../rng.js';
-import { replicaState, runningStats, type BatchMessage, type Replica, type ReplicaSpec, type TargetPassMessage } from './data-parallel.js';
+import { runningStats, setRunningStats } from '../nn/layers.js';
+import { replicaState, type BatchMessage, type Replica, type ReplicaSpec, type TargetPassMessage } from './data-parallel.js';
 import { stepPartsFor, TrainConfigSchema, type HostBatch } from './trainer.js';
 import { applyUpdate, stepVariables, targetPass, type StepOptions } from './uda-step.js';
 
@@ -82,6 +83,7 @@ async function handle(m: { type: string } & Record<string, unknown>): Promise<vo
       const source = tensors(batch.source, true);
       const target = tensors(batch.target, o.mode === 'target-oracle');
       r.events.length = 0;
+      setRunningStats(r.stats, m.running as Float32Array[]);
       try {
         const opts: StepOptions = { ...o, ctx: { step: o.ctx.step, training: true, rng: root.fork(`step-${o.ctx.step}`) } };
         const pass = targetPass(parts, { source: source as { image: tf.Tensor4D; labels: tf.Tensor3D }, target }, opts);
@@ -102,7 +104,7 @@ async function handle(m: { type: string } & Record<string, unknown>): Promise<vo
     case 'apply': {
       const grads = m.grads as (Float32Array | null)[];
       const running = m.running as Float32Array[];
-      tf.tidy(() => r.stats.forEach(({ variable }, i) => variable.assign(tf.tensor(running[i], variable.shape))));
+      setRunningStats(r.stats, running);
       const byName = Object.fromEntries(grads.flatMap((g, i) => (g ? [[r.variables[i].name, tf.tensor(g, r.variables[i].shape)]] : [])));
       const o = m.opts as StepOptions;
       applyUpdate(parts, byName, { lr: o.lr, emaMax: o.emaMax, ctx: { step: o.ctx.step, training: true, rng: root } });

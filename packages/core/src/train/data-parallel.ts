@@ -14,7 +14,7 @@ import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import type { Ir2fEvent } from '../events.js';
 import { Ir2fError, type Ir2fErrorCode } from '../errors.js';
-import { BatchNorm2d } from '../nn/layers.js';
+import { runningStats, setRunningStats } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
 import type { AdamW } from '../optim/adamw.js';
 import type { HostBatch } from './trainer.js';
@@ -65,15 +65,6 @@ export interface TargetPassMessage {
   /** Events the worker's parts emitted during the pass (rectifier, rmm, warnings). */
   events: Ir2fEvent[];
   numTensors: number;
-}
-
-/** A batch norm's running statistics with their momentum, in module order. */
-export function runningStats(module: Module): { variable: tf.Variable; momentum: number }[] {
-  const out: { variable: tf.Variable; momentum: number }[] = [];
-  module.visitModules((m) => {
-    if (m instanceof BatchNorm2d) out.push({ variable: m.runningMean, momentum: m.momentum }, { variable: m.runningVar, momentum: m.momentum });
-  });
-  return out;
 }
 
 /**
@@ -171,17 +162,22 @@ export class DataParallelStepper {
 
   /** One iteration: the source pass here, the target pass on the worker, then the same update on both. */
   async step(batch: { host: BatchMessage; tensors: Parameters<typeof sourcePass>[1] }, opts: StepOptions): Promise<UdaStepResult> {
+    // the worker starts from these statistics too, so the merge below holds even after a failed step
     const before = this.stats.map(({ variable }) => toHost(variable));
-    const reply = this.request<TargetPassMessage>({ type: 'step', batch: batch.host, opts: { ...opts, ctx: { step: opts.ctx.step, training: true } } });
+    const reply = this.request<TargetPassMessage>({
+      type: 'step', batch: batch.host, running: before, opts: { ...opts, ctx: { step: opts.ctx.step, training: true } },
+    });
     // keep a rejection from going unhandled while the source pass runs
     reply.catch(() => undefined);
     const t0 = performance.now();
-    const src = sourcePass(this.parts, batch.tensors, opts);
+    let src: PassResult | undefined;
     let tgt: TargetPassMessage;
     try {
+      src = sourcePass(this.parts, batch.tensors, opts);
       tgt = await reply;
     } catch (err) {
-      tf.dispose(Object.values(src.grads));
+      if (src) tf.dispose(Object.values(src.grads));
+      setRunningStats(this.stats, before);
       throw err;
     }
     const tgtPass: PassResult = {
@@ -198,12 +194,12 @@ export class DataParallelStepper {
       losses = stepLosses([src, tgtPass], opts.ctx.step);
     } catch (err) {
       tf.dispose(Object.values(grads));
+      setRunningStats(this.stats, before);
       throw err;
     }
     const t2 = performance.now();
     const running = mergeRunningStats(this.stats, before, tgt.running);
-    // assign keeps the data, not the tensor: tidy frees the tensor objects
-    tf.tidy(() => this.stats.forEach(({ variable }, i) => variable.assign(tf.tensor(running[i], variable.shape))));
+    setRunningStats(this.stats, running);
     const summed = this.variables.map((v) => (grads[v.name] ? toHost(grads[v.name]) : null));
     applyUpdate(this.parts, grads, opts);
     // no reply: the worker applies the same update while this thread goes on to the next batch (messages
