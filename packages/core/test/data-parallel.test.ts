@@ -148,3 +148,18 @@ test.serial('a non-finite loss in either pass stops the step on both replicas be
     parts.teacher.dispose();
   }
 });
+
+test.serial('a replica module that cannot be loaded or built is an error naming it, and nothing is left running', async (t) => {
+  const config = TrainConfigSchema.parse({ steps: 1 });
+  const parts = stepPartsFor(buildReplica(REPLICA.args as never), config);
+  try {
+    const missing = await t.throwsAsync(DataParallelStepper.start({ ...REPLICA, module: '/nonexistent/replica.js' }, { trainConfig: config, backend: 'wasm', threads: 1 }, parts));
+    t.regex(missing!.message, /data-parallel worker: .*\/nonexistent\/replica\.js/);
+    const noExport = await t.throwsAsync(DataParallelStepper.start({ ...REPLICA, export: 'nothingHere' }, { trainConfig: config, backend: 'wasm', threads: 1 }, parts));
+    t.regex(noExport!.message, /has no export 'nothingHere'/);
+  } finally {
+    parts.optimizer.dispose();
+    parts.student.dispose();
+    parts.teacher.dispose();
+  }
+});
