@@ -136,6 +136,7 @@ port.on('message', (m: { type: string } & Record<string, unknown>) => {
     await handle(m);
   }).catch((err: unknown) => {
     failure = err instanceof Error ? err : new Error(String(err));
-    port.postMessage({ type: 'error', message: failure.message, code: (failure as { code?: string }).code });
+    // an ir2f error keeps its code across the thread boundary; anything else is the worker failing
+    port.postMessage({ type: 'error', message: failure.message, code: failure.name === 'Ir2fError' ? (failure as { code?: string }).code : undefined });
   });
 });
