@@ -1,7 +1,8 @@
 /**
  * As an external user installs them: `npm pack` @ir2f/core and one plugin, install just those tarballs (and
  * @tensorflow/tfjs) into a fresh project offline from the npm cache, and train there with a user-written
- * network. Builds the packages first (dist is what the tarballs ship).
+ * network, on one replica and on two (data parallelism from the installed dist: its worker script loads the
+ * user's replica module). Builds the packages first (dist is what the tarballs ship).
  */
 import test from 'ava';
 import { execFile } from 'node:child_process';
@@ -34,11 +35,19 @@ for (const [pkg, name] of [['plugin-inr-rectifier', '@ir2f/plugin-inr-rectifier'
       await run('npm', ['install', '--offline', '--no-audit', '--no-fund', ...tarballs, '@tensorflow/tfjs@4.22.0'], { cwd: app });
       t.deepEqual((await readdir(path.join(app, 'node_modules', '@ir2f'))).sort(), ['core', pkg]);
       await copyFile(path.join(root, 'test', 'fixtures', 'user-app.mjs'), path.join(app, 'app.mjs'));
+      await copyFile(path.join(root, 'test', 'fixtures', 'user-replica.mjs'), path.join(app, 'replica.mjs'));
       const { stdout } = await run(process.execPath, ['app.mjs', name], { cwd: app });
-      const out = JSON.parse(stdout.trim().split('\n').pop()!) as { backend: string; step: number; events: string[] };
+      type Run = { step: number; events: string[]; losses: Record<string, number>[] };
+      const out = JSON.parse(stdout.trim().split('\n').pop()!) as { backend: string; one: Run; two: Run };
       t.is(out.backend, 'wasm');
-      t.is(out.step, 3);
-      t.true(out.events.includes(pkg === 'plugin-rmm' ? 'rmm' : 'rectifier'), out.events.join(', '));
+      // one replica, and two (the installed core's worker script, the user's replica module)
+      for (const r of [out.one, out.two]) {
+        t.is(r.step, 3);
+        t.true(r.events.includes(pkg === 'plugin-rmm' ? 'rmm' : 'rectifier'), r.events.join(', '));
+      }
+      out.one.losses.forEach((l, i) => {
+        for (const [k, v] of Object.entries(l)) t.true(Math.abs(v - out.two.losses[i][k]) <= 1e-5 * Math.max(1, Math.abs(v)), `step ${i + 1} ${k}`);
+      });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
