@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  createPipeline, DataParallelStepper, initBackend, Rng, stepPartsFor, TrainConfigSchema, udaStep,
+  createPipeline, DataParallelStepper, initBackend, Rng, siblingModule, stepPartsFor, TrainConfigSchema, udaStep,
   type HostBatch, type Replica, type TrainMode,
 } from '@ir2f/core';
 import { createModel } from '@ir2f/backbones';
@@ -44,7 +44,7 @@ export async function buildBenchReplica(args: BenchReplicaArgs): Promise<Replica
   return { student, teacher, numClasses: args.numClasses, pipeline };
 }
 
-const BENCH_MODULE = new URL(`./bench-step${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
+const BENCH_MODULE = siblingModule(import.meta.url, 'bench-step');
 
 /** The part of a tf.profile kernel record that `kernelFlops` reads. */
 export interface KernelRecord {

@@ -2,7 +2,7 @@
  * The replica factory of data-parallel training: a worker thread calls `buildReplica(config)` to build the
  * same models and pipeline as the main thread (the main thread then copies its state over).
  */
-import type { Replica } from '@ir2f/core';
+import { siblingModule, type Replica } from '@ir2f/core';
 import type { RunConfig } from './config.js';
 import { buildModels, buildPipeline } from './run-setup.js';
 
@@ -17,4 +17,4 @@ export async function buildReplica(config: RunConfig): Promise<Replica> {
 }
 
 /** This module, as the worker imports it (.ts when running from source). */
-export const REPLICA_MODULE = new URL(`./replica${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
+export const REPLICA_MODULE = siblingModule(import.meta.url, 'replica');

@@ -6,7 +6,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  currentBackend, initBackend, Ir2fError, latestCheckpoint, Tokens, train, writeAtomic, type BackendInfo, type TrainMode, type TrainResult,
+  currentBackend, initBackend, Ir2fError, wasmThreads, latestCheckpoint, Tokens, train, writeAtomic, type BackendInfo, type TrainMode, type TrainResult,
 } from '@ir2f/core';
 import type { RunConfig } from './config.js';
 import { writeCurvesPng } from './curves.js';
@@ -44,9 +44,7 @@ export function replicaPlan(mode: TrainMode, backend: string | undefined, reques
   const hostBackend = backend == null || backend === 'wasm' || backend === 'cpu';
   const workers = mode === 'source-only' ? 1 : (explicit ?? (os.availableParallelism() >= 2 && hostBackend ? 2 : 1));
   if (workers === 1) return { workers, explicit: explicit != null };
-  const envThreads = process.env.IR2F_WASM_THREADS;
-  const total = envThreads != null && envThreads.trim() !== '' ? Number(envThreads) : Math.min(4, os.availableParallelism());
-  return { workers, threads: Math.max(1, Math.floor(total / 2)), explicit: explicit != null };
+  return { workers, threads: Math.max(1, Math.floor(wasmThreads() / 2)), explicit: explicit != null };
 }
 
 export interface TrainRunResult extends TrainResult {

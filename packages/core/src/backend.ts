@@ -39,7 +39,8 @@ export interface BackendOptions {
 /** XNNPACK's pool is capped at 4 threads by tfjs-backend-wasm. */
 const MAX_WASM_THREADS = 4;
 
-function wasmThreads(opts: BackendOptions): number {
+/** The wasm thread count `initBackend` uses: `wasmThreads`, else `IR2F_WASM_THREADS`, else min(4, cores). */
+export function wasmThreads(opts: BackendOptions = {}): number {
   const env = process.env.IR2F_WASM_THREADS;
   const raw = opts.wasmThreads ?? (env != null && env.trim() !== '' ? Number(env) : Math.min(MAX_WASM_THREADS, os.availableParallelism()));
   if (!Number.isInteger(raw) || raw < 1 || raw > MAX_WASM_THREADS) {

@@ -20,7 +20,7 @@ export { createPipeline, type Binding, type Constructor, type Pipeline, type Pip
 export { IdentityRectifier } from './rectifier-identity.js';
 export { Rng, type RngState } from './rng.js';
 export { boundaryMask, ConfusionMatrix, expectedCalibrationError } from './metrics.js';
-export { currentBackend, initBackend, BACKEND_NAMES, type BackendInfo, type BackendName, type BackendOptions } from './backend.js';
+export { currentBackend, initBackend, wasmThreads, BACKEND_NAMES, type BackendInfo, type BackendName, type BackendOptions } from './backend.js';
 export { Ir2fError, type Ir2fErrorCode } from './errors.js';
 export { hasHostKernel, HOST_BACKENDS, registerHostKernel, type HostArray, type HostInput, type HostKernel } from './kernels/host-kernel.js';
 export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';
@@ -31,7 +31,7 @@ export { bilinearMatrix, registerResizeBilinearGradient } from './gradients/resi
 export { stopGradient } from './nn/stop-gradient.js';
 export { Layer, Module, ModuleList, fromTorch, toTorch, torchShape, type ParamLayout, type StateEntry } from './nn/module.js';
 export {
-  BatchNorm2d, Conv2d, ConvBnReLU, Dropout, GELU, LayerNorm, Linear, MaxPool2d, ReLU, resizeTo, runningStats, Sequential, setRunningStats,
+  BatchNorm2d, Conv2d, ConvBnReLU, Dropout, GELU, LayerNorm, Linear, MaxPool2d, ReLU, resizeTo, runningStats, Sequential, setRunningStats, snapshotRunningStats,
   type Conv2dOptions,
 } from './nn/layers.js';
 export { attr, OnnxGraph, unsupportedOp, type Dim, type OnnxAttr } from './onnx/graph.js';
@@ -49,7 +49,7 @@ export {
   type AdamWOptions, type ParamGroup, type ParamRule, type ScheduleOptions,
 } from './optim/adamw.js';
 export {
-  DataParallelStepper, mergeRunningStats, replicaState, type BatchMessage, type Replica, type ReplicaSpec,
+  DataParallelStepper, mergeRunningStats, replicaState, siblingModule, type BatchMessage, type Replica, type ReplicaSpec,
 } from './train/data-parallel.js';
 export {
   applyUpdate, sourcePass, stepVariables, targetPass, type PassResult, type StepOptions,

@@ -4,13 +4,15 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
-  ConfidencePseudoLabeler, createPipeline, initBackend, Ir2fError, readCheckpoint, Rng, train, type HostBatch, type Ir2fEvent,
+  initBackend, Ir2fError, readCheckpoint, Rng, train, type HostBatch, type Ir2fEvent,
   type TrainConfigInput, type TrainData,
 } from '@ir2f/core';
+import { tinyPipeline as corePipeline } from './fixtures/tiny-replica.js';
 import { TinyNet } from './tiny-net.js';
 
 const K = 4;
 const S = 16;
+const tinyPipeline = () => corePipeline(K);
 
 test.before(async () => {
   await initBackend('wasm');
@@ -44,12 +46,6 @@ function data(opts: { nanAt?: number } = {}): TrainData {
   };
 }
 
-/** Core defaults, with a low threshold so that a few steps already keep pseudo-labels. */
-const tinyPipeline = () => createPipeline({
-  require: ['PseudoLabeler', 'Rectifier', 'Loss', 'Mixer', 'EventBus'],
-  decodeHead: { numClasses: K, embeddingChannels: 8, variables: [], forward: () => { throw new Error('unused'); }, dispose() {} },
-  pseudoLabeler: new ConfidencePseudoLabeler({ threshold: 0.3 }),
-});
 
 async function run(config: TrainConfigInput, extra: { workDir?: string; resume?: string; stopAt?: number; nanAt?: number } = {}) {
   const student = new TinyNet(K, 1);

@@ -313,6 +313,11 @@ export function runningStats(module: Module): { variable: tf.Variable; momentum:
   return out;
 }
 
+/** The values of running statistics (as `runningStats` lists them), copied to the host. */
+export function snapshotRunningStats(stats: { variable: tf.Variable }[]): Float32Array[] {
+  return stats.map(({ variable }) => Float32Array.from(variable.dataSync() as Float32Array));
+}
+
 /** Set running statistics (as `runningStats` lists them) to host values, e.g. back to a snapshot. */
 export function setRunningStats(stats: { variable: tf.Variable }[], values: Float32Array[]): void {
   // assign keeps the data, not the tensor: tidy frees the tensor objects

@@ -10,9 +10,11 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend.js';
 import type { Ir2fEvent } from '../events.js';
 import { Rng } from '../rng.js';
-import { runningStats, setRunningStats } from '../nn/layers.js';
-import { replicaState, type BatchMessage, type Replica, type ReplicaSpec, type TargetPassMessage } from './data-parallel.js';
-import { stepPartsFor, TrainConfigSchema, type HostBatch } from './trainer.js';
+import { runningStats, setRunningStats, snapshotRunningStats } from '../nn/layers.js';
+import {
+  buffersOf, gradsFromHost, gradsToHost, replicaState, toHost, type BatchMessage, type Replica, type ReplicaSpec, type TargetPassMessage,
+} from './data-parallel.js';
+import { stepPartsFor, toTensors, TrainConfigSchema } from './trainer.js';
 import { applyUpdate, stepVariables, targetPass, type StepOptions } from './uda-step.js';
 
 interface Init {
@@ -44,15 +46,6 @@ async function build() {
 let ready: ReturnType<typeof build> | undefined;
 let failure: Error | undefined;
 
-function tensors(b: HostBatch, labels: boolean): { image: tf.Tensor4D; labels?: tf.Tensor3D } {
-  return {
-    image: tf.tensor4d(b.images, [b.batchSize, b.height, b.width, 3]),
-    labels: labels && b.labels ? tf.tensor3d(Int32Array.from(b.labels), [b.batchSize, b.height, b.width], 'int32') : undefined,
-  };
-}
-
-const host = (t: tf.Tensor) => Float32Array.from(t.dataSync() as Float32Array);
-
 async function handle(m: { type: string } & Record<string, unknown>): Promise<void> {
   if (m.type === 'hello') {
     ready = build();
@@ -80,22 +73,21 @@ async function handle(m: { type: string } & Record<string, unknown>): Promise<vo
     case 'step': {
       const batch = m.batch as BatchMessage;
       const o = m.opts as StepOptions;
-      const source = tensors(batch.source, true);
-      const target = tensors(batch.target, o.mode === 'target-oracle');
+      const source = toTensors(batch.source, true, 'source');
+      const target = toTensors(batch.target, o.mode === 'target-oracle', 'target');
       r.events.length = 0;
       setRunningStats(r.stats, m.running as Float32Array[]);
       try {
         const opts: StepOptions = { ...o, ctx: { step: o.ctx.step, training: true, rng: root.fork(`step-${o.ctx.step}`) } };
         const pass = targetPass(parts, { source: source as { image: tf.Tensor4D; labels: tf.Tensor3D }, target }, opts);
-        const grads = r.variables.map((v) => (pass.grads[v.name] ? host(pass.grads[v.name]) : null));
+        const grads = gradsToHost(r.variables, pass.grads);
         tf.dispose(Object.values(pass.grads));
-        const running = r.stats.map(({ variable }) => host(variable));
+        const running = snapshotRunningStats(r.stats);
         const reply: TargetPassMessage = {
           type: 'pass', grads, total: pass.total, losses: pass.losses, pseudo: pass.pseudo, teacherMs: pass.teacherMs,
-          rectifierMs: pass.rectifierMs, running, events: [...r.events], numTensors: 0,
+          rectifierMs: pass.rectifierMs, running, events: [...r.events], numTensors: tf.memory().numTensors,
         };
-        reply.numTensors = tf.memory().numTensors;
-        port.postMessage(reply, [...grads, ...running].flatMap((a) => (a ? [a.buffer as ArrayBuffer] : [])));
+        port.postMessage(reply, buffersOf([...grads, ...running]));
       } finally {
         tf.dispose([source.image, ...(source.labels ? [source.labels] : []), target.image, ...(target.labels ? [target.labels] : [])]);
       }
@@ -105,16 +97,15 @@ async function handle(m: { type: string } & Record<string, unknown>): Promise<vo
       const grads = m.grads as (Float32Array | null)[];
       const running = m.running as Float32Array[];
       setRunningStats(r.stats, running);
-      const byName = Object.fromEntries(grads.flatMap((g, i) => (g ? [[r.variables[i].name, tf.tensor(g, r.variables[i].shape)]] : [])));
       const o = m.opts as StepOptions;
-      applyUpdate(parts, byName, { lr: o.lr, emaMax: o.emaMax, ctx: { step: o.ctx.step, training: true, rng: root } });
+      applyUpdate(parts, gradsFromHost(r.variables, grads), { lr: o.lr, emaMax: o.emaMax, ctx: { step: o.ctx.step, training: true, rng: root } });
       return; // no reply: the main thread does not wait for it
     }
     case 'memory':
       port.postMessage({ type: 'memory', numTensors: tf.memory().numTensors });
       return;
     case 'get-state':
-      port.postMessage({ type: 'state', state: replicaState(parts, parts.optimizer).map(host) });
+      port.postMessage({ type: 'state', state: replicaState(parts, parts.optimizer).map(toHost) });
       return;
     case 'close':
       parts.optimizer.dispose();

@@ -14,7 +14,7 @@ import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import type { Ir2fEvent } from '../events.js';
 import { Ir2fError, type Ir2fErrorCode } from '../errors.js';
-import { runningStats, setRunningStats } from '../nn/layers.js';
+import { runningStats, setRunningStats, snapshotRunningStats } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
 import type { AdamW } from '../optim/adamw.js';
 import type { HostBatch } from './trainer.js';
@@ -89,7 +89,29 @@ export function replicaState(parts: Pick<UdaParts, 'student' | 'teacher' | 'rect
   ];
 }
 
-const toHost = (t: tf.Tensor) => Float32Array.from(t.dataSync() as Float32Array);
+/** A float32 tensor's values, copied to the host (a buffer of their own, free to transfer). */
+export const toHost = (t: tf.Tensor): Float32Array => Float32Array.from(t.dataSync() as Float32Array);
+
+/** Gradients by variable name as host arrays in `variables` order (null: not in this pass's graph). */
+export function gradsToHost(variables: tf.Variable[], grads: Record<string, tf.Tensor>): (Float32Array | null)[] {
+  return variables.map((v) => (grads[v.name] ? toHost(grads[v.name]) : null));
+}
+
+/** The inverse of `gradsToHost`, keyed by this replica's variable names. */
+export function gradsFromHost(variables: tf.Variable[], grads: (Float32Array | null)[]): Record<string, tf.Tensor> {
+  return Object.fromEntries(grads.flatMap((g, i) => (g ? [[variables[i].name, tf.tensor(g, variables[i].shape)]] : [])));
+}
+
+/** The buffers of host arrays, to transfer rather than copy. */
+export const buffersOf = (arrays: (Float32Array | null)[]): ArrayBuffer[] => arrays.flatMap((a) => (a ? [a.buffer as ArrayBuffer] : []));
+
+/**
+ * The URL of module `name` next to the module at `importMetaUrl`: `.ts` when that one runs from source
+ * (tsx), `.js` when built. For worker scripts and replica modules, which are loaded by URL.
+ */
+export function siblingModule(importMetaUrl: string, name: string): string {
+  return new URL(`./${name}${importMetaUrl.endsWith('.ts') ? '.ts' : '.js'}`, importMetaUrl).href;
+}
 
 /** Runs each step's target pass on a worker replica while the main thread runs the source pass. */
 export class DataParallelStepper {
@@ -135,7 +157,7 @@ export class DataParallelStepper {
     // registers tsx itself (a worker started from another worker does not inherit its loader) and resolves
     // @ir2f packages to their sources, so that it shares module instances with the script
     const fromSource = import.meta.url.endsWith('.ts');
-    const script = new URL(`./data-parallel-worker${fromSource ? '.ts' : '.js'}`, import.meta.url).href;
+    const script = siblingModule(import.meta.url, 'data-parallel-worker');
     const boot = `const { workerData } = require('node:worker_threads');
       (async () => {
         if (workerData.tsx) (await import(workerData.tsx)).register();
@@ -163,7 +185,7 @@ export class DataParallelStepper {
   /** One iteration: the source pass here, the target pass on the worker, then the same update on both. */
   async step(batch: { host: BatchMessage; tensors: Parameters<typeof sourcePass>[1] }, opts: StepOptions): Promise<UdaStepResult> {
     // the worker starts from these statistics too, so the merge below holds even after a failed step
-    const before = this.stats.map(({ variable }) => toHost(variable));
+    const before = snapshotRunningStats(this.stats);
     const reply = this.request<TargetPassMessage>({
       type: 'step', batch: batch.host, running: before, opts: { ...opts, ctx: { step: opts.ctx.step, training: true } },
     });
@@ -181,7 +203,7 @@ export class DataParallelStepper {
       throw err;
     }
     const tgtPass: PassResult = {
-      grads: Object.fromEntries(tgt.grads.flatMap((g, i) => (g ? [[this.variables[i].name, tf.tensor(g, this.variables[i].shape)]] : []))),
+      grads: gradsFromHost(this.variables, tgt.grads),
       total: tgt.total, losses: tgt.losses, pseudo: tgt.pseudo, teacherMs: tgt.teacherMs, rectifierMs: tgt.rectifierMs,
     };
     for (const e of tgt.events) {
@@ -200,12 +222,12 @@ export class DataParallelStepper {
     const t2 = performance.now();
     const running = mergeRunningStats(this.stats, before, tgt.running);
     setRunningStats(this.stats, running);
-    const summed = this.variables.map((v) => (grads[v.name] ? toHost(grads[v.name]) : null));
+    const summed = gradsToHost(this.variables, grads);
     applyUpdate(this.parts, grads, opts);
     // no reply: the worker applies the same update while this thread goes on to the next batch (messages
     // arrive in order; a failure there answers the next request)
     this.worker.postMessage({ type: 'apply', grads: summed, running, opts: { lr: opts.lr, emaMax: opts.emaMax, ctx: { step: opts.ctx.step } } },
-      [...summed, ...running].flatMap((a) => (a ? [a.buffer as ArrayBuffer] : [])));
+      buffersOf([...summed, ...running]));
     const t3 = performance.now();
     return {
       losses, pseudo: tgt.pseudo,

@@ -135,7 +135,8 @@ function parseConfig(input: TrainConfigInput): TrainConfig {
   return r.data;
 }
 
-function toTensors(b: HostBatch, labels: boolean, what: string): { image: tf.Tensor4D; labels?: tf.Tensor3D } {
+/** A host batch as tensors; `labels` requires them (naming `what` when they are missing). */
+export function toTensors(b: HostBatch, labels: boolean, what: string): { image: tf.Tensor4D; labels?: tf.Tensor3D } {
   if (labels && !b.labels) throw new Ir2fError('INVALID_ARGUMENT', `${what} batches need labels`);
   const image = tf.tensor4d(b.images, [b.batchSize, b.height, b.width, 3]);
   return { image, labels: labels ? tf.tensor3d(Int32Array.from(b.labels!), [b.batchSize, b.height, b.width], 'int32') : undefined };

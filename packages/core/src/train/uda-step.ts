@@ -17,7 +17,7 @@ import type {
 import { pixelCrossEntropy } from '../defaults/loss-weighted-ce.js';
 import { emaAlpha, emaUpdateModule } from '../defaults/ema.js';
 import { Ir2fError } from '../errors.js';
-import { resizeTo, runningStats, setRunningStats } from '../nn/layers.js';
+import { resizeTo, runningStats, setRunningStats, snapshotRunningStats } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
 import type { AdamW } from '../optim/adamw.js';
 
@@ -313,7 +313,7 @@ export function udaStep(parts: UdaParts, batch: UdaBatch, opts: StepOptions): Ud
   const t0 = clock(!!opts.profile, () => []);
   // the forward passes move batch norms' running statistics: a failed step puts them back
   const stats = runningStats(parts.student);
-  const before = stats.map(({ variable }) => Float32Array.from(variable.dataSync() as Float32Array));
+  const before = snapshotRunningStats(stats);
   const passes = [sourcePass(parts, batch, opts), targetPass(parts, batch, opts)];
   const grads = sumGradients(passes);
   const t2 = clock(!!opts.profile, () => Object.values(grads));
