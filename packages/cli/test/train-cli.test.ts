@@ -146,7 +146,10 @@ test.serial('configuration errors name the field, the file or the package', asyn
   t.regex(layout.err, /--source expects <layout>:<dir> with layout one of gta, synthia, cityscapes, acdc, dark_zurich; got 'kitti:\/data'/);
   const notCkpt = await run('eval', '--checkpoint', yaml);
   t.regex(notCkpt.err, /not a readable checkpoint/);
-  for (const r of [bad, plugin, missing, layout, notCkpt]) t.is(r.code, 1);
+  t.teardown(() => delete process.env.IR2F_WORKERS); // the option sets it for this process
+  const workers = await run('--workers', '3', 'train', '--config', 'synth2real', '--work-dir', path.join(dir, 'w3'));
+  t.regex(workers.err, /workers \(IR2F_WORKERS, ir2f --workers\) must be 1 or 2, got '3'/);
+  for (const r of [bad, plugin, missing, layout, notCkpt, workers]) t.is(r.code, 1);
 });
 
 test.serial('ir2f presets and data list print what exists', async (t) => {
@@ -221,6 +224,7 @@ test.serial('a run with the INR rectifier plugin from the config; predict --rect
 
 test.serial('--workers 2 (source and target passes on two replicas) gives the losses of --workers 1: IR2F plugins, drop path, batch norm', async (t) => {
   type Ev = { type: string; losses?: Record<string, number>; gamma?: number; mean?: number };
+  t.teardown(() => delete process.env.IR2F_WORKERS); // --workers sets it for this process
   const losses = async (workers: string) => {
     const work = path.join(dir, `workers-${workers}`);
     const r = await run('--workers', workers, 'train', '--config', 'synth2real', '--source', `gta:${data}/gta`, '--target', `cityscapes:${data}/cityscapes`,
