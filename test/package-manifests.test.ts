@@ -18,6 +18,7 @@ interface Manifest {
   exports: Record<string, Record<string, string>>;
   files: string[];
   dependencies?: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
   peerDependencies?: Record<string, string>;
   peerDependenciesMeta?: Record<string, { optional?: boolean }>;
 }
@@ -32,7 +33,7 @@ async function sources(dir: string): Promise<string[]> {
 /** Bare module names a source file imports (static, side-effect and literal dynamic imports). */
 function importedPackages(text: string): string[] {
   const names = new Set<string>();
-  for (const m of text.matchAll(/(?:\bfrom\s+|\bimport\s+|\bimport\()\s*'([^'.][^']*)'/g)) {
+  for (const m of text.matchAll(/(?:\bfrom\s+|\bimport\s+|\bimport\(|\brequire\()\s*'([^'.][^']*)'/g)) {
     const spec = m[1];
     if (spec.startsWith('node:')) continue;
     names.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]);
@@ -50,7 +51,7 @@ for (const pkg of PACKAGES) {
     const main = m.exports['.'];
     t.is(main.types, './dist/index.d.ts');
     t.is(main.default, './dist/index.js');
-    const ranges = { ...m.dependencies, ...m.peerDependencies };
+    const ranges = { ...m.dependencies, ...m.optionalDependencies, ...m.peerDependencies };
     for (const [dep, range] of Object.entries(ranges)) t.regex(range, /^\d+\.\d+\.\d+$/, `${m.name}: ${dep}@${range} is not an exact version`);
 
     const declared = new Set(Object.keys(ranges));

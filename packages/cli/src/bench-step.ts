@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  createPipeline, DataParallelStepper, initBackend, Rng, siblingModule, stepPartsFor, TrainConfigSchema, udaStep,
+  createPipeline, DataParallelStepper, describeBackend, initBackend, Rng, siblingModule, stepPartsFor, TrainConfigSchema, udaStep,
   type HostBatch, type Replica, type TrainMode,
 } from '@ir2f/core';
 import { createModel } from '@ir2f/backbones';
@@ -153,9 +153,8 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     const record = await tf.profile(() => {
       udaStep(parts, batch, { mode: config.mode, lr: 1e-5, ctx: { step: 300, training: true, rng: root.fork('step-300') } });
     });
-    const threads = backend.threads ? ` (${backend.threads} thread${backend.threads > 1 ? 's' : ''}${workers > 1 ? ' × 2 replicas' : ''})` : '';
     return {
-      backend: `${backend.name}${threads}`, msPerStep: median(plain),
+      backend: `${describeBackend(backend)}${workers > 1 ? ' × 2 replicas' : ''}`, msPerStep: median(plain),
       phases: { teacher: phase('teacher'), student: phase('student'), rectifier: phase('rectifier'), optimizer: phase('optimizer') },
       numTensorsDelta, flops: kernelFlops(record.kernels as unknown as KernelRecord[]),
     };

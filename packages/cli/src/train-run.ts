@@ -6,7 +6,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  currentBackend, initBackend, Ir2fError, wasmThreads, latestCheckpoint, Tokens, train, writeAtomic, type BackendInfo, type TrainMode, type TrainResult,
+  currentBackend, describeBackend, initBackend, Ir2fError, wasmThreads, latestCheckpoint, Tokens, train, writeAtomic, type BackendInfo, type TrainMode, type TrainResult,
 } from '@ir2f/core';
 import type { RunConfig } from './config.js';
 import { writeCurvesPng } from './curves.js';
@@ -104,7 +104,7 @@ export async function runTraining(config: RunConfig, opts: TrainRunOptions): Pro
       bus.emit({ type: 'warning', code: 'NO_FEATURE_DISTANCE', message: 'featureDistance is configured but model.pretrained is not: training without it' });
     }
     const replicas = plan.workers > 1 ? `, 2 replicas (source and target passes in parallel)` : '';
-    if (!opts.quiet) log(`data: ${data.describe}; model ${config.model.preset}; ${backend.name} backend${backend.threads ? ` (${backend.threads} thread${backend.threads > 1 ? 's' : ''})` : ''}${replicas}; work dir ${workDir}`);
+    if (!opts.quiet) log(`data: ${data.describe}; model ${config.model.preset}; ${describeBackend(backend)}${replicas}; work dir ${workDir}`);
     const result = await train({
       config: config.train, runConfig: config, trainConfigPath: 'train', student, teacher, numClasses: config.model.numClasses, pipeline,
       data: data.data, workDir, resume, signal: abort.signal, backend,
@@ -113,7 +113,7 @@ export async function runTraining(config: RunConfig, opts: TrainRunOptions): Pro
     });
     await writeCurvesPng(history, files.curves, `${config.extends ?? config.model.preset}: ${config.train.mode}`);
     const summary = {
-      step: result.step, reason: result.reason, msPerStep: result.msPerStep, checkpoint: result.checkpoint, backend: backend.name, threads: backend.threads,
+      step: result.step, reason: result.reason, msPerStep: result.msPerStep, checkpoint: result.checkpoint, backend: backend.name, threads: backend.threads, dense: backend.dense?.provider,
       workers: plan.workers,
       miou: result.eval && { student: result.eval.student.miou, teacher: result.eval.teacher?.miou },
       perClassIoU: result.eval?.student.perClassIoU, classes: data.classes, classNames: data.classNames,

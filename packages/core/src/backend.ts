@@ -13,6 +13,8 @@ import { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js'
 import { registerReduceGradients } from './gradients/reduce-grads.js';
 import { registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
 import { registerWasmGradientKernels } from './kernels/register-wasm-kernels.js';
+import { denseRuntime, registerDenseKernels, setDenseRuntime } from './kernels/ort-dense-kernels.js';
+import { OrtKernelRuntime } from './kernels/ort-runtime.js';
 import { startThreadedWasm } from './kernels/wasm-threads.js';
 
 export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
@@ -29,12 +31,35 @@ export interface BackendInfo {
   fallback?: { from: BackendName; reason: string };
   /** wasm: XNNPACK's thread count. */
   threads?: number;
+  /**
+   * wasm, cpu: where convolutions and matrix products run: onnxruntime's CPU provider (MLAS, AVX2/AVX-512) on
+   * `threads` threads, or the backend's own kernels, and why.
+   */
+  dense?: { provider: 'onnxruntime'; version: string; threads: number } | { provider: 'backend'; reason: string };
 }
 
 export interface BackendOptions {
   /** wasm threads: 1 is the single-thread build; default `IR2F_WASM_THREADS`, else min(4, available cores). */
   wasmThreads?: number;
+  /**
+   * wasm, cpu: 'onnxruntime' runs convolutions and matrix products on onnxruntime-node (an optional peer);
+   * 'backend' keeps the backend's own. Default `IR2F_DENSE_KERNELS`, else onnxruntime when it loads.
+   */
+  denseKernels?: DenseKernels;
 }
+
+/** One line for logs: the backend, its threads, and where convolutions and matrix products run. */
+export function describeBackend(info: BackendInfo): string {
+  const parts = [
+    ...(info.threads ? [`${info.threads} thread${info.threads > 1 ? 's' : ''}`] : []),
+    ...(info.dense?.provider === 'onnxruntime' ? [`convolutions and matrix products on onnxruntime ${info.dense.version}`]
+      : info.dense ? [`convolutions and matrix products on the backend: ${info.dense.reason}`] : []),
+  ];
+  return `${info.name} backend${parts.length ? ` (${parts.join('; ')})` : ''}`;
+}
+
+export const DENSE_KERNELS = ['onnxruntime', 'backend'] as const;
+export type DenseKernels = (typeof DENSE_KERNELS)[number];
 
 /** XNNPACK's pool is capped at 4 threads by tfjs-backend-wasm. */
 const MAX_WASM_THREADS = 4;
@@ -111,7 +136,7 @@ function quietCpuBanner(): void {
   if (cpu && 'firstUse' in cpu) cpu.firstUse = false;
 }
 
-async function activate(info: BackendInfo): Promise<BackendInfo> {
+async function activateBackend(info: BackendInfo): Promise<BackendInfo> {
   quietCpuBanner();
   const ok = await tf.setBackend(info.name);
   if (!ok || tf.getBackend() !== info.name) {
@@ -119,6 +144,38 @@ async function activate(info: BackendInfo): Promise<BackendInfo> {
   }
   await tf.ready();
   return info;
+}
+
+function denseChoice(opts: BackendOptions): DenseKernels | undefined {
+  const env = process.env.IR2F_DENSE_KERNELS;
+  const raw = opts.denseKernels ?? (env != null && env.trim() !== '' ? env.trim() : undefined);
+  if (raw == null || (DENSE_KERNELS as readonly string[]).includes(raw)) return raw as DenseKernels | undefined;
+  const from = opts.denseKernels != null ? 'denseKernels' : 'IR2F_DENSE_KERNELS';
+  throw new Ir2fError('INVALID_CONFIG', `${from} must be one of ${DENSE_KERNELS.join(', ')}, got '${raw}'`);
+}
+
+/**
+ * Route the host backends' convolutions and matrix products to onnxruntime (wasm: on the backend's threads;
+ * cpu: on `threads`), unless asked not to or it is not installed (then an explicit request is an error).
+ */
+function attachDense(info: BackendInfo, choice: DenseKernels | undefined, threads: number): BackendInfo {
+  if (info.name === 'tensorflow' || choice === 'backend') {
+    setDenseRuntime(undefined);
+    return info.name === 'tensorflow' ? info : { ...info, dense: { provider: 'backend', reason: 'denseKernels: backend' } };
+  }
+  const n = info.threads ?? threads;
+  const current = denseRuntime();
+  const rt = current?.threads === n ? current : OrtKernelRuntime.load(n);
+  if (typeof rt === 'string') {
+    setDenseRuntime(undefined);
+    if (choice === 'onnxruntime') {
+      throw new Ir2fError('BACKEND_NOT_INSTALLED', `denseKernels 'onnxruntime': ${rt}; or set IR2F_DENSE_KERNELS=backend`);
+    }
+    return { ...info, dense: { provider: 'backend', reason: rt } };
+  }
+  registerDenseKernels();
+  setDenseRuntime(rt);
+  return { ...info, dense: { provider: 'onnxruntime', version: rt.version, threads: n } };
 }
 
 function parseName(name: string, source: string): BackendName {
@@ -152,6 +209,8 @@ async function selectBackend(name: string | undefined, opts: BackendOptions): Pr
   registerReduceGradients();
   // a bad thread count is an error, not a reason to fall back to another backend
   const threads = wasmThreads(opts);
+  const dense = denseChoice(opts);
+  const activate = async (info: BackendInfo) => attachDense(await activateBackend(info), dense, threads);
   const requested = name ?? process.env.IR2F_BACKEND;
   const source = name != null ? 'initBackend()' : 'IR2F_BACKEND';
   if (requested != null && requested.trim() !== '') {

@@ -20,7 +20,10 @@ export { createPipeline, type Binding, type Constructor, type Pipeline, type Pip
 export { IdentityRectifier } from './rectifier-identity.js';
 export { Rng, type RngState } from './rng.js';
 export { boundaryMask, ConfusionMatrix, expectedCalibrationError } from './metrics.js';
-export { currentBackend, initBackend, wasmThreads, BACKEND_NAMES, type BackendInfo, type BackendName, type BackendOptions } from './backend.js';
+export {
+  currentBackend, describeBackend, initBackend, wasmThreads, BACKEND_NAMES, DENSE_KERNELS, type BackendInfo, type BackendName, type BackendOptions, type DenseKernels,
+} from './backend.js';
+export { denseKernelCalls, MIN_ELEMENTS, MIN_MACS } from './kernels/ort-dense-kernels.js';
 export { Ir2fError, type Ir2fErrorCode } from './errors.js';
 export { hasHostKernel, HOST_BACKENDS, registerHostKernel, type HostArray, type HostInput, type HostKernel } from './kernels/host-kernel.js';
 export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';

@@ -13,7 +13,8 @@ interface ConvCase {
 }
 
 test.before(async () => {
-  await initBackend('wasm');
+  // ir2f's own wasm kernels: onnxruntime's (tested in dense-kernels.test.ts) would take the large cases
+  await initBackend('wasm', { denseKernels: 'backend' });
 });
 
 /** Randomised shapes: seeded so a failure reproduces. */
@@ -206,4 +207,38 @@ test('GatherV2 on wasm (ir2f: row copies) matches cpu for any axis, float32 and 
     const err = t.throws(() => tf.tidy(() => tf.gather(tf.zeros([4, 2]), tf.tensor1d([1, 4], 'int32')).dataSync()));
     t.regex(err!.message, /index 4 .* outside \[0, 3\]/);
   });
+});
+
+test('Concat and SplitV on wasm (ir2f: a copy per outer row) match cpu on any axis, float32 and int32', async (t) => {
+  const shapes: number[][][] = [[[2, 3, 4, 5], [2, 3, 4, 2]], [[4, 6], [1, 6], [3, 6]], [[2, 5], [2, 0], [2, 3]], [[3, 2, 2], [3, 2, 7]]];
+  for (const parts of shapes) {
+    const axis = parts[0].findIndex((d, i) => parts.some((p) => p[i] !== d));
+    for (const dtype of ['float32', 'int32'] as const) {
+      const run = () => {
+        const ts = parts.map((s, k) => tf.cast(tf.mul(tf.tensor(randomArray(s.reduce((a, b) => a * b, 1), 70 + k), s), 100), dtype));
+        const joined = tf.concat(ts, axis);
+        const back = tf.split(joined, parts.map((p) => p[axis]), axis - joined.rank);
+        return tf.concat([joined.flatten(), ...back.map((b) => b.flatten())]).toFloat();
+      };
+      const { wasm, cpu } = await compare('Concat', run);
+      t.deepEqual(Array.from(wasm), Array.from(cpu), `${JSON.stringify(parts)} ${dtype}`);
+    }
+  }
+  t.true(replacedWasmKernels.has('Concat') && replacedWasmKernels.has('SplitV'));
+});
+
+test('FusedBatchNorm on wasm (ir2f: x·a + b per channel) matches cpu, with and without offset and scale, scalar parameters', async (t) => {
+  const C = 24;
+  const x = () => tf.tensor4d(randomArray(2 * 5 * 7 * C, 81), [2, 5, 7, C]);
+  const p = (seed: number, n = C) => tf.tensor1d(randomArray(n, seed));
+  const cases: [string, () => tf.Tensor][] = [
+    ['all', () => tf.batchNorm(x(), p(82), tf.abs(p(83)), p(84), p(85), 1e-3)],
+    ['no offset/scale', () => tf.batchNorm(x(), p(82), tf.abs(p(83)), undefined, undefined, 1e-5)],
+    ['scalar mean and scale', () => tf.batchNorm(x(), p(86, 1), tf.abs(p(83)), p(84), p(87, 1), 1e-3)],
+  ];
+  for (const [label, run] of cases) {
+    const { wasm, cpu } = await compare('FusedBatchNorm', run);
+    t.true(relativeError(wasm, cpu) <= 1e-5, label);
+  }
+  t.true(replacedWasmKernels.has('FusedBatchNorm'));
 });

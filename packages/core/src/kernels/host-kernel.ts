@@ -5,7 +5,7 @@
  * `hasHostKernel` says the active backend has it, and composes tensor ops elsewhere (webgl, tfjs-node).
  */
 import * as tf from '@tensorflow/tfjs';
-import { asWasm, f32, type KernelArgs } from './wasm-heap.js';
+import { asWasm, type KernelArgs } from './wasm-heap.js';
 
 export type HostArray = Float32Array | Int32Array | Uint8Array;
 
@@ -25,10 +25,30 @@ export interface HostKernel {
 
 /** The backends whose tensor data a JS loop can read and write in place. */
 export const HOST_BACKENDS = ['wasm', 'cpu'] as const;
+export type HostBackend = (typeof HOST_BACKENDS)[number];
 
 interface CpuBackendLike {
   readSync(dataId: object): tf.backend_util.BackendValues;
   makeTensorInfo(shape: number[], dtype: tf.DataType, values?: tf.backend_util.BackendValues): tf.TensorInfo;
+}
+
+/** Tensor data of a host backend as arrays, in place. */
+export interface HostIO {
+  /** A new float32 output. On wasm it may grow (and so detach) the heap: take views after all allocations. */
+  alloc(shape: number[]): tf.TensorInfo;
+  view(t: tf.TensorInfo): HostArray;
+}
+
+export function hostIO(backendName: HostBackend, backend: unknown): HostIO {
+  if (backendName === 'wasm') {
+    const wb = asWasm(backend);
+    return { alloc: (shape) => wb.makeOutput(shape, 'float32'), view: (t) => wb.typedArrayFromHeap(t) };
+  }
+  const cpu = backend as CpuBackendLike;
+  return {
+    alloc: (shape) => cpu.makeTensorInfo(shape, 'float32', new Float32Array(shape.reduce((a, b) => a * b, 1))),
+    view: (t) => cpu.readSync(t.dataId) as HostArray,
+  };
 }
 
 type Infos = Record<string, tf.TensorInfo>;
@@ -37,28 +57,15 @@ function shapesOf(inputs: Infos): Record<string, number[]> {
   return Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, v.shape]));
 }
 
-function wasmKernel(k: HostKernel): tf.KernelFunc {
+function hostKernelFunc(k: HostKernel, backendName: HostBackend): tf.KernelFunc {
   return (({ inputs, backend, attrs }: KernelArgs) => {
-    const wb = asWasm(backend);
+    const io = hostIO(backendName, backend);
     const ins = inputs as Infos;
-    const outs = k.outputShapes(shapesOf(ins), attrs).map((shape) => wb.makeOutput(shape, 'float32'));
+    const outs = k.outputShapes(shapesOf(ins), attrs).map((shape) => io.alloc(shape));
     // views after the allocations: they may have grown (and so detached) the heap
-    const views = Object.fromEntries(Object.entries(ins).map(([name, t]) => [name, { values: wb.typedArrayFromHeap(t), shape: t.shape }]));
-    k.compute(views, outs.map((o) => f32(wb, o)), attrs);
+    const views = Object.fromEntries(Object.entries(ins).map(([name, t]) => [name, { values: io.view(t), shape: t.shape }]));
+    k.compute(views, outs.map((o) => io.view(o) as Float32Array), attrs);
     return outs.length === 1 ? outs[0] : outs;
-  }) as tf.KernelFunc;
-}
-
-function cpuKernel(k: HostKernel): tf.KernelFunc {
-  return (({ inputs, backend, attrs }: KernelArgs) => {
-    const cpu = backend as unknown as CpuBackendLike;
-    const ins = inputs as Infos;
-    const shapes = k.outputShapes(shapesOf(ins), attrs);
-    const outs = shapes.map((shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)));
-    const views = Object.fromEntries(Object.entries(ins).map(([name, t]) => [name, { values: cpu.readSync(t.dataId) as HostArray, shape: t.shape }]));
-    k.compute(views, outs, attrs);
-    const infos = shapes.map((shape, i) => cpu.makeTensorInfo(shape, 'float32', outs[i]));
-    return infos.length === 1 ? infos[0] : infos;
   }) as tf.KernelFunc;
 }
 
@@ -66,7 +73,7 @@ function cpuKernel(k: HostKernel): tf.KernelFunc {
 export function registerHostKernel(k: HostKernel): void {
   for (const backendName of HOST_BACKENDS) {
     if (tf.getKernel(k.name, backendName)) continue;
-    tf.registerKernel({ kernelName: k.name, backendName, kernelFunc: backendName === 'wasm' ? wasmKernel(k) : cpuKernel(k) });
+    tf.registerKernel({ kernelName: k.name, backendName, kernelFunc: hostKernelFunc(k, backendName) });
   }
 }
 

@@ -3,6 +3,8 @@
  * tfjs's own gradient functions (conv2d, depthwiseConv2d, gather) find them like any other kernel.
  */
 import * as tf from '@tensorflow/tfjs';
+import { fusedBatchNormWasm, setOriginalBatchNorm } from './wasm-batch-norm.js';
+import { concatWasm, setOriginalConcat, setOriginalSplitV, splitVWasm } from './wasm-concat-split.js';
 import { conv2DBackpropFilterWasm, conv2DBackpropInputWasm } from './wasm-conv-backprop.js';
 import { depthwiseBackpropFilterWasm, depthwiseBackpropInputWasm } from './wasm-depthwise-backprop.js';
 import { gatherWasm, setOriginalGather } from './wasm-gather.js';
@@ -15,7 +17,8 @@ const IR2F_MARK = Symbol.for('ir2f.kernel');
 
 /**
  * The kernels ir2f registers for `wasm`; `Conv2DBackpropInput`, `BatchMatMul` (transposed operands),
- * `GatherV2`, `Sum` and `Mean` (over leading axes) replace the package's scalar paths; `Identity` its copy.
+ * `GatherV2`, `Sum` and `Mean` (over leading axes), `Concat` and `SplitV` (inner axes) and `FusedBatchNorm` replace
+ * the package's scalar paths; `Identity` its copy.
  */
 export const wasmGradientKernels: readonly tf.KernelConfig[] = [
   { kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilterWasm as tf.KernelFunc },
@@ -35,6 +38,9 @@ export const wasmGradientKernels: readonly tf.KernelConfig[] = [
   { kernelName: 'Sum', backendName: 'wasm', kernelFunc: sumWasm as tf.KernelFunc },
   { kernelName: 'Mean', backendName: 'wasm', kernelFunc: meanWasm as tf.KernelFunc },
   { kernelName: 'Identity', backendName: 'wasm', kernelFunc: identityWasm as tf.KernelFunc },
+  { kernelName: 'Concat', backendName: 'wasm', kernelFunc: concatWasm as tf.KernelFunc },
+  { kernelName: 'SplitV', backendName: 'wasm', kernelFunc: splitVWasm as tf.KernelFunc },
+  { kernelName: 'FusedBatchNorm', backendName: 'wasm', kernelFunc: fusedBatchNormWasm as tf.KernelFunc },
 ].map((c) => Object.assign(c, { [IR2F_MARK]: true }));
 
 /** Kernels of tfjs-backend-wasm that ir2f replaced, kept so that benchmarks can compare against them. */
@@ -51,10 +57,11 @@ export function registerWasmGradientKernels(): void {
     }
     tf.registerKernel(config);
   }
-  // ir2f's BatchMatMul, GatherV2, Sum and Mean hand the cases they do not speed up to the package's own kernels, whose
+  // ir2f's BatchMatMul, GatherV2, Sum, Mean, Concat, SplitV and FusedBatchNorm hand the cases they do not speed up to the package's own kernels, whose
   // setup (binding their wasm functions) must still run: tfjs runs a kernel's setupFunc when the backend starts
   const delegating = [
     ['BatchMatMul', setOriginalBatchMatMul], ['GatherV2', setOriginalGather], ['Sum', setOriginalSum], ['Mean', setOriginalMean],
+    ['Concat', setOriginalConcat], ['SplitV', setOriginalSplitV], ['FusedBatchNorm', setOriginalBatchNorm],
   ] as const;
   for (const [name, setOriginal] of delegating) {
     const orig = replacedWasmKernels.get(name);

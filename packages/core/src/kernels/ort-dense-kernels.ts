@@ -1,0 +1,325 @@
+/**
+ * The dense kernels of a training step (convolutions forward and both gradients, matrix products) on
+ * onnxruntime's CPU provider for the host backends (wasm, cpu), tensors NHWC as in tfjs:
+ *
+ * - `Conv2D`: ONNX Conv between NHWC↔NCHW transposes; a 1×1 stride-1 convolution is one MatMul on the pixels.
+ * - `Conv2DBackpropInput`: ConvTranspose with the filter as its weight ([Co, Ci, kh, kw]); 1×1: dy · Wᵀ.
+ * - `Conv2DBackpropFilter` (stride 1): per filter tap, dW[kh, kw] = x_padᵀ · dy_pad over rows shifted by the
+ *   tap's offset. With x padded and dy zero-padded to the same [Hp, Wp] grid and both flattened to rows, the
+ *   pixel a tap reads for output (h, w) is the row (h, w) plus kh·dh·Wp + kw·dw, so each tap is one GEMM on
+ *   contiguous rows, no im2col; rows that wrap past a line end meet dy's zero padding. Strided: the backend's.
+ * - `BatchMatMul`, `_FusedMatMul` (bias, relu): Gemm with its transposition flags, or a batched MatMul.
+ *
+ * A kernel below `MIN_MACS` multiply-adds (dispatch costs more than it saves), or outside these cases, runs
+ * on the backend's own kernel, which each wrapper keeps.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { attr, OnnxGraph } from '../onnx/graph.js';
+import { HOST_BACKENDS, hostIO, type HostBackend, type HostIO } from './host-kernel.js';
+import type { OrtArray, OrtKernelRuntime } from './ort-runtime.js';
+import type { ConvAttrs, KernelArgs } from './wasm-heap.js';
+
+/** Below this many multiply-adds a kernel stays on the backend (measured: a 2.4M-MAC conv gains ~30%). */
+export const MIN_MACS = 1 << 16;
+
+let runtime: OrtKernelRuntime | undefined;
+const calls: Record<string, number> = {};
+
+/** How many calls of each kernel onnxruntime has run in this thread (the rest ran on the backend). */
+export function denseKernelCalls(): Readonly<Record<string, number>> {
+  return { ...calls };
+}
+
+/** Route the dense kernels to `rt` (undefined: back to the backends' own). */
+export function setDenseRuntime(rt: OrtKernelRuntime | undefined): void {
+  if (runtime !== rt) runtime?.dispose();
+  runtime = rt;
+}
+
+export function denseRuntime(): OrtKernelRuntime | undefined {
+  return runtime;
+}
+
+type Info = tf.TensorInfo;
+type Run = (rt: OrtKernelRuntime, args: KernelArgs, io: HostIO) => Info | undefined;
+
+const NCHW = [0, 3, 1, 2];
+const NHWC = [0, 2, 3, 1];
+/** A tfjs filter [kh, kw, Ci, Co] as ONNX's [Co, Ci, kh, kw]. */
+const OIHW = [3, 2, 0, 1];
+
+const isF32 = (...ts: Info[]) => ts.every((t) => t.dtype === 'float32');
+const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+const key = (...parts: unknown[]) => parts.map((p) => (Array.isArray(p) ? p.join('x') : String(p))).join(':');
+const pair = (v: number | [number, number] | undefined): [number, number] => (Array.isArray(v) ? v : [v ?? 1, v ?? 1]);
+
+/** Run a graph on tensors; the outputs are allocated first (a wasm allocation may move the heap). */
+function runGraph(rt: OrtKernelRuntime, io: HostIO, k: string, build: () => OnnxGraph,
+  inputs: [Info, number[]][], outShape: number[], outDims = outShape): Info {
+  const out = io.alloc(outShape);
+  const arrays: OrtArray[] = inputs.map(([t, dims]) => ({ data: io.view(t) as Float32Array, dims }));
+  rt.run(k, build, arrays, [{ data: io.view(out) as Float32Array, dims: outDims }]);
+  return out;
+}
+
+/** A graph whose inputs are x0, x1, … with the given dims and whose single output is y0. */
+function graph(dims: number[][], body: (g: OnnxGraph, xs: string[]) => string, outDims: number[]): () => OnnxGraph {
+  return () => {
+    const g = new OnnxGraph();
+    const xs = dims.map((d, i) => g.input(`x${i}`, d));
+    const last = body(g, xs);
+    const node = g.nodes[g.nodes.length - 1];
+    if (node.output?.[0] !== last) throw new Error('a dense kernel graph must end with the node of its output');
+    node.output = ['y0'];
+    g.output('y0', outDims);
+    return g;
+  };
+}
+
+const gemm = (transA: boolean, transB: boolean) => ({ transA: attr.int(transA ? 1 : 0), transB: attr.int(transB ? 1 : 0) });
+
+interface ConvCase {
+  info: tf.backend_util.Conv2DInfo;
+  macs: number;
+  /** 1×1, stride 1, no padding: a linear layer on the pixels. */
+  pointwise: boolean;
+  strides: [number, number];
+  dilations: [number, number];
+  /** ONNX order: top, left, bottom, right. */
+  pads: number[];
+}
+
+function convCase(inShape: number[], filterShape: number[], a: ConvAttrs): ConvCase | undefined {
+  if (a.dataFormat != null && a.dataFormat !== 'NHWC' && a.dataFormat !== 'channelsLast') return undefined;
+  const info = tf.backend_util.computeConv2DInfo(inShape as [number, number, number, number],
+    filterShape as [number, number, number, number], a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
+  const { top, left, bottom, right } = info.padInfo;
+  const strides = pair(a.strides);
+  const dilations = pair(a.dilations);
+  return {
+    info, strides, dilations, pads: [top, left, bottom, right],
+    macs: info.batchSize * info.outHeight * info.outWidth * info.outChannels * info.inChannels * info.filterHeight * info.filterWidth,
+    pointwise: info.filterHeight === 1 && info.filterWidth === 1 && strides[0] === 1 && strides[1] === 1
+      && top + left + bottom + right === 0,
+  };
+}
+
+const convAttrs = (c: ConvCase) => ({
+  strides: attr.ints(c.strides), dilations: attr.ints(c.dilations), pads: attr.ints(c.pads),
+});
+
+const conv2D: Run = (rt, { inputs, attrs }, io) => {
+  const { x, filter } = inputs as { x: Info; filter: Info };
+  const c = isF32(x, filter) ? convCase(x.shape, filter.shape, attrs as unknown as ConvAttrs) : undefined;
+  if (!c || c.macs < MIN_MACS) return undefined;
+  const { info } = c;
+  if (c.pointwise) {
+    const N = info.batchSize * info.inHeight * info.inWidth;
+    const dims = [[N, info.inChannels], [info.inChannels, info.outChannels]];
+    return runGraph(rt, io, key('conv1x1', dims), graph(dims, (g, [a, b]) => g.node('MatMul', [a, b]), [N, info.outChannels]),
+      [[x, dims[0]], [filter, dims[1]]], info.outShape, [N, info.outChannels]);
+  }
+  const k = key('conv', x.shape, filter.shape, c.strides, c.dilations, c.pads);
+  return runGraph(rt, io, k, graph([x.shape, filter.shape], (g, [xi, w]) => {
+    const conv = g.node('Conv', [g.node('Transpose', [xi], { perm: attr.ints(NCHW) }), g.node('Transpose', [w], { perm: attr.ints(OIHW) })], convAttrs(c));
+    return g.node('Transpose', [conv], { perm: attr.ints(NHWC) });
+  }, info.outShape), [[x, x.shape], [filter, filter.shape]], info.outShape);
+};
+
+const conv2DBackpropInput: Run = (rt, { inputs, attrs }, io) => {
+  const { dy, filter } = inputs as { dy: Info; filter: Info };
+  const a = attrs as unknown as ConvAttrs & { inputShape: number[] };
+  const c = isF32(dy, filter) ? convCase(a.inputShape, filter.shape, a) : undefined;
+  if (!c || c.macs < MIN_MACS) return undefined;
+  const { info } = c;
+  if (c.pointwise) {
+    const N = info.batchSize * info.inHeight * info.inWidth;
+    const dims = [[N, info.outChannels], [info.inChannels, info.outChannels]];
+    return runGraph(rt, io, key('dx1x1', dims), graph(dims, (g, [d, w]) => g.node('Gemm', [d, w], gemm(false, true)), [N, info.inChannels]),
+      [[dy, dims[0]], [filter, dims[1]]], a.inputShape, [N, info.inChannels]);
+  }
+  const [KH, KW] = [info.filterHeight, info.filterWidth];
+  const [dh, dw] = c.dilations;
+  const [top, left, bottom, right] = c.pads;
+  const flip = (g: OnnxGraph, w: string) => {
+    // [kh, kw, Ci, Co] → [Ci, Co, kh, kw], rotated by 180° (a Slice with step −1 on both spatial axes)
+    const oi = g.node('Transpose', [w], { perm: attr.ints([2, 3, 0, 1]) });
+    return g.node('Slice', [oi, g.int64s('starts', [-1, -1]), g.int64s('ends', [-(2 ** 31), -(2 ** 31)]), g.int64s('axes', [2, 3]), g.int64s('steps', [-1, -1])]);
+  };
+  if (c.strides[0] === 1 && c.strides[1] === 1) {
+    // dx is the stride-1 convolution of dy with the rotated filter (MLAS's Conv is ~2× its ConvTranspose here)
+    const pads = [(KH - 1) * dh - top, (KW - 1) * dw - left, (KH - 1) * dh - bottom, (KW - 1) * dw - right];
+    if (pads.every((p) => p >= 0)) {
+      const k = key('dxconv', dy.shape, filter.shape, c.dilations, pads);
+      return runGraph(rt, io, k, graph([dy.shape, filter.shape], (g, [d, w]) => {
+        const conv = g.node('Conv', [g.node('Transpose', [d], { perm: attr.ints(NCHW) }), flip(g, w)], { dilations: attr.ints(c.dilations), pads: attr.ints(pads) });
+        return g.node('Transpose', [conv], { perm: attr.ints(NHWC) });
+      }, a.inputShape), [[dy, dy.shape], [filter, filter.shape]], a.inputShape);
+    }
+  }
+  // ConvTranspose's output size before output_padding; the rest (< stride) is what a strided forward dropped
+  const base = [
+    c.strides[0] * (info.outHeight - 1) + (KH - 1) * dh + 1 - top - bottom,
+    c.strides[1] * (info.outWidth - 1) + (KW - 1) * dw + 1 - left - right,
+  ];
+  const outputPadding = [info.inHeight - base[0], info.inWidth - base[1]];
+  if (outputPadding.some((p, i) => p < 0 || p >= c.strides[i])) return undefined;
+  const k = key('dx', dy.shape, filter.shape, a.inputShape, c.strides, c.dilations, c.pads);
+  return runGraph(rt, io, k, graph([dy.shape, filter.shape], (g, [d, w]) => {
+    const convT = g.node('ConvTranspose', [g.node('Transpose', [d], { perm: attr.ints(NCHW) }), g.node('Transpose', [w], { perm: attr.ints(OIHW) })],
+      { ...convAttrs(c), output_padding: attr.ints(outputPadding) });
+    return g.node('Transpose', [convT], { perm: attr.ints(NHWC) });
+  }, a.inputShape), [[dy, dy.shape], [filter, filter.shape]], a.inputShape);
+};
+
+const conv2DBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
+  const { x, dy } = inputs as { x: Info; dy: Info };
+  const a = attrs as unknown as ConvAttrs & { filterShape: number[] };
+  const c = isF32(x, dy) ? convCase(x.shape, a.filterShape, a) : undefined;
+  if (!c || c.macs < MIN_MACS || c.strides[0] !== 1 || c.strides[1] !== 1) return undefined;
+  const { info } = c;
+  const [B, H, W, Ci] = x.shape;
+  const Co = info.outChannels;
+  if (c.pointwise) {
+    const dims = [[B * H * W, Ci], [B * H * W, Co]];
+    return runGraph(rt, io, key('dw1x1', dims), graph(dims, (g, [xi, d]) => g.node('Gemm', [xi, d], gemm(true, false)), [Ci, Co]),
+      [[x, dims[0]], [dy, dims[1]]], a.filterShape, [Ci, Co]);
+  }
+  const [top, left, bottom, right] = c.pads;
+  const [Hp, Wp] = [H + top + bottom, W + left + right];
+  const [KH, KW] = [info.filterHeight, info.filterWidth];
+  const [dh, dw] = c.dilations;
+  if (Hp - (KH - 1) * dh !== info.outHeight || Wp - (KW - 1) * dw !== info.outWidth) return undefined;
+  const P = B * Hp * Wp;
+  const rows = P - ((KH - 1) * dh * Wp + (KW - 1) * dw);
+  const k = key('dw', x.shape, dy.shape, a.filterShape, c.dilations, c.pads);
+  return runGraph(rt, io, k, graph([x.shape, dy.shape], (g, [xi, d]) => {
+    const pad = (t: string, p: number[]) => (p.some((v) => v !== 0) ? g.node('Pad', [t, g.int64s('pads', p)]) : t);
+    const xRows = g.node('Reshape', [pad(xi, [0, top, left, 0, 0, bottom, right, 0]), g.int64s('shape', [P, Ci])]);
+    const dyRows = g.node('Reshape', [pad(d, [0, 0, 0, 0, 0, Hp - info.outHeight, Wp - info.outWidth, 0]), g.int64s('shape', [P, Co])]);
+    const slice = (t: string, from: number) => g.node('Slice', [t, g.int64s('starts', [from]), g.int64s('ends', [from + rows]), g.int64s('axes', [0])]);
+    const dyUsed = slice(dyRows, 0);
+    const taps: string[] = [];
+    for (let kh = 0; kh < KH; kh++) {
+      for (let kw = 0; kw < KW; kw++) taps.push(g.node('Gemm', [slice(xRows, kh * dh * Wp + kw * dw), dyUsed], gemm(true, false)));
+    }
+    return g.node('Concat', taps, { axis: attr.int(0) });
+  }, [KH * KW * Ci, Co]), [[x, x.shape], [dy, dy.shape]], a.filterShape, [KH * KW * Ci, Co]);
+};
+
+/**
+ * A (fused) batch matmul's operands as [batch, rows, cols] (tfjs hands the kernel any rank ≥ 2) and its
+ * product's shape; undefined when the batch dimensions broadcast other than one of them being 1 or equal.
+ */
+function matmulCase(a: Info, b: Info, transA: boolean, transB: boolean) {
+  if (a.shape.length < 2 || b.shape.length < 2) return undefined;
+  const batchShapeA = a.shape.slice(0, -2);
+  const batchShapeB = b.shape.slice(0, -2);
+  const [ba, bb] = [count(batchShapeA), count(batchShapeB)];
+  const [ra, ca] = a.shape.slice(-2);
+  const [rb, cb] = b.shape.slice(-2);
+  const [M, K] = transA ? [ca, ra] : [ra, ca];
+  const N = transB ? rb : cb;
+  // the product's batch dims as tfjs broadcasts them; the data layout below needs one side of size 1 or both equal
+  if (ba !== 1 && bb !== 1 && (batchShapeA.length !== batchShapeB.length || batchShapeA.some((d, i) => d !== batchShapeB[i]))) return undefined;
+  const batchShape = tf.backend_util.assertAndGetBroadcastShape(batchShapeA, batchShapeB);
+  const batch = Math.max(ba, bb);
+  return { ba, bb, M, K, N, batch, dimsA: [ba, ra, ca], dimsB: [bb, rb, cb], outShape: [...batchShape, M, N], macs: batch * M * N * K };
+}
+
+const batchMatMul: Run = (rt, { inputs, attrs }, io) => {
+  const { a, b } = inputs as { a: Info; b: Info };
+  const { transposeA: tA, transposeB: tB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
+  const m = isF32(a, b) ? matmulCase(a, b, tA, tB) : undefined;
+  if (!m || m.macs < MIN_MACS) return undefined;
+  if (m.bb === 1 && (m.ba === 1 || !tA)) {
+    // one GEMM: a's batches stacked as rows against the shared b
+    const dims = [m.ba === 1 ? m.dimsA.slice(1) : [m.ba * m.M, m.K], m.dimsB.slice(1)];
+    const outDims = [m.ba * m.M, m.N];
+    return runGraph(rt, io, key('gemm', dims, tA, tB), graph(dims, (g, [x, y]) => g.node('Gemm', [x, y], gemm(tA, tB)), outDims),
+      [[a, dims[0]], [b, dims[1]]], m.outShape, outDims);
+  }
+  const t = (g: OnnxGraph, x: string, yes: boolean) => (yes ? g.node('Transpose', [x], { perm: attr.ints([0, 2, 1]) }) : x);
+  const outDims = [m.batch, m.M, m.N];
+  return runGraph(rt, io, key('bmm', m.dimsA, m.dimsB, tA, tB), graph([m.dimsA, m.dimsB], (g, [x, y]) => g.node('MatMul', [t(g, x, tA), t(g, y, tB)]), outDims),
+    [[a, m.dimsA], [b, m.dimsB]], m.outShape, outDims);
+};
+
+const fusedMatMul: Run = (rt, { inputs, attrs }, io) => {
+  const { a, b, bias, preluActivationWeights } = inputs as { a: Info; b: Info; bias?: Info; preluActivationWeights?: Info };
+  const { transposeA: tA, transposeB: tB, activation } = attrs as unknown as { transposeA: boolean; transposeB: boolean; activation: string };
+  if (preluActivationWeights || (activation !== 'linear' && activation !== 'relu')) return undefined;
+  const m = isF32(a, b, ...(bias ? [bias] : [])) ? matmulCase(a, b, tA, tB) : undefined;
+  // one product with a bias along the columns (a row vector)
+  if (!m || m.batch !== 1 || m.macs < MIN_MACS || (bias && count(bias.shape) !== m.N && count(bias.shape) !== 1)) return undefined;
+  const dims = [m.dimsA.slice(1), m.dimsB.slice(1), ...(bias ? [[count(bias.shape)]] : [])];
+  const outDims = [m.M, m.N];
+  const k = key('fmm', dims, tA, tB, activation);
+  return runGraph(rt, io, k, graph(dims, (g, xs) => {
+    const y = g.node('Gemm', xs, gemm(tA, tB));
+    return activation === 'relu' ? g.node('Relu', [y]) : y;
+  }, outDims), [[a, dims[0]], [b, dims[1]], ...(bias ? [[bias, dims[2]] as [Info, number[]]] : [])], m.outShape, outDims);
+};
+
+/** Below this many elements a transcendental stays on the backend. */
+export const MIN_ELEMENTS = 1 << 14;
+
+/** Element-wise transcendentals: MLAS vectorises them (wasm's Exp costs ~7 ns an element, MLAS's ~1.5). */
+function unary(op: string): Run {
+  return (rt, { inputs }, io) => {
+    const { x } = inputs as { x: Info };
+    const n = count(x.shape);
+    if (x.dtype !== 'float32' || n < MIN_ELEMENTS) return undefined;
+    return runGraph(rt, io, key(op, n), graph([[n]], (g, [xi]) => g.node(op, [xi]), [n]), [[x, [n]]], x.shape, [n]);
+  };
+}
+
+const softmax: Run = (rt, { inputs, attrs }, io) => {
+  const { logits } = inputs as { logits: Info };
+  const { dim } = attrs as unknown as { dim: number };
+  const rank = logits.shape.length;
+  const n = count(logits.shape);
+  if (logits.dtype !== 'float32' || n < MIN_ELEMENTS || (dim !== -1 && dim !== rank - 1)) return undefined;
+  const dims = [n / logits.shape[rank - 1], logits.shape[rank - 1]];
+  return runGraph(rt, io, key('softmax', dims), graph([dims], (g, [xi]) => g.node('Softmax', [xi], { axis: attr.int(1) }), dims),
+    [[logits, dims]], logits.shape, dims);
+};
+
+const DENSE: Record<string, Run> = {
+  Exp: unary('Exp'),
+  Erf: unary('Erf'),
+  Log: unary('Log'),
+  Softmax: softmax,
+  Conv2D: conv2D,
+  Conv2DBackpropInput: conv2DBackpropInput,
+  Conv2DBackpropFilter: conv2DBackpropFilter,
+  BatchMatMul: batchMatMul,
+  _FusedMatMul: fusedMatMul,
+};
+
+const MARK = Symbol.for('ir2f.dense-kernel');
+
+/**
+ * Wrap the host backends' dense kernels (idempotent): each call goes to the runtime set by
+ * `setDenseRuntime` when it covers the case, else to the kernel registered before. Call after the
+ * backend's own kernels (and ir2f's wasm kernels) are registered.
+ */
+export function registerDenseKernels(): void {
+  for (const backendName of HOST_BACKENDS) {
+    for (const [kernelName, run] of Object.entries(DENSE)) {
+      const prev = tf.getKernel(kernelName, backendName) as (tf.KernelConfig & { [MARK]?: boolean }) | undefined;
+      if (!prev || prev[MARK]) continue;
+      tf.unregisterKernel(kernelName, backendName);
+      tf.registerKernel(Object.assign({
+        ...prev,
+        kernelFunc: ((args: KernelArgs) => {
+          const rt = runtime;
+          const out = rt ? run(rt, args, hostIO(backendName as HostBackend, args.backend)) : undefined;
+          if (!out) return prev.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]);
+          calls[kernelName] = (calls[kernelName] ?? 0) + 1;
+          return out;
+        }) as tf.KernelFunc,
+      }, { [MARK]: true }));
+    }
+  }
+}

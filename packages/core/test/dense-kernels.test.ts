@@ -1,0 +1,164 @@
+import test from 'ava';
+import * as tf from '@tensorflow/tfjs';
+import { denseKernelCalls, initBackend, MIN_MACS } from '@ir2f/core';
+import { onBackend, randomArray, relativeError } from './backend-helpers.js';
+
+type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+interface ConvCase {
+  x: [number, number, number, number];
+  filter: [number, number, number, number];
+  strides: [number, number];
+  pad: Pad;
+  dilations: [number, number];
+}
+
+const conv = (x: ConvCase['x'], filter: ConvCase['filter'], strides: [number, number], pad: Pad, dilations: [number, number] = [1, 1]): ConvCase =>
+  ({ x, filter, strides, pad, dilations });
+
+// each above MIN_MACS: 3×3 same, strided on odd sizes, the 7×7/4 patch embedding, dilated, 1×1 (a product),
+// 5×5 valid, asymmetric explicit padding, a padding wider than the filter reach (ConvTranspose path)
+const CONVS: ConvCase[] = [
+  conv([2, 16, 16, 32], [3, 3, 32, 16], [1, 1], 'same'),
+  conv([1, 17, 15, 24], [3, 3, 24, 32], [2, 2], 'same'),
+  conv([1, 64, 64, 3], [7, 7, 3, 16], [4, 4], [[0, 0], [3, 3], [3, 3], [0, 0]]),
+  conv([2, 20, 20, 16], [3, 3, 16, 24], [1, 1], 'same', [2, 2]),
+  conv([2, 16, 16, 64], [1, 1, 64, 32], [1, 1], 'same'),
+  conv([1, 20, 18, 8], [5, 5, 8, 16], [1, 1], 'valid'),
+  conv([2, 12, 14, 16], [3, 3, 16, 16], [1, 1], [[0, 0], [2, 0], [1, 2], [0, 0]]),
+  conv([1, 12, 12, 32], [2, 2, 32, 32], [1, 1], [[0, 0], [3, 3], [3, 3], [0, 0]]),
+];
+
+const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+const outShape = (c: ConvCase) => tf.backend_util.computeConv2DInfo(c.x, c.filter, c.strides, c.dilations, c.pad).outShape;
+const macs = (c: ConvCase) => count(outShape(c)) * c.filter[0] * c.filter[1] * c.filter[2];
+
+/** The three kernels of a case, each with its reference (the cpu backend's kernel, or for a dilated case its gradient). */
+function convKernels(c: ConvCase): Record<string, [() => tf.Tensor, () => tf.Tensor]> {
+  const out = outShape(c);
+  const x = () => tf.tensor4d(randomArray(count(c.x), 1), c.x);
+  const f = () => tf.tensor4d(randomArray(count(c.filter), 2), c.filter);
+  const dy = () => tf.tensor(randomArray(count(out), 3), out);
+  const attrs = { strides: c.strides, pad: c.pad, dilations: c.dilations, dataFormat: 'NHWC' };
+  const dxKernel = () => tf.engine().runKernel('Conv2DBackpropInput', { dy: dy(), filter: f() }, { ...attrs, inputShape: c.x }) as tf.Tensor;
+  const dwKernel = () => tf.engine().runKernel('Conv2DBackpropFilter', { x: x(), dy: dy() }, { ...attrs, filterShape: c.filter }) as tf.Tensor;
+  // tfjs's cpu backprop kernels ignore dilations (its dilated gradients go through space-to-batch)
+  const dilated = c.dilations.some((d) => d > 1);
+  const loss = (xx: tf.Tensor4D, ff: tf.Tensor4D) => tf.sum(tf.mul(tf.conv2d(xx, ff, c.strides, c.pad as 'same', 'NHWC', c.dilations), dy()));
+  const forward = () => tf.engine().runKernel('Conv2D', { x: x(), filter: f() }, attrs) as tf.Tensor;
+  return {
+    Conv2D: [forward, forward],
+    Conv2DBackpropInput: [dxKernel, dilated ? () => tf.grad((xx) => loss(xx as tf.Tensor4D, f()))(x()) : dxKernel],
+    Conv2DBackpropFilter: [dwKernel, dilated ? () => tf.grad((ff) => loss(x(), ff as tf.Tensor4D))(f()) : dwKernel],
+  };
+}
+
+interface MatCase {
+  a: number[];
+  b: number[];
+  ta: boolean;
+  tb: boolean;
+  bias?: number[];
+  activation?: 'linear' | 'relu';
+}
+
+const MATS: MatCase[] = [
+  { a: [300, 64], b: [64, 48], ta: false, tb: false },
+  { a: [64, 300], b: [64, 48], ta: true, tb: false },
+  { a: [300, 64], b: [48, 64], ta: false, tb: true },
+  { a: [64, 300], b: [48, 64], ta: true, tb: true },
+  { a: [4, 100, 40], b: [4, 40, 50], ta: false, tb: false },
+  { a: [4, 40, 100], b: [4, 50, 40], ta: true, tb: true },
+  { a: [1, 100, 40], b: [6, 40, 50], ta: false, tb: false },
+  { a: [6, 100, 40], b: [40, 50], ta: false, tb: false }, // shared b: one product on stacked rows
+  { a: [6, 40, 100], b: [40, 50], ta: true, tb: false },
+  { a: [300, 64], b: [64, 48], ta: false, tb: false, bias: [48], activation: 'relu' },
+  { a: [64, 300], b: [48, 64], ta: true, tb: true, bias: [1, 48], activation: 'linear' },
+];
+
+function matKernel(c: MatCase): () => tf.Tensor {
+  return () => {
+    const a = tf.tensor(randomArray(count(c.a), 4), c.a);
+    const b = tf.tensor(randomArray(count(c.b), 5), c.b);
+    if (!c.bias) return tf.matMul(a, b, c.ta, c.tb);
+    return tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, transposeA: c.ta, transposeB: c.tb,
+      bias: tf.tensor(randomArray(count(c.bias), 6), c.bias), activation: c.activation });
+  };
+}
+
+const UNARY: Record<string, () => tf.Tensor> = {
+  Exp: () => tf.exp(tf.tensor(randomArray(40000, 7), [2, 100, 200])),
+  Erf: () => tf.erf(tf.mul(tf.tensor(randomArray(40000, 8), [40000]), 6)),
+  Log: () => tf.log(tf.add(tf.tensor(randomArray(40000, 9), [200, 200]), 0.6)),
+  Softmax: () => tf.softmax(tf.mul(tf.tensor(randomArray(2 * 64 * 64 * 19, 10), [2, 64, 64, 19]), 8)),
+};
+
+const read = (backend: string, run: () => tf.Tensor) => onBackend(backend, () => tf.tidy(() => {
+  const y = run();
+  return { values: y.dataSync() as Float32Array, shape: y.shape };
+}));
+
+test.serial('convolutions, both their gradients, matrix products and transcendentals on onnxruntime match the backends\' own kernels (wasm threaded and cpu)', async (t) => {
+  const cases: [string, () => tf.Tensor, number, () => tf.Tensor][] = [];
+  for (const c of CONVS) {
+    t.true(macs(c) >= MIN_MACS, `${JSON.stringify(c)} is above the dispatch threshold`);
+    for (const [k, [run, ref]] of Object.entries(convKernels(c))) cases.push([`${k} ${JSON.stringify(c)}`, run, 1e-4, ref]);
+  }
+  for (const c of MATS) cases.push([`matmul ${JSON.stringify(c)}`, matKernel(c), 1e-5, matKernel(c)]);
+  for (const [k, run] of Object.entries(UNARY)) cases.push([k, run, 1e-5, run]);
+
+  // references: the cpu backend's own kernels
+  await initBackend('cpu', { denseKernels: 'backend' });
+  const refs = [];
+  for (const [, , , ref] of cases) refs.push(await read('cpu', ref));
+  const info = await initBackend('wasm', { denseKernels: 'onnxruntime' });
+  t.like(info.dense, { provider: 'onnxruntime', threads: info.threads });
+  const total = () => Object.values(denseKernelCalls()).reduce((a, b) => a + b, 0);
+  for (const backend of ['wasm', 'cpu']) {
+    for (const [i, [label, run, tol]] of cases.entries()) {
+      const before = total();
+      const got = await read(backend, run);
+      t.deepEqual(got.shape, refs[i].shape, `${backend} ${label} shape`);
+      const err = relativeError(got.values, refs[i].values);
+      t.true(err <= tol, `${backend} ${label}: relative error ${err}`);
+      // strided filter gradients stay on the backend (on wasm its im2col products still dispatch)
+      if (!(backend === 'cpu' && /BackpropFilter.*"strides":\[[2-9]/.test(label))) t.true(total() > before, `${backend} ${label} ran on onnxruntime`);
+    }
+  }
+});
+
+test.serial('kernels below the threshold stay on the backend; memory is flat; denseKernels: backend switches onnxruntime off', async (t) => {
+  await initBackend('wasm');
+  const small = conv([1, 6, 6, 4], [3, 3, 4, 4], [1, 1], 'same');
+  t.true(macs(small) < MIN_MACS);
+  const before = denseKernelCalls().Conv2D ?? 0;
+  const [forward] = convKernels(small).Conv2D;
+  const cpu = await read('cpu', forward);
+  t.true(relativeError((await read('wasm', forward)).values, cpu.values) <= 1e-5);
+  t.is(denseKernelCalls().Conv2D ?? 0, before);
+
+  const big = convKernels(CONVS[0]);
+  const step = () => tf.tidy(() => {
+    for (const [run] of Object.values(big)) run().dataSync();
+  });
+  step();
+  const tensors = tf.memory().numTensors;
+  for (let i = 0; i < 3; i++) step();
+  t.is(tf.memory().numTensors, tensors);
+
+  const off = await initBackend('wasm', { denseKernels: 'backend' });
+  t.like(off.dense, { provider: 'backend' });
+  const calls = denseKernelCalls().Conv2D;
+  step();
+  t.is(denseKernelCalls().Conv2D, calls);
+  await initBackend('wasm');
+});
+
+test.serial('a bad IR2F_DENSE_KERNELS is refused, naming the variable and the choices', async (t) => {
+  process.env.IR2F_DENSE_KERNELS = 'mlas';
+  try {
+    const err = await t.throwsAsync(initBackend('wasm'));
+    t.regex(err!.message, /IR2F_DENSE_KERNELS must be one of onnxruntime, backend, got 'mlas'/);
+  } finally {
+    delete process.env.IR2F_DENSE_KERNELS;
+  }
+});
