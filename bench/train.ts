@@ -2,7 +2,9 @@
  * `npm run bench -- train`: one DAFormer-style iteration (batch 2+2) of the small presets at 128² and 256²
  * on tfjs-wasm: one replica on 1 thread and on N threads (XNNPACK's pool), and the default of `ir2f train`
  * on N ≥ 2 cores, two replicas (the source and target passes in parallel) on N/2 threads each; each in a
- * process of its own (the wasm module's threads are fixed per process). Next to it the PyTorch twin running
+ * process of its own (the wasm module's threads are fixed per process). Convolutions, matrix products and
+ * transcendentals run on onnxruntime's MLAS kernels (core's default when onnxruntime-node is installed); the
+ * column "1 thr, wasm kernels" is the same step with IR2F_DENSE_KERNELS=backend (XNNPACK and ir2f's kernels). Next to it the PyTorch twin running
  * the same step (bench/reference/models.py train) on 1 and N threads, as throughput ratios (> 1: tfjs is
  * faster); the iteration's convolution/matmul GFLOP/s against the machine's practical peak (PyTorch's 2048²
  * sgemm); the phases of the default; and the peak RSS of a training process at 256² (target ≤ 2 GiB).
@@ -55,11 +57,14 @@ interface ChildResult extends StepBenchResult {
   maxRssKiB: number;
 }
 
-/** One iteration's timing (and peak RSS) in a fresh process with `threads` wasm threads per replica. */
-function stepInChild(preset: string, size: number, threads: number, inr: boolean, workers = 1, steps = 5): ChildResult {
+/**
+ * One iteration's timing (and peak RSS) in a fresh process with `threads` wasm threads per replica, after 3
+ * warm-up steps (JIT-compiled JS kernels and onnxruntime's sessions settle over the first ones).
+ */
+function stepInChild(preset: string, size: number, threads: number, inr: boolean, workers = 1, dense = 'onnxruntime', steps = 6): ChildResult {
   const child = spawnSync(process.execPath,
     [...process.execArgv, fileURLToPath(import.meta.url), '--step-child', preset, String(size), String(steps), inr ? 'inr' : '', String(workers)],
-    { encoding: 'utf8', env: { ...process.env, IR2F_WASM_THREADS: String(threads) } });
+    { encoding: 'utf8', env: { ...process.env, IR2F_WASM_THREADS: String(threads), IR2F_DENSE_KERNELS: dense } });
   const line = child.stdout.trim().split('\n').pop() ?? '';
   if (child.status !== 0 || !line.startsWith('{')) throw new Error(`bench child failed: ${child.stderr.slice(-500)}`);
   return JSON.parse(line) as ChildResult;
@@ -68,17 +73,18 @@ function stepInChild(preset: string, size: number, threads: number, inr: boolean
 export async function benchTrain(): Promise<void> {
   const peak1 = sgemmPeak(1);
   const peakN = sgemmPeak(THREADS);
-  console.log(`# one DAFormer-style training iteration, batch 2+2: tfjs-wasm on 1 and ${THREADS} threads (XNNPACK), ` +
-    `PyTorch CPU (${debianBlas()}) on the same threads`);
+  console.log(`# one DAFormer-style training iteration, batch 2+2: tfjs-wasm on 1 and ${THREADS} threads with onnxruntime's dense kernels ` +
+    `(and once with XNNPACK's), PyTorch CPU (${debianBlas()}) on the same threads`);
   console.log(`# practical peak (PyTorch 2048² sgemm): ${fmt(peak1 ?? NaN, 0)} GFLOP/s on 1 thread, ${fmt(peakN ?? NaN, 0)} on ${THREADS}\n`);
   const half = Math.max(1, Math.floor(THREADS / 2));
   const rows: (string | number)[][] = [[
-    'preset', 'crop', 'GFLOP/it', 'wasm 1 thr ms', `wasm ${THREADS} thr ms`, `2 replicas × ${half} thr ms`, 'default GFLOP/s',
+    'preset', 'crop', 'GFLOP/it', '1 thr, wasm kernels ms', 'wasm 1 thr ms', `wasm ${THREADS} thr ms`, `2 replicas × ${half} thr ms`, 'default GFLOP/s',
     'torch 1 thr ms', `torch ${THREADS} thr ms`, 'default ÷ torch 1 thr', `default ÷ torch ${THREADS} thr`, 'default ÷ torch best',
   ]];
   const phases: (string | number)[][] = [['preset', 'crop', 'teacher', 'student f+b', 'rectifier', 'optim+EMA']];
   for (const [preset, size, extra] of CASES) {
     const inr = extra === 'inr';
+    const plainWasm = stepInChild(preset, size, 1, inr, 1, 'backend');
     const one = stepInChild(preset, size, 1, inr);
     const many = THREADS > 1 ? stepInChild(preset, size, THREADS, inr) : one;
     const dp = THREADS > 1 ? stepInChild(preset, size, half, inr, 2) : one;
@@ -88,7 +94,7 @@ export async function benchTrain(): Promise<void> {
     const ratio = (w: number, t?: number) => (t ? fmt(t / w, 2) : 'n/a');
     const name = extra ? `${preset} + INR` : preset;
     const best = t1 && tN ? Math.min(t1.ms, tN.ms) : undefined;
-    rows.push([name, `${size}²`, fmt(dp.flops / 1e9, 2), fmt(one.msPerStep, 0), fmt(many.msPerStep, 0), fmt(dp.msPerStep, 0),
+    rows.push([name, `${size}²`, fmt(dp.flops / 1e9, 2), fmt(plainWasm.msPerStep, 0), fmt(one.msPerStep, 0), fmt(many.msPerStep, 0), fmt(dp.msPerStep, 0),
       fmt(dp.flops / dp.msPerStep / 1e6, 1), t1 ? fmt(t1.ms, 0) : 'n/a', tN ? fmt(tN.ms, 0) : 'n/a',
       ratio(dp.msPerStep, t1?.ms), ratio(dp.msPerStep, tN?.ms), ratio(dp.msPerStep, best)]);
     phases.push([name, `${size}²`, ...(['teacher', 'student', 'rectifier', 'optimizer'] as const).map((k) => fmt(dp.phases[k], 0))]);
@@ -97,7 +103,7 @@ export async function benchTrain(): Promise<void> {
   console.log(`\n# phases of the default iteration (2 replicas; ms; profiled steps sync after each phase; teacher and rectifier run in the worker, during the source pass)\n`);
   console.log(table(phases));
   // each replica's wasm heap grows to its own pass's peak: two replicas hold about twice one's
-  const rss = (workers: number) => stepInChild('mit-tiny-daformer', 256, workers > 1 ? half : THREADS, false, workers).maxRssKiB / 1024;
+  const rss = (workers: number) => stepInChild('mit-tiny-daformer', 256, workers > 1 ? half : THREADS, false, workers, 'onnxruntime', 3).maxRssKiB / 1024;
   console.log(`\npeak RSS, mit-tiny-daformer 2+2 at 256² on wasm: ${fmt(rss(1), 0)} MiB with one replica (${THREADS} threads), ` +
     `${fmt(rss(2), 0)} MiB with two (${half} thread each; target ≤ 2048 with one)`);
 }
@@ -106,7 +112,7 @@ if (process.argv[2] === '--step-child') {
   const [preset, size, steps, inr, workers] = process.argv.slice(3);
   const plugins = inr === 'inr' ? [{ package: '@ir2f/plugin-inr-rectifier', options: {} }] : [];
   const r = await benchStep({
-    preset, size: Number(size), batch: 2, steps: Number(steps), backend: 'wasm', plugins, workers: Number(workers), threads: Number(process.env.IR2F_WASM_THREADS ?? 1),
+    preset, size: Number(size), batch: 2, steps: Number(steps), warmup: 3, backend: 'wasm', plugins, workers: Number(workers), threads: Number(process.env.IR2F_WASM_THREADS ?? 1),
   });
   console.log(JSON.stringify({ ...r, maxRssKiB: process.resourceUsage().maxRSS }));
 }
