@@ -1,6 +1,8 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import { denseKernelCalls, initBackend, MIN_MACS } from '@ir2f/core';
+import { OrtKernelRuntime } from '../src/kernels/ort-runtime.js';
+import { OnnxGraph } from '../src/onnx/graph.js';
 import { onBackend, randomArray, relativeError } from './backend-helpers.js';
 
 type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
@@ -23,7 +25,7 @@ const CONVS: ConvCase[] = [
   conv([1, 64, 64, 3], [7, 7, 3, 16], [4, 4], [[0, 0], [3, 3], [3, 3], [0, 0]]),
   conv([2, 20, 20, 16], [3, 3, 16, 24], [1, 1], 'same', [2, 2]),
   conv([2, 16, 16, 64], [1, 1, 64, 32], [1, 1], 'same'),
-  conv([1, 20, 18, 8], [5, 5, 8, 16], [1, 1], 'valid'),
+  conv([1, 40, 38, 8], [5, 5, 8, 16], [1, 1], 'valid'),
   conv([2, 12, 14, 16], [3, 3, 16, 16], [1, 1], [[0, 0], [2, 0], [1, 2], [0, 0]]),
   conv([1, 12, 12, 32], [2, 2, 32, 32], [1, 1], [[0, 0], [3, 3], [3, 3], [0, 0]]),
 ];
@@ -90,6 +92,10 @@ const UNARY: Record<string, () => tf.Tensor> = {
   Erf: () => tf.erf(tf.mul(tf.tensor(randomArray(40000, 8), [40000]), 6)),
   Log: () => tf.log(tf.add(tf.tensor(randomArray(40000, 9), [200, 200]), 0.6)),
   Softmax: () => tf.softmax(tf.mul(tf.tensor(randomArray(2 * 64 * 64 * 19, 10), [2, 64, 64, 19]), 8)),
+  Sum: () => tf.sum(tf.tensor(randomArray(2 * 32 * 32 * 24, 11), [2, 32, 32, 24]), [0, 1, 2]),
+  'Sum (keepDims, inner axis)': () => tf.sum(tf.tensor(randomArray(2 * 32 * 32 * 24, 11), [2, 32, 32, 24]), -1, true),
+  Mean: () => tf.mean(tf.tensor(randomArray(6 * 40 * 50, 12), [6, 40, 50]), [0, 2]),
+  Max: () => tf.max(tf.tensor(randomArray(2 * 64 * 64 * 19, 13), [2, 64 * 64, 19]), 1),
 };
 
 const read = (backend: string, run: () => tf.Tensor) => onBackend(backend, () => tf.tidy(() => {
@@ -105,6 +111,7 @@ test.serial('convolutions, both their gradients, matrix products and transcenden
   }
   for (const c of MATS) cases.push([`matmul ${JSON.stringify(c)}`, matKernel(c), 1e-5, matKernel(c)]);
   for (const [k, run] of Object.entries(UNARY)) cases.push([k, run, 1e-5, run]);
+  // a reduction's own kernel must also be what ran: int32 sums stay on the backend
 
   // references: the cpu backend's own kernels
   await initBackend('cpu', { denseKernels: 'backend' });
@@ -161,4 +168,32 @@ test.serial('a bad IR2F_DENSE_KERNELS is refused, naming the variable and the ch
   } finally {
     delete process.env.IR2F_DENSE_KERNELS;
   }
+});
+
+test('a graph onnxruntime refuses is remembered with its reason, and its kernel stays on the backend', (t) => {
+  const rt = OrtKernelRuntime.load(1);
+  if (typeof rt === 'string') return t.fail(rt);
+  let builds = 0;
+  const bad = () => {
+    builds++;
+    const g = new OnnxGraph();
+    const x = g.input('x0', [4]);
+    g.nodes.push({ opType: 'NoSuchOp', name: 'n', input: [x], output: ['y0'] });
+    g.output('y0', [4]);
+    return g;
+  };
+  t.false(rt.ready('bad', bad));
+  t.false(rt.ready('bad', bad));
+  t.is(builds, 1);
+  t.regex(rt.refused.get('bad') ?? '', /NoSuchOp/);
+  rt.dispose();
+});
+
+test.serial('a filter gradient mostly over padding (dilation 6 on 12×12) goes to the backend\'s im2col and stays exact', async (t) => {
+  await initBackend('wasm');
+  const c = conv([2, 12, 12, 32], [3, 3, 32, 16], [1, 1], 'same', [6, 6]);
+  const [run, ref] = convKernels(c).Conv2DBackpropFilter;
+  const want = await read('cpu', ref);
+  const got = await read('wasm', run);
+  t.true(relativeError(got.values, want.values) <= 1e-4);
 });

@@ -19,6 +19,9 @@ import { HOST_BACKENDS, hostIO, type HostBackend, type HostIO } from './host-ker
 import type { OrtArray, OrtKernelRuntime } from './ort-runtime.js';
 import type { ConvAttrs, KernelArgs } from './wasm-heap.js';
 
+/** The filter gradient's shifted-row GEMMs are used while padded rows are at most this many times the output pixels. */
+const MAX_PADDED_ROWS = 1.5;
+
 /** Below this many multiply-adds a kernel stays on the backend (measured: a 2.4M-MAC conv gains ~30%). */
 export const MIN_MACS = 1 << 16;
 
@@ -53,9 +56,13 @@ const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 const key = (...parts: unknown[]) => parts.map((p) => (Array.isArray(p) ? p.join('x') : String(p))).join(':');
 const pair = (v: number | [number, number] | undefined): [number, number] => (Array.isArray(v) ? v : [v ?? 1, v ?? 1]);
 
-/** Run a graph on tensors; the outputs are allocated first (a wasm allocation may move the heap). */
+/**
+ * Run a graph on tensors (undefined if onnxruntime refused it); the output is allocated before the views are
+ * taken (a wasm allocation may move the heap).
+ */
 function runGraph(rt: OrtKernelRuntime, io: HostIO, k: string, build: () => OnnxGraph,
-  inputs: [Info, number[]][], outShape: number[], outDims = outShape): Info {
+  inputs: [Info, number[]][], outShape: number[], outDims = outShape): Info | undefined {
+  if (!rt.ready(k, build)) return undefined;
   const out = io.alloc(outShape);
   const arrays: OrtArray[] = inputs.map(([t, dims]) => ({ data: io.view(t) as Float32Array, dims }));
   rt.run(k, build, arrays, [{ data: io.view(out) as Float32Array, dims: outDims }]);
@@ -191,6 +198,9 @@ const conv2DBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
   const [dh, dw] = c.dilations;
   if (Hp - (KH - 1) * dh !== info.outHeight || Wp - (KW - 1) * dw !== info.outWidth) return undefined;
   const P = B * Hp * Wp;
+  // the GEMMs run over padded rows: a wide padding on a small map (DeepLab's dilation 24 on 16×16) is mostly
+  // zeros, where the backend's im2col (its products on onnxruntime too) skips the taps that only see padding
+  if (P > MAX_PADDED_ROWS * B * info.outHeight * info.outWidth) return undefined;
   const rows = P - ((KH - 1) * dh * Wp + (KW - 1) * dw);
   const k = key('dw', x.shape, dy.shape, a.filterShape, c.dilations, c.pads);
   return runGraph(rt, io, k, graph([x.shape, dy.shape], (g, [xi, d]) => {
@@ -285,7 +295,33 @@ const softmax: Run = (rt, { inputs, attrs }, io) => {
     [[logits, dims]], logits.shape, dims);
 };
 
+/** Reductions: MLAS's are ~5× the JS row loops (and the package's scalar paths) on [2048, 256] over rows. */
+function reduce(op: 'ReduceSum' | 'ReduceMean' | 'ReduceMax'): Run {
+  return (rt, { inputs, attrs }, io) => {
+    const { x } = inputs as { x: Info };
+    // Sum and Mean name their axes `axis`, Max `reductionIndices`; null: all of them
+    const a = attrs as unknown as { axis?: number | number[] | null; reductionIndices?: number | number[] | null; keepDims: boolean };
+    const axis = op === 'ReduceMax' ? a.reductionIndices : a.axis;
+    const keepDims = a.keepDims;
+    if (x.dtype !== 'float32' || count(x.shape) < MIN_REDUCE_ELEMENTS || x.shape.length === 0) return undefined;
+    const axes = [...new Set(tf.util.parseAxisParam(axis ?? x.shape.map((_, i) => i), x.shape))].sort((a, b) => a - b);
+    if (axes.length === 0) return undefined;
+    const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+    const outShape = keepDims ? kept : x.shape.filter((_, i) => !axes.includes(i));
+    // opset 17: ReduceSum takes its axes as an input, the others as an attribute
+    return runGraph(rt, io, key(op, x.shape, axes), graph([x.shape], (g, [xi]) => (op === 'ReduceSum'
+      ? g.node(op, [xi, g.int64s('axes', axes)], { keepdims: attr.int(1) })
+      : g.node(op, [xi], { axes: attr.ints(axes), keepdims: attr.int(1) })), kept), [[x, x.shape]], outShape, kept);
+  };
+}
+
+/** Below this many elements a reduction stays on the backend. */
+const MIN_REDUCE_ELEMENTS = 4096;
+
 const DENSE: Record<string, Run> = {
+  Sum: reduce('ReduceSum'),
+  Mean: reduce('ReduceMean'),
+  Max: reduce('ReduceMax'),
   Exp: unary('Exp'),
   Erf: unary('Erf'),
   Log: unary('Log'),

@@ -64,6 +64,7 @@ const MAX_SESSIONS = 512;
 
 export class OrtKernelRuntime {
   private readonly sessions = new Map<string, NativeSession>();
+  private readonly refusals = new Map<string, string>();
   /** Bounce buffers for arrays on a SharedArrayBuffer (threaded wasm heap), which the binding refuses. */
   private bounce = new Float32Array(0);
 
@@ -80,9 +81,27 @@ export class OrtKernelRuntime {
   }
 
   /**
-   * Run the graph cached under `key` (built by `build` on first use) with `inputs` fed in graph input order
-   * and the results written into `outputs`' arrays.
+   * Whether the graph for `key` has a session (built by `build` on first use). A graph onnxruntime refuses
+   * is remembered with its reason (`refused`), and its kernel stays on the backend.
    */
+  ready(key: string, build: () => OnnxGraph): boolean {
+    if (this.sessions.has(key)) return true;
+    if (this.refusals.has(key)) return false;
+    try {
+      this.session(key, build);
+      return true;
+    } catch (err) {
+      this.refusals.set(key, (err as Error).message);
+      return false;
+    }
+  }
+
+  /** Kernel signatures onnxruntime refused, with its reasons. */
+  get refused(): ReadonlyMap<string, string> {
+    return this.refusals;
+  }
+
+  /** Run the graph of a `ready` key with `inputs` fed in graph input order, writing `outputs`' arrays. */
   run(key: string, build: () => OnnxGraph, inputs: OrtArray[], outputs: OrtArray[]): void {
     const session = this.session(key, build);
     const shared = [...inputs, ...outputs].filter((a) => a.data.buffer instanceof SharedArrayBuffer);
