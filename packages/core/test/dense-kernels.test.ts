@@ -54,6 +54,24 @@ function convKernels(c: ConvCase): Record<string, [() => tf.Tensor, () => tf.Ten
   };
 }
 
+/** The depthwise filter gradient (multiplier 1) of a case, and its reference (the gradient on cpu). */
+function depthwiseFilterGrad(c: ConvCase): [() => tf.Tensor, () => tf.Tensor] {
+  const out = tf.backend_util.computeConv2DInfo(c.x, c.filter, c.strides, c.dilations, c.pad, undefined, true).outShape;
+  const x = () => tf.tensor4d(randomArray(count(c.x), 14), c.x);
+  const dy = () => tf.tensor(randomArray(count(out), 15), out);
+  const kernel = () => tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x: x(), dy: dy() },
+    { strides: c.strides, pad: c.pad, dilations: c.dilations, dataFormat: 'NHWC', filterShape: c.filter }) as tf.Tensor;
+  const grad = () => tf.grad((f) => tf.sum(tf.mul(tf.depthwiseConv2d(x(), f as tf.Tensor4D, c.strides, c.pad as 'same', 'NHWC', c.dilations), dy())))(
+    tf.tensor4d(randomArray(count(c.filter), 16), c.filter));
+  return [kernel, grad];
+}
+
+const DEPTHWISE: ConvCase[] = [
+  conv([2, 16, 16, 32], [3, 3, 32, 1], [1, 1], 'same'),
+  conv([2, 33, 31, 32], [3, 3, 32, 1], [2, 2], 'same'),
+  conv([2, 32, 32, 16], [3, 3, 16, 1], [1, 1], 'same', [6, 6]),
+];
+
 interface MatCase {
   a: number[];
   b: number[];
@@ -103,11 +121,15 @@ const read = (backend: string, run: () => tf.Tensor) => onBackend(backend, () =>
   return { values: y.dataSync() as Float32Array, shape: y.shape };
 }));
 
-test.serial('convolutions, both their gradients, matrix products and transcendentals on onnxruntime match the backends\' own kernels (wasm threaded and cpu)', async (t) => {
+test.serial('convolutions, both their gradients, the depthwise filter gradient, matrix products, transcendentals and reductions on onnxruntime match the backends\' own kernels (wasm threaded and cpu)', async (t) => {
   const cases: [string, () => tf.Tensor, number, () => tf.Tensor][] = [];
   for (const c of CONVS) {
     t.true(macs(c) >= MIN_MACS, `${JSON.stringify(c)} is above the dispatch threshold`);
     for (const [k, [run, ref]] of Object.entries(convKernels(c))) cases.push([`${k} ${JSON.stringify(c)}`, run, 1e-4, ref]);
+  }
+  for (const c of DEPTHWISE) {
+    const [run, ref] = depthwiseFilterGrad(c);
+    cases.push([`depthwise filter gradient ${JSON.stringify(c)}`, run, 1e-4, ref]);
   }
   for (const c of MATS) cases.push([`matmul ${JSON.stringify(c)}`, matKernel(c), 1e-5, matKernel(c)]);
   for (const [k, run] of Object.entries(UNARY)) cases.push([k, run, 1e-5, run]);

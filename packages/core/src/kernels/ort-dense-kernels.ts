@@ -1,23 +1,27 @@
 /**
- * The dense kernels of a training step (convolutions forward and both gradients, matrix products) on
- * onnxruntime's CPU provider for the host backends (wasm, cpu), tensors NHWC as in tfjs:
+ * The heavy kernels of a training step on onnxruntime's CPU provider for the host backends (wasm, cpu),
+ * tensors NHWC as in tfjs:
  *
  * - `Conv2D`: ONNX Conv between NHWC↔NCHW transposes; a 1×1 stride-1 convolution is one MatMul on the pixels.
- * - `Conv2DBackpropInput`: ConvTranspose with the filter as its weight ([Co, Ci, kh, kw]); 1×1: dy · Wᵀ.
+ * - `Conv2DBackpropInput`: stride 1, the convolution of dy with the filter rotated by 180° (MLAS's Conv runs
+ *   ~2× its ConvTranspose); strided, ConvTranspose with the filter as its weight; 1×1: dy · Wᵀ.
  * - `Conv2DBackpropFilter` (stride 1): per filter tap, dW[kh, kw] = x_padᵀ · dy_pad over rows shifted by the
  *   tap's offset. With x padded and dy zero-padded to the same [Hp, Wp] grid and both flattened to rows, the
  *   pixel a tap reads for output (h, w) is the row (h, w) plus kh·dh·Wp + kw·dw, so each tap is one GEMM on
- *   contiguous rows, no im2col; rows that wrap past a line end meet dy's zero padding. Strided: the backend's.
+ *   contiguous rows, no im2col; rows that wrap past a line end meet dy's zero padding. Strided, or mostly
+ *   padding: the backend's kernel.
+ * - `DepthwiseConv2dNativeBackpropFilter`: per tap, a product and a reduction over the valid rectangle.
  * - `BatchMatMul`, `_FusedMatMul` (bias, relu): Gemm with its transposition flags, or a batched MatMul.
+ * - `Exp`, `Erf`, `Log`, `Softmax`, `Sum`, `Mean`, `Max`: MLAS's vectorised loops.
  *
- * A kernel below `MIN_MACS` multiply-adds (dispatch costs more than it saves), or outside these cases, runs
- * on the backend's own kernel, which each wrapper keeps.
+ * A kernel below its size threshold (dispatch costs more than it saves), or outside these cases, runs on
+ * the backend's own kernel, which each wrapper keeps.
  */
 import * as tf from '@tensorflow/tfjs';
 import { attr, OnnxGraph } from '../onnx/graph.js';
 import { HOST_BACKENDS, hostIO, type HostBackend, type HostIO } from './host-kernel.js';
 import type { OrtArray, OrtKernelRuntime } from './ort-runtime.js';
-import type { ConvAttrs, KernelArgs } from './wasm-heap.js';
+import { validOutputRange, type ConvAttrs, type KernelArgs } from './wasm-heap.js';
 
 /** The filter gradient's shifted-row GEMMs are used while padded rows are at most this many times the output pixels. */
 const MAX_PADDED_ROWS = 1.5;
@@ -218,6 +222,47 @@ const conv2DBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
 };
 
 /**
+ * The depthwise filter gradient (channel multiplier 1): per tap, dW[kh, kw, c] = Σ x·dy over the output
+ * rectangle whose input pixels for that tap lie inside the image (strided slices of x and dy, one product,
+ * one reduction); taps that only see padding are zero. MLAS's vectorised passes run ~2× the JS loop.
+ */
+const depthwiseBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
+  const { x, dy } = inputs as { x: Info; dy: Info };
+  const a = attrs as unknown as ConvAttrs & { filterShape: number[] };
+  if (!isF32(x, dy) || a.filterShape[3] !== 1 || (a.dataFormat != null && a.dataFormat !== 'NHWC' && a.dataFormat !== 'channelsLast')) return undefined;
+  const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number],
+    a.filterShape as [number, number, number, number], a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode, true, 'channelsLast');
+  const { batchSize: B, inHeight: H, inWidth: W, outHeight: OH, outWidth: OW, filterHeight: KH, filterWidth: KW } = info;
+  const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
+  const C = info.inChannels;
+  if (B * OH * OW * C * KH * KW < MIN_MACS) return undefined;
+  const { top, left } = info.padInfo;
+  const taps: ({ h: [number, number]; w: [number, number]; ih: number; iw: number } | undefined)[] = [];
+  for (let kh = 0; kh < KH; kh++) {
+    for (let kw = 0; kw < KW; kw++) {
+      const h = validOutputRange(OH, H, sh, kh * dh - top);
+      const w = validOutputRange(OW, W, sw, kw * dw - left);
+      taps.push(h[1] > h[0] && w[1] > w[0] ? { h, w, ih: h[0] * sh + kh * dh - top, iw: w[0] * sw + kw * dw - left } : undefined);
+    }
+  }
+  const k = key('dwdepthwise', x.shape, dy.shape, a.filterShape, [sh, sw, dh, dw, top, left]);
+  const outDims = [KH * KW * C];
+  return runGraph(rt, io, k, graph([x.shape, dy.shape], (g, [xi, d]) => {
+    const ints = (base: string, v: number[]) => g.int64s(base, v);
+    const sums = taps.map((t) => {
+      if (!t) return g.floats('zeros', new Float32Array(C), [C]);
+      const [oh0, oh1] = t.h;
+      const [ow0, ow1] = t.w;
+      const xs = g.node('Slice', [xi, ints('starts', [t.ih, t.iw]), ints('ends', [t.ih + (oh1 - oh0 - 1) * sh + 1, t.iw + (ow1 - ow0 - 1) * sw + 1]),
+        ints('axes', [1, 2]), ints('steps', [sh, sw])]);
+      const ds = g.node('Slice', [d, ints('starts', [oh0, ow0]), ints('ends', [oh1, ow1]), ints('axes', [1, 2])]);
+      return g.node('ReduceSum', [g.node('Mul', [xs, ds]), ints('axes', [0, 1, 2])], { keepdims: attr.int(0) });
+    });
+    return g.node('Concat', sums, { axis: attr.int(0) });
+  }, outDims), [[x, x.shape], [dy, dy.shape]], a.filterShape, outDims);
+};
+
+/**
  * A (fused) batch matmul's operands as [batch, rows, cols] (tfjs hands the kernel any rank ≥ 2) and its
  * product's shape; undefined when the batch dimensions broadcast other than one of them being 1 or equal.
  */
@@ -319,6 +364,7 @@ function reduce(op: 'ReduceSum' | 'ReduceMean' | 'ReduceMax'): Run {
 const MIN_REDUCE_ELEMENTS = 4096;
 
 const DENSE: Record<string, Run> = {
+  DepthwiseConv2dNativeBackpropFilter: depthwiseBackpropFilter,
   Sum: reduce('ReduceSum'),
   Mean: reduce('ReduceMean'),
   Max: reduce('ReduceMax'),
