@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { BACKEND_NAMES, Ir2fError } from '@ir2f/core';
+import { BACKEND_NAMES, describeBackend, Ir2fError } from '@ir2f/core';
 import { EMBEDDED_BENCHMARKS } from '@ir2f/datasets';
 import { benchStep } from './bench-step.js';
 import { loadRawConfig, parseDataArg, resolveConfig } from './config.js';
@@ -42,7 +42,7 @@ export function buildProgram(io: CliIo = {}): Command {
     .exitOverride()
     .configureOutput({ writeOut: (s) => log(s.trimEnd()), writeErr: (s) => error(s.trimEnd()) })
     .showHelpAfterError()
-    .option('--threads <n>', 'wasm backend threads, 1–4 (default: IR2F_WASM_THREADS, else min(4, cores); 1 = the single-thread build)',
+    .option('--threads <n>', 'threads per replica, 1–4: onnxruntime\'s dense kernels, else the wasm build\'s (default: IR2F_WASM_THREADS, else min(4, cores))',
       positiveInt('--threads'))
     .option('--workers <n>', 'training replicas, 1 or 2 (default: IR2F_WORKERS, else 2 on 2+ cores: the source and target passes of a step in parallel)',
       positiveInt('--workers'))
@@ -71,7 +71,7 @@ export function buildProgram(io: CliIo = {}): Command {
       const name = config.extends ?? path.basename(o.config).replace(/\.(json|ya?ml)$/i, '');
       const r = await runTraining(config, { workDir: o.workDir ?? path.join('work_dirs', name), resume: o.resume, log, tty: io.tty });
       const miou = r.eval ? `; target mIoU student ${pct(r.eval.student.miou)}${r.eval.teacher ? `, teacher ${pct(r.eval.teacher.miou)}` : ''}` : '';
-      log(`${r.reason === 'completed' ? 'done' : 'interrupted'} at step ${r.step} (${r.msPerStep.toFixed(0)} ms/it on ${r.backend.name}${r.backend.threads ? `, ${r.backend.threads} thread${r.backend.threads > 1 ? 's' : ''}` : ''})${miou}`);
+      log(`${r.reason === 'completed' ? 'done' : 'interrupted'} at step ${r.step} (${r.msPerStep.toFixed(0)} ms/it on ${describeBackend(r.backend)})${miou}`);
       log(`checkpoint ${r.checkpoint ?? '(none)'}; curves ${r.files.curves}; log ${r.files.events}`);
     });
 

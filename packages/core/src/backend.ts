@@ -2,8 +2,10 @@
  * Backend resolution, in the tfjs model of "the best backend that initialises": `tensorflow` (native
  * libtensorflow through @tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node; optional peers, loaded only
  * if installed) → `wasm` (the embedded default) → `cpu`. `IR2F_BACKEND` picks one when no name is passed.
- * wasm runs XNNPACK on min(4, cores) threads (`IR2F_WASM_THREADS` or `wasmThreads` forces a count; 1 is the
- * single-thread build).
+ * Convolutions, matrix products and a few more kernels of wasm and cpu run on onnxruntime's CPU provider when
+ * onnxruntime-node is installed (`ort-dense-kernels.ts`), on min(4, cores) threads (`IR2F_WASM_THREADS` or
+ * `wasmThreads` forces a count), wasm then on its single-thread build; without it wasm runs XNNPACK on those
+ * threads (1 is the single-thread build).
  */
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
@@ -39,7 +41,10 @@ export interface BackendInfo {
 }
 
 export interface BackendOptions {
-  /** wasm threads: 1 is the single-thread build; default `IR2F_WASM_THREADS`, else min(4, available cores). */
+  /**
+   * The run's threads: onnxruntime's when it runs the dense kernels (wasm then takes its single-thread
+   * build), else XNNPACK's (1 is the single-thread build). Default `IR2F_WASM_THREADS`, else min(4, cores).
+   */
   wasmThreads?: number;
   /**
    * wasm, cpu: 'onnxruntime' runs convolutions and matrix products on onnxruntime-node (an optional peer);
@@ -52,7 +57,8 @@ export interface BackendOptions {
 export function describeBackend(info: BackendInfo): string {
   const parts = [
     ...(info.threads ? [`${info.threads} thread${info.threads > 1 ? 's' : ''}`] : []),
-    ...(info.dense?.provider === 'onnxruntime' ? [`convolutions and matrix products on onnxruntime ${info.dense.version}`]
+    ...(info.dense?.provider === 'onnxruntime'
+      ? [`convolutions and matrix products on onnxruntime ${info.dense.version}, ${info.dense.threads} thread${info.dense.threads > 1 ? 's' : ''}`]
       : info.dense ? [`convolutions and matrix products on the backend: ${info.dense.reason}`] : []),
   ];
   return `${info.name} backend${parts.length ? ` (${parts.join('; ')})` : ''}`;
@@ -155,27 +161,32 @@ function denseChoice(opts: BackendOptions): DenseKernels | undefined {
 }
 
 /**
- * Route the host backends' convolutions and matrix products to onnxruntime (wasm: on the backend's threads;
- * cpu: on `threads`), unless asked not to or it is not installed (then an explicit request is an error).
+ * Route the host backends' convolutions and matrix products to onnxruntime on the run's `threads`, unless
+ * asked not to or it is not installed (then an explicit request is an error).
  */
-function attachDense(info: BackendInfo, choice: DenseKernels | undefined, threads: number): BackendInfo {
+function attachDense(info: BackendInfo, choice: DenseKernels | undefined, threads: number, rt: OrtKernelRuntime | string): BackendInfo {
   if (info.name === 'tensorflow' || choice === 'backend') {
     setDenseRuntime(undefined);
     return info.name === 'tensorflow' ? info : { ...info, dense: { provider: 'backend', reason: 'denseKernels: backend' } };
   }
-  const n = info.threads ?? threads;
-  const current = denseRuntime();
-  const rt = current?.threads === n ? current : OrtKernelRuntime.load(n);
   if (typeof rt === 'string') {
     setDenseRuntime(undefined);
-    if (choice === 'onnxruntime') {
-      throw new Ir2fError('BACKEND_NOT_INSTALLED', `denseKernels 'onnxruntime': ${rt}; or set IR2F_DENSE_KERNELS=backend`);
-    }
     return { ...info, dense: { provider: 'backend', reason: rt } };
   }
   registerDenseKernels();
   setDenseRuntime(rt);
-  return { ...info, dense: { provider: 'onnxruntime', version: rt.version, threads: n } };
+  return { ...info, dense: { provider: 'onnxruntime', version: rt.version, threads } };
+}
+
+/** onnxruntime on `threads` (the current runtime if it has them), or why not; an explicit request must load. */
+function denseRuntimeFor(choice: DenseKernels | undefined, threads: number): OrtKernelRuntime | string {
+  if (choice === 'backend') return 'denseKernels: backend';
+  const current = denseRuntime();
+  const rt = current?.threads === threads ? current : OrtKernelRuntime.load(threads);
+  if (typeof rt === 'string' && choice === 'onnxruntime') {
+    throw new Ir2fError('BACKEND_NOT_INSTALLED', `denseKernels 'onnxruntime': ${rt}; or set IR2F_DENSE_KERNELS=backend`);
+  }
+  return rt;
 }
 
 function parseName(name: string, source: string): BackendName {
@@ -210,7 +221,11 @@ async function selectBackend(name: string | undefined, opts: BackendOptions): Pr
   // a bad thread count is an error, not a reason to fall back to another backend
   const threads = wasmThreads(opts);
   const dense = denseChoice(opts);
-  const activate = async (info: BackendInfo) => attachDense(await activateBackend(info), dense, threads);
+  const rt = denseRuntimeFor(dense, threads);
+  const activate = async (info: BackendInfo) => attachDense(await activateBackend(info), dense, threads, rt);
+  // with onnxruntime running the heavy kernels on the run's threads, wasm takes the single-thread build: its
+  // threaded build's heap is a SharedArrayBuffer, which would cost a copy in and out of every such kernel
+  const wasmBuildThreads = typeof rt === 'string' ? threads : 1;
   const requested = name ?? process.env.IR2F_BACKEND;
   const source = name != null ? 'initBackend()' : 'IR2F_BACKEND';
   if (requested != null && requested.trim() !== '') {
@@ -224,7 +239,7 @@ async function selectBackend(name: string | undefined, opts: BackendOptions): Pr
       }
       return activate(info);
     }
-    if (want === 'wasm') return activate(await loadWasm(threads));
+    if (want === 'wasm') return activate(await loadWasm(wasmBuildThreads));
     return activate(CPU);
   }
   // automatic: a backend that is installed but fails to start is skipped, and the reason kept
@@ -236,7 +251,7 @@ async function selectBackend(name: string | undefined, opts: BackendOptions): Pr
     fallback = { from: 'tensorflow', reason: (err as Error).message };
   }
   try {
-    return { ...(await activate(await loadWasm(threads))), ...(fallback && { fallback }) };
+    return { ...(await activate(await loadWasm(wasmBuildThreads))), ...(fallback && { fallback }) };
   } catch (err) {
     return { ...(await activate(CPU)), fallback: fallback ?? { from: 'wasm', reason: (err as Error).message } };
   }
