@@ -242,3 +242,23 @@ test('FusedBatchNorm on wasm (ir2f: x·a + b per channel) matches cpu, with and 
   }
   t.true(replacedWasmKernels.has('FusedBatchNorm'));
 });
+
+test('MaxPoolGrad on wasm (ir2f: the first strict maximum of each window) matches cpu, ties and overlapping windows included', async (t) => {
+  const cases: { x: [number, number, number, number]; f: number; s: number; pad: 'valid' | 'same' }[] = [
+    { x: [2, 17, 17, 5], f: 3, s: 2, pad: 'valid' },
+    { x: [1, 9, 11, 3], f: 2, s: 2, pad: 'same' },
+    { x: [2, 8, 8, 4], f: 3, s: 1, pad: 'same' },
+  ];
+  for (const c of cases) {
+    // few distinct values: many ties inside a window
+    const xs = randomArray(c.x.reduce((a, b) => a * b, 1), 91).map((v) => Math.round(v * 4));
+    const run = () => tf.grad((x) => {
+      const y = tf.maxPool(x as tf.Tensor4D, c.f, c.s, c.pad);
+      return tf.sum(tf.mul(y, tf.tensor(randomArray(y.size, 92), y.shape)));
+    })(tf.tensor4d(xs, c.x));
+    const { wasm, cpu } = await compare('MaxPoolGrad', run);
+    // where windows overlap, sums in float32 (wasm) against float64 (cpu)
+    t.true(relativeError(wasm, cpu) <= 1e-6, JSON.stringify(c));
+  }
+  t.true(replacedWasmKernels.has('MaxPoolGrad'));
+});

@@ -12,7 +12,7 @@
  *   padding: the backend's kernel.
  * - `DepthwiseConv2dNativeBackpropFilter`: per tap, a product and a reduction over the valid rectangle.
  * - `BatchMatMul`, `_FusedMatMul` (bias, relu): Gemm with its transposition flags, or a batched MatMul.
- * - `Exp`, `Erf`, `Log`, `Softmax`, `Sum`, `Mean`, `Max`: MLAS's vectorised loops.
+ * - `Exp`, `Erf`, `Log`, `Softmax`, `Max`, and `Sum` / `Mean` over leading axes: MLAS's vectorised loops.
  *
  * A kernel below its size threshold (dispatch costs more than it saves), or outside these cases, runs on
  * the backend's own kernel, which each wrapper keeps.
@@ -340,7 +340,7 @@ const softmax: Run = (rt, { inputs, attrs }, io) => {
     [[logits, dims]], logits.shape, dims);
 };
 
-/** Reductions: MLAS's are ~5× the JS row loops (and the package's scalar paths) on [2048, 256] over rows. */
+/** Reductions: onnxruntime's are ~5× the JS row loops (and the package's scalar paths) on [2048, 256] over rows. */
 function reduce(op: 'ReduceSum' | 'ReduceMean' | 'ReduceMax'): Run {
   return (rt, { inputs, attrs }, io) => {
     const { x } = inputs as { x: Info };
@@ -353,10 +353,20 @@ function reduce(op: 'ReduceSum' | 'ReduceMean' | 'ReduceMax'): Run {
     if (axes.length === 0) return undefined;
     const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
     const outShape = keepDims ? kept : x.shape.filter((_, i) => !axes.includes(i));
-    // opset 17: ReduceSum takes its axes as an input, the others as an attribute
-    return runGraph(rt, io, key(op, x.shape, axes), graph([x.shape], (g, [xi]) => (op === 'ReduceSum'
-      ? g.node(op, [xi, g.int64s('axes', axes)], { keepdims: attr.int(1) })
-      : g.node(op, [xi], { axes: attr.ints(axes), keepdims: attr.int(1) })), kept), [[x, x.shape]], outShape, kept);
+    if (op !== 'ReduceMax') {
+      // sums only over leading axes, as [rows, cols] over the rows: each output then adds its rows in order
+      // whatever the data's address. onnxruntime's sums along contiguous data peel to an aligned address
+      // first, so their order (and last bits) would follow the heap offset, and a resumed run would not
+      // reproduce a straight one.
+      if (axes.some((a, i) => a !== i) || axes.length === x.shape.length) return undefined;
+      const dims = [count(x.shape.slice(0, axes.length)), count(x.shape.slice(axes.length))];
+      return runGraph(rt, io, key(op, dims), graph([dims], (g, [xi]) => (op === 'ReduceSum'
+        ? g.node(op, [xi, g.int64s('axes', [0])], { keepdims: attr.int(0) })
+        : g.node(op, [xi], { axes: attr.ints([0]), keepdims: attr.int(0) })), [dims[1]]), [[x, dims]], outShape, [dims[1]]);
+    }
+    // a maximum is exact in any order
+    return runGraph(rt, io, key(op, x.shape, axes), graph([x.shape], (g, [xi]) => g.node(op, [xi], { axes: attr.ints(axes), keepdims: attr.int(1) }), kept),
+      [[x, x.shape]], outShape, kept);
   };
 }
 

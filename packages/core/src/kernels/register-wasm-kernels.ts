@@ -9,6 +9,7 @@ import { conv2DBackpropFilterWasm, conv2DBackpropInputWasm } from './wasm-conv-b
 import { depthwiseBackpropFilterWasm, depthwiseBackpropInputWasm } from './wasm-depthwise-backprop.js';
 import { gatherWasm, setOriginalGather } from './wasm-gather.js';
 import { identityWasm } from './wasm-identity.js';
+import { maxPoolGradWasm, setOriginalMaxPoolGrad } from './wasm-max-pool-grad.js';
 import { batchMatMulWasm, setOriginalBatchMatMul } from './wasm-matmul.js';
 import { meanWasm, setOriginalMean, setOriginalSum, sumWasm } from './wasm-reduce.js';
 import { unsortedSegmentSumWasm } from './wasm-segment-sum.js';
@@ -17,8 +18,8 @@ const IR2F_MARK = Symbol.for('ir2f.kernel');
 
 /**
  * The kernels ir2f registers for `wasm`; `Conv2DBackpropInput`, `BatchMatMul` (transposed operands),
- * `GatherV2`, `Sum` and `Mean` (over leading axes), `Concat` and `SplitV` (inner axes) and `FusedBatchNorm` replace
- * the package's scalar paths; `Identity` its copy.
+ * `GatherV2`, `Sum` and `Mean` (over leading axes), `Concat` and `SplitV` (inner axes), `FusedBatchNorm` and
+ * `MaxPoolGrad` replace the package's scalar paths; `Identity` its copy.
  */
 export const wasmGradientKernels: readonly tf.KernelConfig[] = [
   { kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilterWasm as tf.KernelFunc },
@@ -41,6 +42,7 @@ export const wasmGradientKernels: readonly tf.KernelConfig[] = [
   { kernelName: 'Concat', backendName: 'wasm', kernelFunc: concatWasm as tf.KernelFunc },
   { kernelName: 'SplitV', backendName: 'wasm', kernelFunc: splitVWasm as tf.KernelFunc },
   { kernelName: 'FusedBatchNorm', backendName: 'wasm', kernelFunc: fusedBatchNormWasm as tf.KernelFunc },
+  { kernelName: 'MaxPoolGrad', backendName: 'wasm', kernelFunc: maxPoolGradWasm as tf.KernelFunc },
 ].map((c) => Object.assign(c, { [IR2F_MARK]: true }));
 
 /** Kernels of tfjs-backend-wasm that ir2f replaced, kept so that benchmarks can compare against them. */
@@ -57,11 +59,11 @@ export function registerWasmGradientKernels(): void {
     }
     tf.registerKernel(config);
   }
-  // ir2f's BatchMatMul, GatherV2, Sum, Mean, Concat, SplitV and FusedBatchNorm hand the cases they do not speed up to the package's own kernels, whose
+  // ir2f's BatchMatMul, GatherV2, Sum, Mean, Concat, SplitV, FusedBatchNorm and MaxPoolGrad hand the cases they do not speed up to the package's own kernels, whose
   // setup (binding their wasm functions) must still run: tfjs runs a kernel's setupFunc when the backend starts
   const delegating = [
     ['BatchMatMul', setOriginalBatchMatMul], ['GatherV2', setOriginalGather], ['Sum', setOriginalSum], ['Mean', setOriginalMean],
-    ['Concat', setOriginalConcat], ['SplitV', setOriginalSplitV], ['FusedBatchNorm', setOriginalBatchNorm],
+    ['Concat', setOriginalConcat], ['SplitV', setOriginalSplitV], ['FusedBatchNorm', setOriginalBatchNorm], ['MaxPoolGrad', setOriginalMaxPoolGrad],
   ] as const;
   for (const [name, setOriginal] of delegating) {
     const orig = replacedWasmKernels.get(name);
