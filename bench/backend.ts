@@ -4,24 +4,25 @@
  * 1. Kernels, at a 64-channel 3×3 conv on [4, 128, 128, 64]: forward conv vs ir2f's Conv2DBackpropFilter and
  *    Conv2DBackpropInput on wasm (target: backprop-filter ≤ 2× forward), the package's own scalar
  *    Conv2DBackpropInput that ir2f replaces, and the depthwise kernels; GFLOP/s for each.
- * 2. One training step of the toy segmentation net (batch 4, 128×128, width 32): wasm, cpu, and PyTorch CPU
- *    (bench/reference/toy_seg_net.py, Debian's python3-torch) with the same thread count as wasm (1), plus
- *    PyTorch on all cores for context.
+ *    Then the same kernels with onnxruntime's dense kernels on (core's default when it is installed).
+ * 2. One training step of the toy segmentation net (batch 4, 128×128, width 32): wasm (XNNPACK), wasm with
+ *    onnxruntime, cpu, and PyTorch CPU (bench/reference/toy_seg_net.py, Debian's python3-torch) on one
+ *    thread, plus PyTorch on all cores for context.
  */
 import * as tf from '@tensorflow/tfjs';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { initBackend, replacedWasmKernels, Rng, wasmGradientKernels } from '@ir2f/core';
+import { initBackend, replacedWasmKernels, Rng } from '@ir2f/core';
 import { ToySegNet, trainStep } from '../examples/toy/toy-seg-net.js';
 import { DEBIAN_PYTHON, debianBlas } from './python-reference.js';
 import { fmt, medianKernelMs, medianMs, table } from './timing.js';
 
-/** Run `fn` with tfjs-backend-wasm's own kernel `name` in place of ir2f's, then restore ir2f's. */
+/** Run `fn` with tfjs-backend-wasm's own kernel `name` in place of ir2f's, then restore what was registered. */
 function withPackageKernel(name: string, fn: () => number): number {
   const native = replacedWasmKernels.get(name);
-  const ours = wasmGradientKernels.find((k) => k.kernelName === name);
-  if (!native || !ours) return NaN;
+  const current = tf.getKernel(name, 'wasm');
+  if (!native || !current) return NaN;
   tf.unregisterKernel(name, 'wasm');
   tf.registerKernel(native);
   native.setupFunc?.(tf.backend());
@@ -29,11 +30,12 @@ function withPackageKernel(name: string, fn: () => number): number {
     return fn();
   } finally {
     tf.unregisterKernel(name, 'wasm');
-    tf.registerKernel(ours);
+    tf.registerKernel(current);
   }
 }
 
-function kernelBench(): { rows: (string | number)[][]; filterRatio: number } {
+/** The kernels on the active dense provider (`ir2f`: XNNPACK and ir2f's wasm kernels; or onnxruntime). */
+function kernelBench(provider: 'ir2f' | 'onnxruntime'): { rows: (string | number)[][]; filterRatio: number } {
   const [B, H, W, C] = [4, 128, 128, 64];
   const x = tf.randomNormal([B, H, W, C]) as tf.Tensor4D;
   const w = tf.randomNormal([3, 3, C, C]) as tf.Tensor4D;
@@ -48,8 +50,8 @@ function kernelBench(): { rows: (string | number)[][]; filterRatio: number } {
   const fwd = medianKernelMs(() => tf.conv2d(x, w, 1, 'same'));
   const bpf = medianKernelMs(run('Conv2DBackpropFilter', { x, dy }, { filterShape: [3, 3, C, C] }));
   const bpi = medianKernelMs(run('Conv2DBackpropInput', { dy, filter: w }, { inputShape: [B, H, W, C] }));
-  const nativeMs = withPackageKernel('Conv2DBackpropInput', () =>
-    medianKernelMs(run('Conv2DBackpropInput', { dy, filter: w }, { inputShape: [B, H, W, C] }), { warmup: 1, runs: 3 }));
+  const nativeMs = provider === 'ir2f' ? withPackageKernel('Conv2DBackpropInput', () =>
+    medianKernelMs(run('Conv2DBackpropInput', { dy, filter: w }, { inputShape: [B, H, W, C] }), { warmup: 1, runs: 3 })) : NaN;
   const dwFwd = medianKernelMs(() => tf.depthwiseConv2d(x, dwFilter, 1, 'same'));
   const dwBpf = medianKernelMs(run('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { filterShape: [3, 3, C, 1] }));
   const dwBpi = medianKernelMs(run('DepthwiseConv2dNativeBackpropInput', { dy, filter: dwFilter }, { inputShape: [B, H, W, C] }));
@@ -58,13 +60,13 @@ function kernelBench(): { rows: (string | number)[][]; filterRatio: number } {
   return {
     filterRatio: bpf / fwd,
     rows: [
-      ['kernel (wasm, [4,128,128,64], 3×3)', 'ms', 'GFLOP/s', '× forward'],
-      ['Conv2D forward (XNNPACK)', fmt(fwd), g(convFlops, fwd), '1.00'],
-      ['Conv2DBackpropFilter (ir2f)', fmt(bpf), g(convFlops, bpf), fmt(bpf / fwd, 2)],
-      ['Conv2DBackpropInput (ir2f)', fmt(bpi), g(convFlops, bpi), fmt(bpi / fwd, 2)],
-      ['Conv2DBackpropInput (tfjs-backend-wasm)', fmt(nativeMs), g(convFlops, nativeMs), fmt(nativeMs / fwd, 2)],
-      ['DepthwiseConv2d forward', fmt(dwFwd), g(dwFlops, dwFwd), '1.00'],
-      ['DepthwiseBackpropFilter (ir2f)', fmt(dwBpf), g(dwFlops, dwBpf), fmt(dwBpf / dwFwd, 2)],
+      [`kernel (wasm, [4,128,128,64], 3×3; ${provider === 'ir2f' ? 'XNNPACK and ir2f' : 'onnxruntime where it takes them'})`, 'ms', 'GFLOP/s', '× forward'],
+      ['Conv2D forward', fmt(fwd), g(convFlops, fwd), '1.00'],
+      ['Conv2DBackpropFilter', fmt(bpf), g(convFlops, bpf), fmt(bpf / fwd, 2)],
+      ['Conv2DBackpropInput', fmt(bpi), g(convFlops, bpi), fmt(bpi / fwd, 2)],
+      ...(provider === 'ir2f' ? [['Conv2DBackpropInput (tfjs-backend-wasm\'s own)', fmt(nativeMs), g(convFlops, nativeMs), fmt(nativeMs / fwd, 2)]] : []),
+      ['DepthwiseConv2d forward (XNNPACK)', fmt(dwFwd), g(dwFlops, dwFwd), '1.00'],
+      ['DepthwiseBackpropFilter', fmt(dwBpf), g(dwFlops, dwBpf), fmt(dwBpf / dwFwd, 2)],
       ['DepthwiseBackpropInput (ir2f)', fmt(dwBpi), g(dwFlops, dwBpi), fmt(dwBpi / dwFwd, 2)],
     ],
   };
@@ -102,27 +104,37 @@ function pytorchMs(opts: { batch: number; size: number; width: number }, threads
 }
 
 export async function benchBackend(): Promise<void> {
-  const info = await initBackend('wasm');
-  console.log(`# backend benchmark: tfjs ${tf.version_core}, wasm ${info.version}, ${availableParallelism()} cores, ` +
+  // one thread throughout: XNNPACK's single-thread build, onnxruntime on one thread
+  const plain = { wasmThreads: 1, denseKernels: 'backend' } as const;
+  const ort = { wasmThreads: 1, denseKernels: 'onnxruntime' } as const;
+  const info = await initBackend('wasm', plain);
+  console.log(`# backend benchmark: tfjs ${tf.version_core}, wasm ${info.version}, 1 thread, ${availableParallelism()} cores, ` +
     `PyTorch BLAS: ${debianBlas()}\n`);
-  const k = kernelBench();
+  const k = kernelBench('ir2f');
   console.log(table(k.rows));
   console.log(`\nbackprop-filter / forward conv: ${fmt(k.filterRatio, 2)} (target ≤ 2)\n`);
+  await initBackend('wasm', ort);
+  console.log(table(kernelBench('onnxruntime').rows));
+  console.log();
 
   const opts = { batch: 4, size: 128, width: 32 };
+  await initBackend('wasm', plain);
   const wasmMs = stepMs('wasm', { ...opts, runs: 7 });
-  await initBackend('cpu');
+  await initBackend('wasm', ort);
+  const ortMs = stepMs('wasm', { ...opts, runs: 7 });
+  await initBackend('cpu', plain);
   const cpuMs = stepMs('cpu', { ...opts, runs: 2 });
   await initBackend('wasm');
   const pt1 = pytorchMs(opts, 1);
   const ptAll = pytorchMs(opts, availableParallelism());
   console.log(table([
     ['train step, toy net (batch 4, 128², width 32)', 'ms/step', 'wasm speed ×'],
-    ['tfjs wasm (1 thread)', fmt(wasmMs), '1.00'],
+    ['tfjs wasm (1 thread, XNNPACK)', fmt(wasmMs), '1.00'],
+    ['tfjs wasm + onnxruntime (1 thread)', fmt(ortMs), fmt(ortMs / wasmMs, 2)],
     ['tfjs cpu', fmt(cpuMs), fmt(cpuMs / wasmMs, 2)],
     [`PyTorch CPU, 1 thread (${pt1.note})`, fmt(pt1.ms), fmt(pt1.ms / wasmMs, 2)],
     [`PyTorch CPU, ${availableParallelism()} threads`, fmt(ptAll.ms), fmt(ptAll.ms / wasmMs, 2)],
   ]));
-  console.log(`\nwasm/cpu speed-up ${fmt(cpuMs / wasmMs, 2)}×; wasm throughput vs PyTorch (same threads) ` +
-    `${fmt(pt1.ms / wasmMs, 2)}×, vs PyTorch (all cores) ${fmt(ptAll.ms / wasmMs, 2)}×`);
+  console.log(`\nwasm/cpu speed-up ${fmt(cpuMs / wasmMs, 2)}×; throughput vs PyTorch (1 thread): wasm ${fmt(pt1.ms / wasmMs, 2)}×, ` +
+    `wasm + onnxruntime ${fmt(pt1.ms / ortMs, 2)}×; vs PyTorch (all cores) ${fmt(ptAll.ms / ortMs, 2)}×`);
 }

@@ -12,7 +12,7 @@
  */
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, Rng } from '@ir2f/core';
+import { describeBackend, initBackend, Rng } from '@ir2f/core';
 import { createModel } from '@ir2f/backbones';
 import { kernelFlops } from '@ir2f/cli';
 import { InrRectifier } from '@ir2f/plugin-inr-rectifier';
@@ -81,7 +81,7 @@ export async function benchRectifierCost(): Promise<void> {
   });
   const S = Number(values.size);
   const backend = await initBackend();
-  const where = `${backend.name}${backend.threads ? `, ${backend.threads} thread${backend.threads > 1 ? 's' : ''}` : ''}`;
+  const where = describeBackend(backend);
   const rows: (string | number)[][] = [[
     'head (preset)', 'head fwd ms', 'rect fwd ms', 'rect/head fwd ×', 'head f+b ms', 'rect f+b ms', 'step ratio × (≤ 0.5)',
     '4× query ms', '4×/head fwd × (≤ 1.5)', 'FLOPs: step ×, 4× ×',

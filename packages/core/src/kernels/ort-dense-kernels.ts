@@ -100,8 +100,12 @@ interface ConvCase {
   pads: number[];
 }
 
+/** NHWC, and tfjs's output size is ONNX's (a rounding mode other than floor changes it). */
+const onnxGeometry = (a: ConvAttrs) => (a.dataFormat == null || a.dataFormat === 'NHWC' || a.dataFormat === 'channelsLast')
+  && (a.dimRoundingMode == null || a.dimRoundingMode === 'floor');
+
 function convCase(inShape: number[], filterShape: number[], a: ConvAttrs): ConvCase | undefined {
-  if (a.dataFormat != null && a.dataFormat !== 'NHWC' && a.dataFormat !== 'channelsLast') return undefined;
+  if (!onnxGeometry(a)) return undefined;
   const info = tf.backend_util.computeConv2DInfo(inShape as [number, number, number, number],
     filterShape as [number, number, number, number], a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
   const { top, left, bottom, right } = info.padInfo;
@@ -229,7 +233,7 @@ const conv2DBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
 const depthwiseBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
   const { x, dy } = inputs as { x: Info; dy: Info };
   const a = attrs as unknown as ConvAttrs & { filterShape: number[] };
-  if (!isF32(x, dy) || a.filterShape[3] !== 1 || (a.dataFormat != null && a.dataFormat !== 'NHWC' && a.dataFormat !== 'channelsLast')) return undefined;
+  if (!isF32(x, dy) || a.filterShape[3] !== 1 || !onnxGeometry(a)) return undefined;
   const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number],
     a.filterShape as [number, number, number, number], a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode, true, 'channelsLast');
   const { batchSize: B, inHeight: H, inWidth: W, outHeight: OH, outWidth: OW, filterHeight: KH, filterWidth: KW } = info;

@@ -4,7 +4,7 @@
  * tfjs-cpu's arrays). The provider's MLAS GEMM uses AVX2/AVX-512 and reaches ~85 GFLOP/s per core here,
  * where XNNPACK compiled to wasm (128-bit SIMD, no FMA) reaches ~20-30.
  *
- * onnxruntime-node is an optional peer: `loadOrtRuntime` says why it is unavailable instead of throwing.
+ * onnxruntime-node is an optional peer: `OrtKernelRuntime.load` says why it is unavailable instead of throwing.
  * tfjs kernels are synchronous, so the package's promise-based `InferenceSession` cannot serve; its native
  * binding (the synchronous session object the package itself wraps in `setImmediate`) can.
  */
@@ -65,7 +65,7 @@ const MAX_SESSIONS = 512;
 export class OrtKernelRuntime {
   private readonly sessions = new Map<string, NativeSession>();
   private readonly refusals = new Map<string, string>();
-  /** Bounce buffers for arrays on a SharedArrayBuffer (threaded wasm heap), which the binding refuses. */
+  /** A bounce buffer for arrays on a SharedArrayBuffer (the threaded wasm heap), which the binding refuses. */
   private bounce = new Float32Array(0);
 
   private constructor(private readonly ort: OrtModules, readonly threads: number) {}
@@ -104,8 +104,7 @@ export class OrtKernelRuntime {
   /** Run the graph of a `ready` key with `inputs` fed in graph input order, writing `outputs`' arrays. */
   run(key: string, build: () => OnnxGraph, inputs: OrtArray[], outputs: OrtArray[]): void {
     const session = this.session(key, build);
-    const shared = [...inputs, ...outputs].filter((a) => a.data.buffer instanceof SharedArrayBuffer);
-    if (shared.length) {
+    if ([...inputs, ...outputs].some((a) => a.data.buffer instanceof SharedArrayBuffer)) {
       this.runShared(session, inputs, outputs);
       return;
     }
