@@ -128,7 +128,7 @@ export async function benchBackend(): Promise<void> {
   const pt1 = pytorchMs(opts, 1);
   const ptAll = pytorchMs(opts, availableParallelism());
   console.log(table([
-    ['train step, toy net (batch 4, 128², width 32)', 'ms/step', 'wasm speed ×'],
+    ['train step, toy net (batch 4, 128², width 32)', 'ms/step', 'ms ÷ wasm (XNNPACK)'],
     ['tfjs wasm (1 thread, XNNPACK)', fmt(wasmMs), '1.00'],
     ['tfjs wasm + onnxruntime (1 thread)', fmt(ortMs), fmt(ortMs / wasmMs, 2)],
     ['tfjs cpu', fmt(cpuMs), fmt(cpuMs / wasmMs, 2)],
