@@ -33,3 +33,14 @@ export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): numbe
   }
   return maxDiff / scale;
 }
+
+export type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+
+/** A convolution test case (NHWC input, HWIO filter). */
+export interface ConvCase {
+  x: [number, number, number, number];
+  filter: [number, number, number, number];
+  strides: [number, number];
+  pad: Pad;
+  dilations: [number, number];
+}

@@ -3,16 +3,8 @@ import * as tf from '@tensorflow/tfjs';
 import { denseKernelCalls, initBackend, MIN_MACS } from '@ir2f/core';
 import { OrtKernelRuntime } from '../src/kernels/ort-runtime.js';
 import { OnnxGraph } from '../src/onnx/graph.js';
-import { onBackend, randomArray, relativeError } from './backend-helpers.js';
+import { onBackend, randomArray, relativeError, type ConvCase, type Pad } from './backend-helpers.js';
 
-type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
-interface ConvCase {
-  x: [number, number, number, number];
-  filter: [number, number, number, number];
-  strides: [number, number];
-  pad: Pad;
-  dilations: [number, number];
-}
 
 const conv = (x: ConvCase['x'], filter: ConvCase['filter'], strides: [number, number], pad: Pad, dilations: [number, number] = [1, 1]): ConvCase =>
   ({ x, filter, strides, pad, dilations });
@@ -91,6 +83,8 @@ const MATS: MatCase[] = [
   { a: [1, 100, 40], b: [6, 40, 50], ta: false, tb: false },
   { a: [6, 100, 40], b: [40, 50], ta: false, tb: false }, // shared b: one product on stacked rows
   { a: [6, 40, 100], b: [40, 50], ta: true, tb: false },
+  { a: [2, 3, 60, 40], b: [40, 50], ta: false, tb: false },
+  { a: [2, 3, 60, 40], b: [2, 3, 50, 40], ta: false, tb: true },
   { a: [300, 64], b: [64, 48], ta: false, tb: false, bias: [48], activation: 'relu' },
   { a: [64, 300], b: [48, 64], ta: true, tb: true, bias: [1, 48], activation: 'linear' },
 ];

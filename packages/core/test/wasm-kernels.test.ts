@@ -1,16 +1,8 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, replacedWasmKernels } from '@ir2f/core';
-import { onBackend, randomArray, relativeError } from './backend-helpers.js';
+import { onBackend, randomArray, relativeError, type ConvCase, type Pad } from './backend-helpers.js';
 
-type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
-interface ConvCase {
-  x: [number, number, number, number];
-  filter: [number, number, number, number];
-  strides: [number, number];
-  pad: Pad;
-  dilations: [number, number];
-}
 
 test.before(async () => {
   // ir2f's own wasm kernels: onnxruntime's (tested in dense-kernels.test.ts) would take the large cases

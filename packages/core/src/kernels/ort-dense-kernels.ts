@@ -18,7 +18,7 @@
  * the backend's own kernel, which each wrapper keeps.
  */
 import * as tf from '@tensorflow/tfjs';
-import { attr, OnnxGraph } from '../onnx/graph.js';
+import { attr, OnnxGraph, type OnnxAttr } from '../onnx/graph.js';
 import { HOST_BACKENDS, hostIO, type HostBackend, type HostIO } from './host-kernel.js';
 import type { OrtArray, OrtKernelRuntime } from './ort-runtime.js';
 import { validOutputRange, type ConvAttrs, type KernelArgs } from './wasm-heap.js';
@@ -125,6 +125,23 @@ function convCase(inShape: number[], filterShape: number[], a: ConvAttrs): ConvC
   };
 }
 
+/** `op` (Conv, ConvTranspose) with weight `w` on an NHWC tensor, between NHWC↔NCHW transposes. */
+const channelsFirst = (g: OnnxGraph, op: string, x: string, w: string, attrs: Record<string, OnnxAttr>) =>
+  g.node('Transpose', [g.node(op, [g.node('Transpose', [x], { perm: attr.ints(NCHW) }), w], attrs)], { perm: attr.ints(NHWC) });
+
+const oihw = (g: OnnxGraph, w: string) => g.node('Transpose', [w], { perm: attr.ints(OIHW) });
+
+/**
+ * A 1×1 stride-1 convolution (`transB` false: x · W) or its input gradient (true: dy · Wᵀ) as one product on
+ * the pixels: `t` as [pixels, k], the filter as its [Ci, Co] matrix.
+ */
+function pixelProduct(rt: OrtKernelRuntime, io: HostIO, name: string, t: Info, filter: Info, k: number, transB: boolean, outShape: number[]) {
+  const dims = [[count(t.shape) / k, k], filter.shape.slice(2)];
+  const outDims = [dims[0][0], transB ? dims[1][0] : dims[1][1]];
+  return runGraph(rt, io, key(name, dims), graph(dims, (g, [a, b]) => g.node('Gemm', [a, b], gemm(false, transB)), outDims),
+    [[t, dims[0]], [filter, dims[1]]], outShape, outDims);
+}
+
 const convAttrs = (c: ConvCase) => ({
   strides: attr.ints(c.strides), dilations: attr.ints(c.dilations), pads: attr.ints(c.pads),
 });
@@ -134,17 +151,10 @@ const conv2D: Run = (rt, { inputs, attrs }, io) => {
   const c = isF32(x, filter) ? convCase(x.shape, filter.shape, attrs as unknown as ConvAttrs) : undefined;
   if (!c || c.macs < MIN_MACS) return undefined;
   const { info } = c;
-  if (c.pointwise) {
-    const N = info.batchSize * info.inHeight * info.inWidth;
-    const dims = [[N, info.inChannels], [info.inChannels, info.outChannels]];
-    return runGraph(rt, io, key('conv1x1', dims), graph(dims, (g, [a, b]) => g.node('MatMul', [a, b]), [N, info.outChannels]),
-      [[x, dims[0]], [filter, dims[1]]], info.outShape, [N, info.outChannels]);
-  }
+  if (c.pointwise) return pixelProduct(rt, io, 'conv1x1', x, filter, info.inChannels, false, info.outShape);
   const k = key('conv', x.shape, filter.shape, c.strides, c.dilations, c.pads);
-  return runGraph(rt, io, k, graph([x.shape, filter.shape], (g, [xi, w]) => {
-    const conv = g.node('Conv', [g.node('Transpose', [xi], { perm: attr.ints(NCHW) }), g.node('Transpose', [w], { perm: attr.ints(OIHW) })], convAttrs(c));
-    return g.node('Transpose', [conv], { perm: attr.ints(NHWC) });
-  }, info.outShape), [[x, x.shape], [filter, filter.shape]], info.outShape);
+  return runGraph(rt, io, k, graph([x.shape, filter.shape], (g, [xi, w]) => channelsFirst(g, 'Conv', xi, oihw(g, w), convAttrs(c)), info.outShape),
+    [[x, x.shape], [filter, filter.shape]], info.outShape);
 };
 
 const conv2DBackpropInput: Run = (rt, { inputs, attrs }, io) => {
@@ -153,12 +163,7 @@ const conv2DBackpropInput: Run = (rt, { inputs, attrs }, io) => {
   const c = isF32(dy, filter) ? convCase(a.inputShape, filter.shape, a) : undefined;
   if (!c || c.macs < MIN_MACS) return undefined;
   const { info } = c;
-  if (c.pointwise) {
-    const N = info.batchSize * info.inHeight * info.inWidth;
-    const dims = [[N, info.outChannels], [info.inChannels, info.outChannels]];
-    return runGraph(rt, io, key('dx1x1', dims), graph(dims, (g, [d, w]) => g.node('Gemm', [d, w], gemm(false, true)), [N, info.inChannels]),
-      [[dy, dims[0]], [filter, dims[1]]], a.inputShape, [N, info.inChannels]);
-  }
+  if (c.pointwise) return pixelProduct(rt, io, 'dx1x1', dy, filter, info.outChannels, true, a.inputShape);
   const [KH, KW] = [info.filterHeight, info.filterWidth];
   const [dh, dw] = c.dilations;
   const [top, left, bottom, right] = c.pads;
@@ -172,10 +177,9 @@ const conv2DBackpropInput: Run = (rt, { inputs, attrs }, io) => {
     const pads = [(KH - 1) * dh - top, (KW - 1) * dw - left, (KH - 1) * dh - bottom, (KW - 1) * dw - right];
     if (pads.every((p) => p >= 0)) {
       const k = key('dxconv', dy.shape, filter.shape, c.dilations, pads);
-      return runGraph(rt, io, k, graph([dy.shape, filter.shape], (g, [d, w]) => {
-        const conv = g.node('Conv', [g.node('Transpose', [d], { perm: attr.ints(NCHW) }), flip(g, w)], { dilations: attr.ints(c.dilations), pads: attr.ints(pads) });
-        return g.node('Transpose', [conv], { perm: attr.ints(NHWC) });
-      }, a.inputShape), [[dy, dy.shape], [filter, filter.shape]], a.inputShape);
+      return runGraph(rt, io, k, graph([dy.shape, filter.shape],
+        (g, [d, w]) => channelsFirst(g, 'Conv', d, flip(g, w), { dilations: attr.ints(c.dilations), pads: attr.ints(pads) }), a.inputShape),
+      [[dy, dy.shape], [filter, filter.shape]], a.inputShape);
     }
   }
   // ConvTranspose's output size before output_padding; the rest (< stride) is what a strided forward dropped
@@ -186,11 +190,9 @@ const conv2DBackpropInput: Run = (rt, { inputs, attrs }, io) => {
   const outputPadding = [info.inHeight - base[0], info.inWidth - base[1]];
   if (outputPadding.some((p, i) => p < 0 || p >= c.strides[i])) return undefined;
   const k = key('dx', dy.shape, filter.shape, a.inputShape, c.strides, c.dilations, c.pads);
-  return runGraph(rt, io, k, graph([dy.shape, filter.shape], (g, [d, w]) => {
-    const convT = g.node('ConvTranspose', [g.node('Transpose', [d], { perm: attr.ints(NCHW) }), g.node('Transpose', [w], { perm: attr.ints(OIHW) })],
-      { ...convAttrs(c), output_padding: attr.ints(outputPadding) });
-    return g.node('Transpose', [convT], { perm: attr.ints(NHWC) });
-  }, a.inputShape), [[dy, dy.shape], [filter, filter.shape]], a.inputShape);
+  return runGraph(rt, io, k, graph([dy.shape, filter.shape],
+    (g, [d, w]) => channelsFirst(g, 'ConvTranspose', d, oihw(g, w), { ...convAttrs(c), output_padding: attr.ints(outputPadding) }), a.inputShape),
+  [[dy, dy.shape], [filter, filter.shape]], a.inputShape);
 };
 
 const conv2DBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
