@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  createPipeline, DataParallelStepper, describeBackend, initBackend, Rng, siblingModule, stepPartsFor, TrainConfigSchema, udaStep,
+  createPipeline, DataParallelStepper, describeBackend, initBackend, Rng, siblingModule, stepPartsFor, toTensors, TrainConfigSchema, udaStep,
   type HostBatch, type Replica, type TrainMode,
 } from '@ir2f/core';
 import { createModel } from '@ir2f/backbones';
@@ -130,10 +130,10 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     batchSize: B, height: S, width: S,
   });
   const hostBatch = { source: host(1), target: host(2) };
-  const toTensors = (b: HostBatch) => ({
-    image: tf.tensor4d(b.images, [B, S, S, 3]), labels: tf.tensor3d(Int32Array.from(b.labels!), [B, S, S], 'int32'),
-  });
-  const batch = { source: toTensors(hostBatch.source), target: toTensors(hostBatch.target) };
+  const batch = {
+    source: toTensors(hostBatch.source, true, 'source') as { image: tf.Tensor4D; labels: tf.Tensor3D },
+    target: toTensors(hostBatch.target, true, 'target'),
+  };
   const run = async (step: number, profile: boolean) => {
     const t0 = performance.now();
     const opts = { mode: config.mode, lr: 1e-5, ctx: { step, training: true, rng: root.fork(`step-${step}`) }, profile };
@@ -160,7 +160,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     };
   } finally {
     await stepper?.close();
-    tf.dispose([batch.source.image, batch.source.labels, batch.target.image, batch.target.labels]);
+    tf.dispose([batch.source.image, batch.source.labels, batch.target.image, batch.target.labels!]);
     parts.optimizer.dispose();
     replica.student.dispose();
     replica.teacher.dispose();

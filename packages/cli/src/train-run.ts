@@ -29,7 +29,7 @@ export interface TrainRunOptions {
   /**
    * Model replicas, 1 or 2 (default `IR2F_WORKERS`, else 2 on 2+ cores with the wasm or cpu backend, except
    * source-only runs): with 2, a worker thread runs each step's target pass while this thread runs the
-   * source pass, each replica on half the wasm threads.
+   * source pass, each replica on half the threads.
    */
   workers?: number;
 }

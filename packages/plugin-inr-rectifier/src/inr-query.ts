@@ -119,11 +119,15 @@ function firstWeight(rel0: number, rel1: number): number {
 }
 
 /**
- * §5.1.2 for queries [start, start + n) of every image, computed on the host: it is integer and
- * per-coordinate scalar work, which as tensor kernels was some sixty small operations per chunk.
+ * §5.1.2 for queries [start, start + n) of every image (default all) on a latent grid of h×w cells, computed
+ * on the host: it is integer and per-coordinate scalar work, which as tensor kernels was some sixty small
+ * operations per chunk.
  */
-export function hostQueryGeometry(shape: InrShape, coords: HostCoords, h: number, w: number, start = 0, n = coords.Q - start): QueryGeometry {
-  const { values, B, Q } = coords;
+export function queryGeometry(
+  shape: InrShape, coords: tf.Tensor3D | HostCoords, h: number, w: number, start = 0, count?: number,
+): QueryGeometry {
+  const { values, B, Q } = toHostCoords(coords);
+  const n = count ?? Q - start;
   const shifts = shape.localEnsemble ? [-1, 1] : [0];
   const eps = shape.localEnsemble ? 1e-6 : 0;
   const N = shifts.length ** 2;
@@ -160,11 +164,6 @@ export function toHostCoords(coords: tf.Tensor3D | HostCoords): HostCoords {
   if (!(coords instanceof tf.Tensor)) return coords;
   const [B, Q] = coords.shape;
   return { values: coords.dataSync() as Float32Array, B, Q };
-}
-
-/** §5.1.2 for coordinates [B, Q, 2] on a latent grid of h×w cells. */
-export function queryGeometry(shape: InrShape, coords: tf.Tensor3D | HostCoords, h: number, w: number): QueryGeometry {
-  return hostQueryGeometry(shape, toHostCoords(coords), h, w);
 }
 
 const FIRST_LAYER = 'Ir2fInrFirstLayer';
@@ -280,7 +279,7 @@ export function queryLogits(p: InrParams, shape: InrShape, G: tf.Tensor4D, coord
 function queryRange(p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: HostCoords, cell: QueryCell, start: number, n: number): tf.Tensor2D {
   return tf.tidy(() => {
     const { B, Q } = coords;
-    const geo = hostQueryGeometry(shape, coords, G.shape[1], G.shape[2], start, n);
+    const geo = queryGeometry(shape, coords, G.shape[1], G.shape[2], start, n);
     const c = cell instanceof tf.Tensor
       ? tf.reshape(n === Q ? cell : tf.slice(cell, [0, start, 0], [-1, n, -1]), [B * n, 2]) as tf.Tensor2D
       : cell;

@@ -22,6 +22,7 @@ import { attr, OnnxGraph, type OnnxAttr } from '../onnx/graph.js';
 import { HOST_BACKENDS, hostIO, type HostBackend, type HostIO } from './host-kernel.js';
 import type { OrtArray, OrtKernelRuntime } from './ort-runtime.js';
 import { validOutputRange, type ConvAttrs, type KernelArgs } from './wasm-heap.js';
+import { leadingAxes } from './wasm-reduce.js';
 
 /** The filter gradient's shifted-row GEMMs are used while padded rows are at most this many times the output pixels. */
 const MAX_PADDED_ROWS = 1.5;
@@ -352,44 +353,50 @@ const softmax: Run = (rt, { inputs, attrs }, io) => {
     [[logits, dims]], logits.shape, dims);
 };
 
-/** Reductions: onnxruntime's are ~5× the JS row loops (and the package's scalar paths) on [2048, 256] over rows. */
-function reduce(op: 'ReduceSum' | 'ReduceMean' | 'ReduceMax'): Run {
+/**
+ * Sum and Mean over leading axes, as [rows, cols] over the rows (onnxruntime's reductions are ~5× the JS
+ * row loops on [2048, 256]): each output adds its rows in order whatever the data's address. With sums over
+ * any axes here, a resumed run no longer reproduced a straight one bit for bit (the CLI test); the likely
+ * cause is that onnxruntime's sums along contiguous data start at an aligned address, so their order
+ * follows the heap offset.
+ */
+function leadingReduce(op: 'ReduceSum' | 'ReduceMean'): Run {
   return (rt, { inputs, attrs }, io) => {
     const { x } = inputs as { x: Info };
-    // Sum and Mean name their axes `axis`, Max `reductionIndices`; null: all of them
-    const a = attrs as unknown as { axis?: number | number[] | null; reductionIndices?: number | number[] | null; keepDims: boolean };
-    const axis = op === 'ReduceMax' ? a.reductionIndices : a.axis;
-    const keepDims = a.keepDims;
-    if (x.dtype !== 'float32' || count(x.shape) < MIN_REDUCE_ELEMENTS || x.shape.length === 0) return undefined;
-    const axes = [...new Set(tf.util.parseAxisParam(axis ?? x.shape.map((_, i) => i), x.shape))].sort((a, b) => a - b);
-    if (axes.length === 0) return undefined;
-    const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
-    const outShape = keepDims ? kept : x.shape.filter((_, i) => !axes.includes(i));
-    if (op !== 'ReduceMax') {
-      // sums only over leading axes, as [rows, cols] over the rows: each output then adds its rows in order
-      // whatever the data's address. With sums over any axes here, a resumed run no longer reproduced a
-      // straight one bit for bit (the CLI test); the likely cause is that onnxruntime's sums along contiguous
-      // data start at an aligned address, so their order follows the heap offset.
-      if (axes.some((a, i) => a !== i) || axes.length === x.shape.length) return undefined;
-      const dims = [count(x.shape.slice(0, axes.length)), count(x.shape.slice(axes.length))];
-      return runGraph(rt, io, key(op, dims), graph([dims], (g, [xi]) => (op === 'ReduceSum'
-        ? g.node(op, [xi, g.int64s('axes', [0])], { keepdims: attr.int(0) })
-        : g.node(op, [xi], { axes: attr.ints([0]), keepdims: attr.int(0) })), [dims[1]]), [[x, dims]], outShape, [dims[1]]);
-    }
-    // a maximum is exact in any order
-    return runGraph(rt, io, key(op, x.shape, axes), graph([x.shape], (g, [xi]) => g.node(op, [xi], { axes: attr.ints(axes), keepdims: attr.int(1) }), kept),
-      [[x, x.shape]], outShape, kept);
+    const { axis, keepDims } = attrs as unknown as { axis: number | number[]; keepDims: boolean };
+    const k = x.dtype === 'float32' && count(x.shape) >= MIN_REDUCE_ELEMENTS ? leadingAxes(axis, x.shape) : 0;
+    if (k === 0) return undefined;
+    const dims = [count(x.shape.slice(0, k)), count(x.shape.slice(k))];
+    const outShape = keepDims ? x.shape.map((d, i) => (i < k ? 1 : d)) : x.shape.slice(k);
+    // opset 17: ReduceSum takes its axes as an input, ReduceMean as an attribute
+    return runGraph(rt, io, key(op, dims), graph([dims], (g, [xi]) => (op === 'ReduceSum'
+      ? g.node(op, [xi, g.int64s('axes', [0])], { keepdims: attr.int(0) })
+      : g.node(op, [xi], { axes: attr.ints([0]), keepdims: attr.int(0) })), [dims[1]]), [[x, dims]], outShape, [dims[1]]);
   };
 }
+
+/** Max over any axes (exact in any order). */
+const reduceMax: Run = (rt, { inputs, attrs }, io) => {
+  const { x } = inputs as { x: Info };
+  const { reductionIndices, keepDims } = attrs as unknown as { reductionIndices: number | number[] | null; keepDims: boolean };
+  if (x.dtype !== 'float32' || count(x.shape) < MIN_REDUCE_ELEMENTS || x.shape.length === 0) return undefined;
+  // null: all axes
+  const axes = [...new Set(tf.util.parseAxisParam(reductionIndices ?? x.shape.map((_, i) => i), x.shape))].sort((a, b) => a - b);
+  if (axes.length === 0) return undefined;
+  const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  const outShape = keepDims ? kept : x.shape.filter((_, i) => !axes.includes(i));
+  return runGraph(rt, io, key('ReduceMax', x.shape, axes),
+    graph([x.shape], (g, [xi]) => g.node('ReduceMax', [xi], { axes: attr.ints(axes), keepdims: attr.int(1) }), kept), [[x, x.shape]], outShape, kept);
+};
 
 /** Below this many elements a reduction stays on the backend. */
 const MIN_REDUCE_ELEMENTS = 4096;
 
 const DENSE: Record<string, Run> = {
   DepthwiseConv2dNativeBackpropFilter: depthwiseBackpropFilter,
-  Sum: reduce('ReduceSum'),
-  Mean: reduce('ReduceMean'),
-  Max: reduce('ReduceMax'),
+  Sum: leadingReduce('ReduceSum'),
+  Mean: leadingReduce('ReduceMean'),
+  Max: reduceMax,
   Exp: unary('Exp'),
   Erf: unary('Erf'),
   Log: unary('Log'),

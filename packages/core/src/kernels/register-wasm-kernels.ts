@@ -3,15 +3,16 @@
  * tfjs's own gradient functions (conv2d, depthwiseConv2d, gather) find them like any other kernel.
  */
 import * as tf from '@tensorflow/tfjs';
-import { fusedBatchNormWasm, setOriginalBatchNorm } from './wasm-batch-norm.js';
-import { concatWasm, setOriginalConcat, setOriginalSplitV, splitVWasm } from './wasm-concat-split.js';
+import { fusedBatchNormWasm } from './wasm-batch-norm.js';
+import { concatWasm, splitVWasm } from './wasm-concat-split.js';
 import { conv2DBackpropFilterWasm, conv2DBackpropInputWasm } from './wasm-conv-backprop.js';
 import { depthwiseBackpropFilterWasm, depthwiseBackpropInputWasm } from './wasm-depthwise-backprop.js';
-import { gatherWasm, setOriginalGather } from './wasm-gather.js';
+import { gatherWasm } from './wasm-gather.js';
+import { replacedWasmKernels } from './wasm-heap.js';
 import { identityWasm } from './wasm-identity.js';
-import { maxPoolGradWasm, setOriginalMaxPoolGrad } from './wasm-max-pool-grad.js';
-import { batchMatMulWasm, setOriginalBatchMatMul } from './wasm-matmul.js';
-import { meanWasm, setOriginalMean, setOriginalSum, sumWasm } from './wasm-reduce.js';
+import { maxPoolGradWasm } from './wasm-max-pool-grad.js';
+import { batchMatMulWasm } from './wasm-matmul.js';
+import { meanWasm, sumWasm } from './wasm-reduce.js';
 import { unsortedSegmentSumWasm } from './wasm-segment-sum.js';
 
 const IR2F_MARK = Symbol.for('ir2f.kernel');
@@ -45,8 +46,8 @@ export const wasmGradientKernels: readonly tf.KernelConfig[] = [
   { kernelName: 'MaxPoolGrad', backendName: 'wasm', kernelFunc: maxPoolGradWasm as tf.KernelFunc },
 ].map((c) => Object.assign(c, { [IR2F_MARK]: true }));
 
-/** Kernels of tfjs-backend-wasm that ir2f replaced, kept so that benchmarks can compare against them. */
-export const replacedWasmKernels = new Map<string, tf.KernelConfig>();
+/** Kernels of tfjs-backend-wasm that ir2f replaced: ir2f's hand them what they do not speed up, benchmarks compare. */
+export { replacedWasmKernels };
 
 /** Idempotent: call after `@tensorflow/tfjs-backend-wasm` has been imported. */
 export function registerWasmGradientKernels(): void {
@@ -61,14 +62,10 @@ export function registerWasmGradientKernels(): void {
   }
   // ir2f's BatchMatMul, GatherV2, Sum, Mean, Concat, SplitV, FusedBatchNorm and MaxPoolGrad hand the cases they do not speed up to the package's own kernels, whose
   // setup (binding their wasm functions) must still run: tfjs runs a kernel's setupFunc when the backend starts
-  const delegating = [
-    ['BatchMatMul', setOriginalBatchMatMul], ['GatherV2', setOriginalGather], ['Sum', setOriginalSum], ['Mean', setOriginalMean],
-    ['Concat', setOriginalConcat], ['SplitV', setOriginalSplitV], ['FusedBatchNorm', setOriginalBatchNorm], ['MaxPoolGrad', setOriginalMaxPoolGrad],
-  ] as const;
-  for (const [name, setOriginal] of delegating) {
+  const delegating = ['BatchMatMul', 'GatherV2', 'Sum', 'Mean', 'Concat', 'SplitV', 'FusedBatchNorm', 'MaxPoolGrad'];
+  for (const name of delegating) {
     const orig = replacedWasmKernels.get(name);
     if (!orig) continue;
-    setOriginal(orig.kernelFunc);
     const mine = tf.getKernel(name, 'wasm') as tf.KernelConfig & { setupFunc?: tf.KernelSetupFunc };
     if (orig.setupFunc && !mine.setupFunc) {
       mine.setupFunc = orig.setupFunc;

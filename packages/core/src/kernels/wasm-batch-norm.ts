@@ -5,13 +5,7 @@
  * package's kernel.
  */
 import type * as tf from '@tensorflow/tfjs';
-import { asWasm, dispose, heapOffsets, runWasmKernel, type KernelArgs } from './wasm-heap.js';
-
-let original: tf.KernelFunc | undefined;
-
-export function setOriginalBatchNorm(kernel: tf.KernelFunc): void {
-  original = kernel;
-}
+import { asWasm, dispose, heapOffsets, runPackageKernel, runWasmKernel, type KernelArgs } from './wasm-heap.js';
 
 const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
@@ -21,8 +15,7 @@ export function fusedBatchNormWasm(args: KernelArgs): tf.TensorInfo {
   const C = x.shape[x.shape.length - 1] ?? 1;
   const params = [mean, variance, offset, scale].filter((t): t is tf.TensorInfo => t != null);
   if (x.dtype !== 'float32' || params.some((t) => t.dtype !== 'float32' || (size(t.shape) !== C && size(t.shape) !== 1))) {
-    if (!original) throw new Error('ir2f FusedBatchNorm: the wasm backend\'s own kernel was not found');
-    return original(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+    return runPackageKernel('FusedBatchNorm', args) as tf.TensorInfo;
   }
   const wb = asWasm(args.backend);
   // y = x·a + b with a = scale/√(var + ε), b = offset − mean·a per channel: two of the package's SIMD

@@ -5,32 +5,16 @@
  * Other dtypes than float32 and int32 go to the package's kernels.
  */
 import * as tf from '@tensorflow/tfjs';
-import { asWasm, heapOffsets, type KernelArgs } from './wasm-heap.js';
-
-let originalConcat: tf.KernelFunc | undefined;
-let originalSplit: tf.KernelFunc | undefined;
-
-export function setOriginalConcat(kernel: tf.KernelFunc): void {
-  originalConcat = kernel;
-}
-
-export function setOriginalSplitV(kernel: tf.KernelFunc): void {
-  originalSplit = kernel;
-}
+import { asWasm, heapOffsets, runPackageKernel, type KernelArgs } from './wasm-heap.js';
 
 const fourBytes = (t: tf.TensorInfo) => t.dtype === 'float32' || t.dtype === 'int32';
 const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-
-function delegate(kernel: tf.KernelFunc | undefined, name: string, args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
-  if (!kernel) throw new Error(`ir2f ${name}: the wasm backend's own kernel was not found`);
-  return kernel(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo | tf.TensorInfo[];
-}
 
 export function concatWasm(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
   const all = Object.values(args.inputs) as tf.TensorInfo[];
   const { axis: rawAxis } = args.attrs as unknown as { axis: number | number[] };
   const dtype = all[0]?.dtype;
-  if (!all.length || !all.every((t) => fourBytes(t) && t.dtype === dtype)) return delegate(originalConcat, 'Concat', args);
+  if (!all.length || !all.every((t) => fourBytes(t) && t.dtype === dtype)) return runPackageKernel('Concat', args);
   const axis = tf.util.parseAxisParam(rawAxis, all[0].shape)[0];
   const outShape = tf.backend_util.computeOutShape(all.map((t) => t.shape), axis);
   const wb = asWasm(args.backend);
@@ -53,7 +37,7 @@ export function concatWasm(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
 export function splitVWasm(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
   const { x } = args.inputs as { x: tf.TensorInfo };
   const { numOrSizeSplits, axis: rawAxis } = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number };
-  if (!fourBytes(x)) return delegate(originalSplit, 'SplitV', args);
+  if (!fourBytes(x)) return runPackageKernel('SplitV', args);
   const axis = tf.util.parseAxisParam(rawAxis, x.shape)[0];
   const sizes = tf.backend_util.prepareSplitSize(x as unknown as tf.Tensor, numOrSizeSplits, axis);
   const wb = asWasm(args.backend);

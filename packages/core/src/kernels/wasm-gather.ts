@@ -5,21 +5,14 @@
  * go to the package's kernel.
  */
 import type * as tf from '@tensorflow/tfjs';
-import { asWasm, heapOffsets, type KernelArgs } from './wasm-heap.js';
-
-let original: tf.KernelFunc | undefined;
-
-export function setOriginalGather(kernel: tf.KernelFunc): void {
-  original = kernel;
-}
+import { asWasm, heapOffsets, runPackageKernel, type KernelArgs } from './wasm-heap.js';
 
 export function gatherWasm({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
   const { x, indices } = inputs as { x: tf.TensorInfo; indices: tf.TensorInfo };
   const { axis: rawAxis, batchDims } = attrs as unknown as { axis: number; batchDims: number };
   const fourBytes = x.dtype === 'float32' || x.dtype === 'int32';
   if (batchDims !== 0 || !fourBytes || indices.dtype !== 'int32') {
-    if (!original) throw new Error('ir2f GatherV2: the wasm backend\'s own kernel was not found');
-    return original({ inputs, backend: backend as tf.KernelBackend, attrs }) as tf.TensorInfo;
+    return runPackageKernel('GatherV2', { inputs, backend, attrs }) as tf.TensorInfo;
   }
   const wb = asWasm(backend);
   const axis = rawAxis < 0 ? rawAxis + x.shape.length : rawAxis;

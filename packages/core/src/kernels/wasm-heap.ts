@@ -30,6 +30,16 @@ export function f32(backend: WasmBackendLike, info: Info): Float32Array {
   return a;
 }
 
+/** tfjs-backend-wasm's own kernels that ir2f replaced, by name (filled by `registerWasmGradientKernels`). */
+export const replacedWasmKernels = new Map<string, tf.KernelConfig>();
+
+/** Run the package's own kernel `name`, which an ir2f kernel hands the cases it does not speed up. */
+export function runPackageKernel(name: string, args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  const kernel = replacedWasmKernels.get(name);
+  if (!kernel) throw new Error(`ir2f ${name}: the wasm backend's own kernel was not found`);
+  return kernel.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo | tf.TensorInfo[];
+}
+
 /** Run another kernel registered for wasm (e.g. the XNNPACK Conv2D) on tensor infos. */
 export function runWasmKernel(
   name: string,

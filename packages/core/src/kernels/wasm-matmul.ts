@@ -6,16 +6,13 @@
  * product runs once per batch.
  */
 import type * as tf from '@tensorflow/tfjs';
-import { asWasm, dispose, heapOffsets, runWasmKernel, type KernelArgs } from './wasm-heap.js';
+import { asWasm, dispose, heapOffsets, runPackageKernel, runWasmKernel, type KernelArgs } from './wasm-heap.js';
 
 type Attrs = { transposeA: boolean; transposeB: boolean };
 
-/** The package's own kernel, set when ir2f's replaces it (it still does the untransposed product). */
-let original: tf.KernelFunc | undefined;
-
-export function setOriginalBatchMatMul(kernel: tf.KernelFunc): void {
-  original = kernel;
-}
+/** The package's own kernel: it still does the untransposed product. */
+const packageProduct = (backend: unknown, inputs: Record<string, tf.TensorInfo>, attrs: tf.NamedAttrMap) =>
+  runPackageKernel('BatchMatMul', { inputs, backend, attrs }) as tf.TensorInfo;
 
 /**
  * x with its last two axes swapped, by a JS loop over the heap in blocks of 8 rows: the package's Transpose
@@ -75,8 +72,7 @@ function batchedProduct(backend: ReturnType<typeof asWasm>, a: tf.TensorInfo, b:
   const [ba, bb] = [batchOf(a), batchOf(b)];
   const batch = Math.max(ba, bb);
   const outShape = [...(ba >= bb ? a : b).shape.slice(0, -2), m, n];
-  const product = (x: tf.TensorInfo, y: tf.TensorInfo) =>
-    original!({ inputs: { a: x, b: y }, backend: backend as unknown as tf.KernelBackend, attrs }) as tf.TensorInfo;
+  const product = (x: tf.TensorInfo, y: tf.TensorInfo) => packageProduct(backend, { a: x, b: y }, attrs);
   if (bb === 1) {
     const y = product(asMatrix(a, ba * m, k), asMatrix(b, k, n));
     y.shape = outShape;
@@ -117,9 +113,7 @@ function narrowGradient(wb: ReturnType<typeof asWasm>, a: tf.TensorInfo, b: tf.T
   const [K, M] = a.shape.slice(-2);
   const N = b.shape[b.shape.length - 1];
   const bt = swapLast(wb, b);
-  const yt = original!({
-    inputs: { a: bt, b: asMatrix(a, K, M) }, backend: wb as unknown as tf.KernelBackend, attrs: { ...attrs, transposeA: false, transposeB: false },
-  }) as tf.TensorInfo;
+  const yt = packageProduct(wb, { a: bt, b: asMatrix(a, K, M) }, { ...attrs, transposeA: false, transposeB: false });
   const y = swapLast(wb, yt);
   dispose(wb, bt, yt);
   y.shape = [...a.shape.slice(0, -2), M, N];
@@ -127,7 +121,6 @@ function narrowGradient(wb: ReturnType<typeof asWasm>, a: tf.TensorInfo, b: tf.T
 }
 
 export function batchMatMulWasm({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
-  if (!original) throw new Error('ir2f BatchMatMul: the wasm backend\'s own kernel was not found');
   const wb = asWasm(backend);
   const { transposeA, transposeB } = attrs as unknown as Attrs;
   const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
@@ -136,14 +129,14 @@ export function batchMatMulWasm({ inputs, backend, attrs }: KernelArgs): tf.Tens
   // per-batch products for equal batch shapes or one operand shared by every batch; other broadcasts go to the package
   const sameBatches = !ba.length || !bb.length || (ba.length === bb.length && ba.every((d, i) => d === bb[i]));
   const fast = a.dtype === 'float32' && b.dtype === 'float32' && sameBatches;
-  if (!fast || (!transposeA && !transposeB && !batched)) return original({ inputs, backend: backend as tf.KernelBackend, attrs }) as tf.TensorInfo;
+  if (!fast || (!transposeA && !transposeB && !batched)) return packageProduct(backend, inputs as Record<string, tf.TensorInfo>, attrs);
   if (transposeA && !transposeB && !batched && a.shape[a.shape.length - 1] < b.shape[b.shape.length - 1]) return narrowGradient(wb, a, b, attrs);
   const at = transposeA ? swapLast(wb, a) : a;
   const bt = transposeB ? swapLast(wb, b) : b;
   const plain = { ...attrs, transposeA: false, transposeB: false };
   try {
     return batched ? batchedProduct(wb, at, bt, plain)
-      : original({ inputs: { a: at, b: bt }, backend: backend as tf.KernelBackend, attrs: plain }) as tf.TensorInfo;
+      : packageProduct(backend, { a: at, b: bt }, plain);
   } finally {
     if (transposeA) dispose(wb, at);
     if (transposeB) dispose(wb, bt);

@@ -5,13 +5,7 @@
  * to the package's kernel.
  */
 import * as tf from '@tensorflow/tfjs';
-import { asWasm, heapOffsets, type KernelArgs } from './wasm-heap.js';
-
-let original: tf.KernelFunc | undefined;
-
-export function setOriginalMaxPoolGrad(kernel: tf.KernelFunc): void {
-  original = kernel;
-}
+import { asWasm, heapOffsets, runPackageKernel, type KernelArgs } from './wasm-heap.js';
 
 export function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
   const { dy, input } = args.inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
@@ -19,8 +13,7 @@ export function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
     filterSize: number | [number, number]; strides: number | [number, number]; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil';
   };
   if (dy.dtype !== 'float32' || input.dtype !== 'float32') {
-    if (!original) throw new Error('ir2f MaxPoolGrad: the wasm backend\'s own kernel was not found');
-    return original(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+    return runPackageKernel('MaxPoolGrad', args) as tf.TensorInfo;
   }
   const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], filterSize, strides, 1, pad, dimRoundingMode);
   const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;

@@ -6,22 +6,12 @@
  * Other axes, dtypes and tiny inputs go to the package's kernels.
  */
 import * as tf from '@tensorflow/tfjs';
-import { asWasm, f32, type KernelArgs } from './wasm-heap.js';
+import { asWasm, f32, runPackageKernel, type KernelArgs } from './wasm-heap.js';
 
 type Attrs = { axis: number | number[]; keepDims: boolean };
 
-const originals: Record<'Sum' | 'Mean', tf.KernelFunc | undefined> = { Sum: undefined, Mean: undefined };
-
-export function setOriginalSum(kernel: tf.KernelFunc): void {
-  originals.Sum = kernel;
-}
-
-export function setOriginalMean(kernel: tf.KernelFunc): void {
-  originals.Mean = kernel;
-}
-
 /** How many leading axes `axis` reduces (0 when it is not a proper leading prefix). */
-function leadingAxes(axis: number | number[], shape: number[]): number {
+export function leadingAxes(axis: number | number[], shape: number[]): number {
   // tfjs's own parsing: null (all axes), negative and single axes
   const axes = [...new Set(tf.util.parseAxisParam(axis, shape))].sort((a, b) => a - b);
   if (axes.length === 0 || axes.length >= shape.length || axes.some((a, i) => a !== i)) return 0;
@@ -29,15 +19,13 @@ function leadingAxes(axis: number | number[], shape: number[]): number {
 }
 
 function reduceLeading(kind: 'Sum' | 'Mean', { inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
-  const original = originals[kind];
-  if (!original) throw new Error(`ir2f ${kind}: the wasm backend's own kernel was not found`);
   const { x } = inputs as { x: tf.TensorInfo };
   const { axis, keepDims } = attrs as unknown as Attrs;
   const k = leadingAxes(axis, x.shape);
   const rows = x.shape.slice(0, k).reduce((a, b) => a * b, 1);
   const cols = x.shape.slice(k).reduce((a, b) => a * b, 1);
   if (k === 0 || x.dtype !== 'float32' || rows < 2 || rows * cols < 4096) {
-    return original({ inputs, backend: backend as tf.KernelBackend, attrs }) as tf.TensorInfo;
+    return runPackageKernel(kind, { inputs, backend, attrs }) as tf.TensorInfo;
   }
   const wb = asWasm(backend);
   const acc = new Float64Array(cols);

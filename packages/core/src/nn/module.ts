@@ -87,21 +87,17 @@ export abstract class Module {
    */
   batchStatsEval(): this {
     this.train(false);
-    this.visit((m) => m.onBatchStats(true));
+    this.visitModules((m) => m.onBatchStats(true));
     return this;
   }
 
   /** Hook for layers whose inference depends on `batchStatsEval` (batch norm). */
   protected onBatchStats(_on: boolean): void {}
 
-  private visit(fn: (m: Module) => void): void {
-    fn(this);
-    for (const c of this.children.values()) c.visit(fn);
-  }
-
   /** Call `fn` on this module and every descendant, depth first in registration order. */
   visitModules(fn: (m: Module) => void): void {
-    this.visit(fn);
+    fn(this);
+    for (const c of this.children.values()) c.visitModules(fn);
   }
 
   /**

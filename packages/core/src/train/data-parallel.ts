@@ -19,7 +19,7 @@ import type { Module } from '../nn/module.js';
 import type { AdamW } from '../optim/adamw.js';
 import type { HostBatch } from './trainer.js';
 import {
-  applyUpdate, sourcePass, stepLosses, stepVariables, sumGradients,
+  applyUpdate, lossesOrRollback, sourcePass, stepVariables, sumGradients,
   type PassResult, type StepOptions, type UdaParts, type UdaStepResult,
 } from './uda-step.js';
 
@@ -211,14 +211,7 @@ export class DataParallelStepper {
       this.parts.bus.emit(event as never);
     }
     const grads = sumGradients([src, tgtPass]);
-    let losses: Record<string, number>;
-    try {
-      losses = stepLosses([src, tgtPass], opts.ctx.step);
-    } catch (err) {
-      tf.dispose(Object.values(grads));
-      setRunningStats(this.stats, before);
-      throw err;
-    }
+    const losses = lossesOrRollback([src, tgtPass], grads, this.stats, before, opts.ctx.step);
     const t2 = performance.now();
     const running = mergeRunningStats(this.stats, before, tgt.running);
     setRunningStats(this.stats, running);

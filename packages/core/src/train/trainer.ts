@@ -111,8 +111,8 @@ export interface TrainerOptions {
   profile?: boolean;
   /**
    * Run each step's target pass on a second replica in a worker thread while this thread runs the source
-   * pass (`DataParallelStepper`): the same results up to float summation order, 1.2–1.35× the one-replica
-   * speed on 2 cores (bench: `npm run bench -- train`). `replica` builds the same networks and pipeline in the worker; `threads` is the
+   * pass (`DataParallelStepper`): the same results up to float summation order; on 2 cores 1.1× (128²) to
+   * 1.2× (256²) the one-replica speed with onnxruntime's kernels (bench: `npm run bench -- train`). `replica` builds the same networks and pipeline in the worker; `threads` is the
    * worker's wasm thread count (default 1). Ignored in source-only mode (it has one pass).
    */
   parallel?: { replica: ReplicaSpec; threads?: number };

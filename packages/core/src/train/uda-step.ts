@@ -294,6 +294,22 @@ export function stepLosses(passes: Pick<PassResult, 'total' | 'losses'>[], step:
   return losses;
 }
 
+/**
+ * `stepLosses`, read before the weights are touched: on a non-finite loss the step's gradients are freed and
+ * the running statistics put back to `before`, so the model stays as it was.
+ */
+export function lossesOrRollback(
+  passes: Pick<PassResult, 'total' | 'losses'>[], grads: Record<string, tf.Tensor>, stats: { variable: tf.Variable }[], before: Float32Array[], step: number,
+): Record<string, number> {
+  try {
+    return stepLosses(passes, step);
+  } catch (err) {
+    tf.dispose(Object.values(grads));
+    setRunningStats(stats, before);
+    throw err;
+  }
+}
+
 /** AdamW on the summed gradients, then the EMA teacher (DESIGN §4.1). Disposes the gradients. */
 export function applyUpdate(parts: Pick<UdaParts, 'student' | 'teacher' | 'optimizer'>, grads: Record<string, tf.Tensor>, opts: Pick<StepOptions, 'lr' | 'ctx' | 'emaMax'>): void {
   try {
@@ -317,15 +333,7 @@ export function udaStep(parts: UdaParts, batch: UdaBatch, opts: StepOptions): Ud
   const passes = [sourcePass(parts, batch, opts), targetPass(parts, batch, opts)];
   const grads = sumGradients(passes);
   const t2 = clock(!!opts.profile, () => Object.values(grads));
-  let losses: Record<string, number>;
-  try {
-    // read before touching the weights: a non-finite loss leaves the model as it was
-    losses = stepLosses(passes, opts.ctx.step);
-  } catch (err) {
-    tf.dispose(Object.values(grads));
-    setRunningStats(stats, before);
-    throw err;
-  }
+  const losses = lossesOrRollback(passes, grads, stats, before, opts.ctx.step);
   applyUpdate(parts, grads, opts);
   const t3 = clock(!!opts.profile, () => parts.teacher.variables.slice(-1));
   const [src, tgt] = passes;
