@@ -2,7 +2,9 @@
  * As an external user installs them: `npm pack` @ir2f/core and one plugin, install just those tarballs (and
  * @tensorflow/tfjs) into a fresh project offline from the npm cache, and train there with a user-written
  * network, on one replica and on two (data parallelism from the installed dist: its worker script loads the
- * user's replica module). Builds the packages first (dist is what the tarballs ship).
+ * user's replica module). Without the optional peer onnxruntime-node the backend keeps its own kernels and
+ * says why, and asking for onnxruntime by name is an error naming the package. Builds the packages first
+ * (dist is what the tarballs ship).
  */
 import test from 'ava';
 import { execFile } from 'node:child_process';
@@ -38,8 +40,11 @@ for (const [pkg, name] of [['plugin-inr-rectifier', '@ir2f/plugin-inr-rectifier'
       await copyFile(path.join(root, 'test', 'fixtures', 'user-replica.mjs'), path.join(app, 'replica.mjs'));
       const { stdout } = await run(process.execPath, ['app.mjs', name], { cwd: app });
       type Run = { step: number; events: string[]; losses: Record<string, number>[] };
-      const out = JSON.parse(stdout.trim().split('\n').pop()!) as { backend: string; one: Run; two: Run };
+      const out = JSON.parse(stdout.trim().split('\n').pop()!) as { backend: string; dense: unknown; denseError?: string; one: Run; two: Run };
       t.is(out.backend, 'wasm');
+      // without the optional peer onnxruntime-node: the backend's own kernels, and a clear error when asked for it
+      t.deepEqual(out.dense, { provider: 'backend', reason: 'onnxruntime-node is not installed (npm install onnxruntime-node@1.30.0)' });
+      t.regex(out.denseError ?? '', /denseKernels 'onnxruntime': onnxruntime-node is not installed \(npm install onnxruntime-node@1\.30\.0\); or set IR2F_DENSE_KERNELS=backend/);
       // one replica, and two (the installed core's worker script, the user's replica module)
       for (const r of [out.one, out.two]) {
         t.is(r.step, 3);
