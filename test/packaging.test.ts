@@ -1,6 +1,6 @@
 /**
  * As an external user installs them: `npm pack` @ir2f/core and one plugin, install just those tarballs (and
- * @tensorflow/tfjs) into a fresh project offline from the npm cache, and train there with a user-written
+ * @tensorflow/tfjs) into a fresh project (tarballs from the npm cache, metadata from the registry where the cache lacks it), and train there with a user-written
  * network, on one replica and on two (data parallelism from the installed dist: its worker script loads the
  * user's replica module). Without the optional peer onnxruntime-node the backend keeps its own kernels and
  * says why, and asking for onnxruntime by name is an error naming the package. Builds the packages first
@@ -32,9 +32,10 @@ for (const [pkg, name] of [['plugin-inr-rectifier', '@ir2f/plugin-inr-rectifier'
       t.true(files.every((f) => !/\/(src|test)\//.test(f)), `no sources or tests in the tarball: ${files.join(', ')}`);
       const app = path.join(dir, 'app');
       await run('mkdir', [app]);
-      // @types/node pinned as in the workspace, so the npm cache has every file (offline)
+      // --prefer-offline: tarballs from the cache that `npm ci` filled, registry metadata fetched when the cache lacks it (`npm ci` never caches
+      // it, so --offline failed with ERESOLVE on a fresh machine); @types/node pinned as in the workspace
       await writeFile(path.join(app, 'package.json'), JSON.stringify({ name: 'app', type: 'module', private: true, overrides: { '@types/node': '20.19.43' } }));
-      await run('npm', ['install', '--offline', '--no-audit', '--no-fund', ...tarballs, '@tensorflow/tfjs@4.22.0'], { cwd: app });
+      await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...tarballs, '@tensorflow/tfjs@4.22.0'], { cwd: app });
       t.deepEqual((await readdir(path.join(app, 'node_modules', '@ir2f'))).sort(), ['core', pkg]);
       await copyFile(path.join(root, 'test', 'fixtures', 'user-app.mjs'), path.join(app, 'app.mjs'));
       await copyFile(path.join(root, 'test', 'fixtures', 'user-replica.mjs'), path.join(app, 'replica.mjs'));
