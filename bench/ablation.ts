@@ -1,15 +1,18 @@
 /**
- * `npm run bench -- ablation`: the ablation ladder of DESIGN §5.3 on both embedded benchmarks, 3 seeds each
- * (the embedded presets, 400 steps), each rung one config change (a plugin or the mode): target mIoU, mIoU on
- * boundary pixels (within 2 px of a class edge), the calibration of r against pseudo-label correctness on
- * target val (expected calibration error, 10 bins; the teacher's max probability for reference). Writes a
- * section of bench/RESULTS.md (the rectifier's cost: `npm run bench -- rectifier-cost`).
+ * `npm run bench -- ablation`: the ablation ladder of DESIGN §5.3 (method v2) on both embedded benchmarks with
+ * paired seeds (the embedded presets, 400 steps; default seeds 0–4), each rung one config change (a plugin, the
+ * core rectifier or the mode): target mIoU, mIoU on boundary pixels (within 2 px of a class edge), and the
+ * calibration (expected calibration error, 10 bins) against the teacher's pseudo-label correctness on target val
+ * of r, of the RMM posterior γ and of the teacher's max-probability. Then each variant's per-seed difference to
+ * the baseline at the same seed: mean ± std and t = mean / (std / √n); a variant *wins* when the mean is
+ * positive with t ≥ 2 on both benchmarks. Writes a section of bench/RESULTS.md.
  *
- *   npm run bench -- ablation [--variants source-only,baseline,inr,ir2f,oracle] [--benchmarks synth2real,day2night]
- *                             [--seeds 3] [--steps 400] [--fresh] [--table-only] [--reverse]
- *   (each run is stored in bench/runs/. One process trains each UDA run on two replicas, one core each; to
- *   spread runs over processes instead, start one per core with IR2F_WORKERS=1 IR2F_WASM_THREADS=1 and
- *   different --variants, --benchmarks or --reverse)
+ *   npm run bench -- ablation [--variants baseline,inr,control,ir2f,...] [--benchmarks synth2real,day2night]
+ *                             [--seeds 5] [--steps 400] [--fresh] [--table-only] [--reverse]
+ *   (each run is stored in bench/runs/ and reused until --fresh; runs of the v1 method, sessions 2–5, are kept
+ *   apart in bench/runs/v1/. One process trains each UDA run on two replicas, one core each; to spread runs over
+ *   processes instead, start one per core with IR2F_WORKERS=1 IR2F_WASM_THREADS=1 and different --variants,
+ *   --benchmarks or --reverse)
  *   npm run bench -- rectifier        (= --variants baseline,inr)
  */
 import { execFileSync } from 'node:child_process';
@@ -22,52 +25,76 @@ import * as tf from '@tensorflow/tfjs';
 import { boundaryMask, ConfusionMatrix, expectedCalibrationError, inferLogits, initBackend, writeAtomic } from '@ir2f/core';
 import { loadRawConfig, replicaPlan, loadTrained, loadTrainedRectifier, resolveConfig, runTraining } from '@ir2f/cli';
 import { EMBEDDED_BENCHMARKS, ensureBenchmark, loadSample, normalize, scanDataset } from '@ir2f/datasets';
+import { logLoss, posterior, type MixtureFit } from '@ir2f/plugin-rmm';
 import { readback, writeSection } from './timing.js';
 
-const INR_PLUGIN = { package: '@ir2f/plugin-inr-rectifier', options: {} };
-const RMM_PLUGIN = { package: '@ir2f/plugin-rmm', options: {} };
+const INR = '@ir2f/plugin-inr-rectifier';
+const RMM = '@ir2f/plugin-rmm';
+const plugins = (...specs: [string, Record<string, unknown>?][]) => `plugins=${JSON.stringify(specs.map(([p, o]) => ({ package: p, options: o ?? {} })))}`;
+const CONFIDENCE = 'rectifier.type="confidence"';
 
-/** The rungs of DESIGN §5.3, each a change of mode or plugins on the embedded preset. */
-export const VARIANTS = {
-  'source-only': { label: 'source-only', set: ['train.mode="source-only"'], inr: false },
-  baseline: { label: 'DAFormer-style baseline', set: [], inr: false },
-  inr: { label: '+ INR rectifier', set: [`plugins=${JSON.stringify([INR_PLUGIN])}`], inr: true },
-  ir2f: { label: '+ INR + RMM (IR2F)', set: [`plugins=${JSON.stringify([INR_PLUGIN, RMM_PLUGIN])}`], inr: true },
-  oracle: { label: 'target oracle', set: ['train.mode="target-oracle"'], inr: false },
-  // not rungs: options tried when the INR and IR2F rungs fell below the baseline
-  'inr-qwarm': {
-    label: '+ INR rectifier, q for the first 200 steps (option)',
-    set: [`plugins=${JSON.stringify([{ ...INR_PLUGIN, options: { qWarmupSteps: 200 } }])}`], inr: true,
+/** How a variant's r is read back on val for its ECE: the INR's map, the teacher's max-probability, or none. */
+type Prior = 'inr' | 'confidence' | undefined;
+
+interface Variant {
+  label: string;
+  set: string[];
+  /** r for the ECE of r and of γ. */
+  prior: Prior;
+  /** The RMM v2 loss-mixture: γ's ECE from its fit in the checkpoint. */
+  gamma?: boolean;
+}
+
+/** The rungs of DESIGN §5.3 (v2 defaults), then the options compared with them. */
+export const VARIANTS: Record<string, Variant> = {
+  'source-only': { label: 'source-only', set: ['train.mode="source-only"'], prior: undefined },
+  baseline: { label: 'DAFormer-style baseline', set: [], prior: undefined },
+  inr: { label: '+ INR rectifier (v2: redistribute)', set: [plugins([INR])], prior: 'inr' },
+  control: { label: 'control: RMM v2, r = teacher max-prob, no INR', set: [CONFIDENCE, plugins([RMM])], prior: 'confidence', gamma: true },
+  ir2f: { label: '+ INR + RMM v2 (IR2F)', set: [plugins([INR], [RMM])], prior: 'inr', gamma: true },
+  oracle: { label: 'target oracle', set: ['train.mode="target-oracle"'], prior: undefined },
+  // options (each one config value away from a rung)
+  confidence: { label: 'r = teacher max-prob, redistribute, no RMM (option)', set: [CONFIDENCE], prior: 'confidence' },
+  'inr-shift': { label: '+ INR, calibration on a shifted source view (option)', set: [plugins([INR, { calibrationView: 'shifted' }])], prior: 'inr' },
+  'inr-replace': { label: '+ INR, r replaces q (v1 weighting, option)', set: [plugins([INR, { weighting: 'replace' }])], prior: 'inr' },
+  'ir2f-shift': {
+    label: '+ INR (shifted calibration) + RMM v2 (option)', set: [plugins([INR, { calibrationView: 'shifted' }], [RMM])], prior: 'inr', gamma: true,
   },
-  'ir2f-qwarm': {
-    label: '+ INR + RMM, q as r for the first 200 steps (option)',
-    set: [`plugins=${JSON.stringify([{ ...INR_PLUGIN, options: { qWarmupSteps: 200 } }, RMM_PLUGIN])}`], inr: true,
+  'ir2f-bootstrap': { label: '+ INR + RMM v2, bootstrapped soft target (option)', set: [plugins([INR], [RMM, { target: 'bootstrap' }])], prior: 'inr', gamma: true },
+  'control-bootstrap': {
+    label: 'control, bootstrapped soft target (option)', set: [CONFIDENCE, plugins([RMM, { target: 'bootstrap' }])], prior: 'confidence', gamma: true,
   },
-  'ir2f-rest': {
-    label: '+ INR + RMM, teacher-rest noise (option)',
-    set: [`plugins=${JSON.stringify([INR_PLUGIN, { ...RMM_PLUGIN, options: { noise: 'teacher-rest' } }])}`], inr: true,
-  },
-  'ir2f-lambda0.1': {
-    label: '+ INR + RMM, λ_RMM = 0.1 (option)',
-    set: [`plugins=${JSON.stringify([INR_PLUGIN, { ...RMM_PLUGIN, options: { lambda: 0.1 } }])}`], inr: true,
-  },
-} as const;
+  'ir2f-v1': { label: '+ INR + RMM v1 label mixture (option)', set: [plugins([INR], [RMM, { formulation: 'label-mixture' }])], prior: 'inr' },
+};
 export type VariantName = keyof typeof VARIANTS;
 
 interface RunMetrics {
   miou: number;
   boundaryMiou: number;
   eceR?: number;
+  eceGamma?: number;
   eceTeacher?: number;
 }
 
+/** The loss-mixture fit a checkpoint holds (RMM v2's `loss.state`: [fitted, separated, μ_c, σ_c, μ_n, σ_n]). */
+function checkpointFit(ckpt: { tensors: Map<string, { data: Uint8Array }>; file: string }): MixtureFit {
+  const t = ckpt.tensors.get('loss.state');
+  if (!t) throw new Error(`${ckpt.file} holds no loss state: not an RMM v2 run`);
+  const s = new Float32Array(t.data.slice().buffer);
+  return { clean: { mean: s[2], std: s[3] }, noisy: { mean: s[4], std: s[5] } };
+}
+
 async function measure(
-  checkpoint: string, valRoot: ReturnType<typeof ensureBenchmark> extends Promise<infer B> ? B : never, inr: boolean, selfTraining: boolean,
+  checkpoint: string, valRoot: ReturnType<typeof ensureBenchmark> extends Promise<infer B> ? B : never, variant: Variant, selfTraining: boolean,
 ): Promise<RunMetrics> {
   const val = await scanDataset(valRoot.targetVal);
   const { model: student, config, checkpoint: ckpt } = await loadTrained(checkpoint, 'student');
   const { model: teacher } = await loadTrained(ckpt, 'teacher');
-  const rect = inr ? await loadTrainedRectifier(ckpt, config, teacher) : undefined;
+  const rect = variant.prior === 'inr' ? await loadTrainedRectifier(ckpt, config, teacher) : undefined;
+  // γ on val: the run's final fit, the student's loss on the teacher's pseudo-label, r as the prior (the
+  // training-time γ is on mixed, augmented crops with the student in training mode: this is its clean-image twin)
+  const fit = variant.gamma ? checkpointFit(ckpt) : undefined;
+  const gammas: number[] = [];
   const K = config.model.numClasses;
   const [all, edge] = [new ConfusionMatrix(K), new ConfusionMatrix(K)];
   const rs: number[] = [];
@@ -84,17 +111,22 @@ async function measure(
     const mask = boundaryMask(label, width, height);
     edge.update(pred, Uint8Array.from(label, (v, i) => (mask[i] ? v : 255)));
     // the teacher labels the image as in training; r rates those pseudo-labels
-    const [tPred, tConf, r] = tf.tidy((): (tf.Tensor | undefined)[] => {
+    const [tPred, tConf, rInr, pStudent] = tf.tidy((): (tf.Tensor | undefined)[] => {
       const out = teacher.forward(x);
       const probs = tf.softmax(inferLogits(teacher, x));
       const rMap = rect ? rect.rectifier.rectifyGrid!(out.embedding, tf.logSoftmax(out.logits) as tf.Tensor4D, height, width) : undefined;
-      return [tf.argMax(probs, 3), tf.max(probs, 3), rMap];
+      const yHat = tf.argMax(probs, 3);
+      // the student's probability of the teacher's pseudo-label (ℓ = −log of it)
+      const pS = fit ? tf.sum(tf.mul(tf.softmax(inferLogits(student, x)), tf.oneHot(yHat, K)), 3) : undefined;
+      return [yHat, tf.max(probs, 3), rMap, pS];
     }).map((t) => (t ? readback(t) : undefined));
+    const r = variant.prior === 'confidence' ? tConf : rInr;
     label.forEach((v, i) => {
       if (v === 255) return;
       corrects.push(tPred![i] === v ? 1 : 0);
       confs.push(tConf![i]);
       if (r) rs.push(r[i]);
+      if (fit && r) gammas.push(posterior(logLoss(-Math.log(Math.max(pStudent![i], 1e-30))), r[i], fit));
     });
     x.dispose();
   }
@@ -103,7 +135,8 @@ async function measure(
   await rect?.dispose();
   return {
     miou: all.miou(valRoot.classes), boundaryMiou: edge.miou(valRoot.classes),
-    eceR: inr ? expectedCalibrationError(rs, corrects) : undefined,
+    eceR: variant.prior ? expectedCalibrationError(rs, corrects) : undefined,
+    eceGamma: fit ? expectedCalibrationError(gammas, corrects) : undefined,
     eceTeacher: selfTraining ? expectedCalibrationError(confs, corrects) : undefined,
   };
 }
@@ -117,6 +150,8 @@ const meanStd = (xs: number[]) => {
 /** One finished run, stored as bench/runs/<benchmark>-<variant>-<seed>.json so that runs can be spread
  *  over processes (one per core) and over sessions, and the table is rendered from all of them. */
 interface RunRecord extends RunMetrics {
+  /** DESIGN §5's method version the run's defaults follow (runs without it are v1, kept in bench/runs/v1/). */
+  method: 2;
   benchmark: string;
   variant: VariantName;
   seed: number;
@@ -144,17 +179,27 @@ function gitCommit(): string {
   }
 }
 
-export async function benchAblation(defaultVariants: VariantName[] = ['source-only', 'baseline', 'inr', 'ir2f', 'oracle'], title = 'The ablation ladder'): Promise<void> {
+/** Mean, sample std and t = mean / (std / √n) of paired differences. */
+export function pairedStats(diffs: number[]): { mean: number; std: number; t: number; n: number } {
+  const n = diffs.length;
+  const mean = diffs.reduce((a, b) => a + b, 0) / n;
+  const std = Math.sqrt(diffs.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, n - 1));
+  return { mean, std, n, t: n > 1 ? (std > 0 ? mean / (std / Math.sqrt(n)) : Math.sign(mean) * Infinity) : NaN };
+}
+
+export async function benchAblation(
+  defaultVariants: VariantName[] = ['source-only', 'baseline', 'inr', 'control', 'ir2f', 'oracle'], title = 'The ablation ladder (method v2)',
+): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(3), allowPositionals: true,
     options: {
-      seeds: { type: 'string', default: '3' }, steps: { type: 'string' }, variants: { type: 'string' },
+      seeds: { type: 'string', default: '5' }, steps: { type: 'string' }, variants: { type: 'string' },
       benchmarks: { type: 'string' }, fresh: { type: 'boolean', default: false }, 'table-only': { type: 'boolean', default: false },
       // a second process started later takes the seeds from the other end, so the two rarely meet
       reverse: { type: 'boolean', default: false },
     },
   });
-  const variants = (values.variants ? values.variants.split(',') : defaultVariants) as VariantName[];
+  const variants = (values.variants ? values.variants.split(',') : defaultVariants);
   for (const v of variants) if (!(v in VARIANTS)) throw new Error(`unknown variant '${v}'; known: ${Object.keys(VARIANTS).join(', ')}`);
   const benchmarks = (values.benchmarks ? values.benchmarks.split(',') : [...EMBEDDED_BENCHMARKS]) as (typeof EMBEDDED_BENCHMARKS)[number][];
   for (const b of benchmarks) {
@@ -162,59 +207,86 @@ export async function benchAblation(defaultVariants: VariantName[] = ['source-on
   }
   const seeds = Array.from({ length: Number(values.seeds) }, (_, i) => i);
   const steps = values.steps ? Number(values.steps) : undefined;
-  // started for the UDA runs' replicas (the wasm module's threads are fixed once it has started)
-  await initBackend('wasm', { wasmThreads: replicaPlan('uda', 'wasm').threads });
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'ir2f-bench-ablation-'));
   await fs.mkdir(RUNS_DIR, { recursive: true });
   const commit = gitCommit();
-  for (const name of values['table-only'] ? [] : benchmarks) {
-    const bench = await ensureBenchmark(name);
-    for (const variant of variants) {
-      const spec = VARIANTS[variant];
-      for (const seed of values.reverse ? [...seeds].reverse() : seeds) {
-        const raw = await loadRawConfig(name);
-        const config = resolveConfig(raw, { steps, set: [`train.seed=${seed}`, ...spec.set] });
-        const done = await readRun(name, variant, seed);
-        if (done && !values.fresh && done.steps === config.train.steps) {
-          console.log(`${name} ${variant} seed ${seed}: stored (${done.commit}, ${done.date}); --fresh to rerun`);
-          continue;
+  if (!values['table-only']) {
+    // started for the UDA runs' replicas (the wasm module's threads are fixed once it has started)
+    await initBackend('wasm', { wasmThreads: replicaPlan('uda', 'wasm').threads });
+    // seed by seed, so that an interrupted ladder still has whole pairs on both benchmarks
+    for (const seed of values.reverse ? [...seeds].reverse() : seeds) {
+      for (const name of benchmarks) {
+        const bench = await ensureBenchmark(name);
+        for (const variant of variants) {
+          const spec = VARIANTS[variant];
+          const raw = await loadRawConfig(name);
+          const config = resolveConfig(raw, { steps, set: [`train.seed=${seed}`, ...spec.set] });
+          const done = await readRun(name, variant, seed);
+          if (done && !values.fresh && done.steps === config.train.steps) {
+            console.log(`${name} ${variant} seed ${seed}: stored (${done.commit}, ${done.date}); --fresh to rerun`);
+            continue;
+          }
+          const dir = path.join(work, `${name}-${variant}-${seed}`);
+          const r = await runTraining(config, { workDir: dir, quiet: true });
+          const m = await measure(r.checkpoint!, bench, spec, variant !== 'source-only' && variant !== 'oracle');
+          const record: RunRecord = {
+            method: 2, benchmark: name, variant, seed, steps: config.train.steps, msPerStep: r.msPerStep, commit,
+            date: new Date().toISOString().slice(0, 10), ...m,
+          };
+          await writeAtomic(fileURLToPath(runFile(name, variant, seed)), new TextEncoder().encode(`${JSON.stringify(record, null, 2)}\n`));
+          const ece = (k: string, v?: number) => (v != null ? `, ECE ${k} ${v.toFixed(3)}` : '');
+          console.log(`${name} ${variant} seed ${seed}: mIoU ${(m.miou * 100).toFixed(1)}, boundary ${(m.boundaryMiou * 100).toFixed(1)}` +
+            `${ece('r', m.eceR)}${ece('γ', m.eceGamma)}${ece('teacher', m.eceTeacher)}, ${r.msPerStep.toFixed(0)} ms/it`);
+          await fs.rm(dir, { recursive: true, force: true });
         }
-        const r = await runTraining(config, { workDir: path.join(work, `${name}-${variant}-${seed}`), quiet: true });
-        const m = await measure(r.checkpoint!, bench, spec.inr, variant === 'baseline' || spec.inr);
-        const record: RunRecord = {
-          benchmark: name, variant, seed, steps: config.train.steps, msPerStep: r.msPerStep, commit,
-          date: new Date().toISOString().slice(0, 10), ...m,
-        };
-        await writeAtomic(fileURLToPath(runFile(name, variant, seed)), new TextEncoder().encode(`${JSON.stringify(record, null, 2)}\n`));
-        console.log(`${name} ${variant} seed ${seed}: mIoU ${(m.miou * 100).toFixed(1)}, boundary ${(m.boundaryMiou * 100).toFixed(1)}` +
-          `${m.eceR != null ? `, ECE r ${m.eceR.toFixed(3)}` : ''}${m.eceTeacher != null ? `, ECE teacher ${m.eceTeacher.toFixed(3)}` : ''}, ${r.msPerStep.toFixed(0)} ms/it`);
-        await fs.rm(path.join(work, `${name}-${variant}-${seed}`), { recursive: true, force: true });
       }
     }
   }
   await fs.rm(work, { recursive: true, force: true });
 
-  // the table covers every stored run of the chosen variants and seeds, whichever process made it
-  const lines: string[] = [];
-  const rows: string[] = ['| benchmark | variant | seeds | target mIoU | boundary mIoU | ECE of r | ECE of teacher max-prob | ms/iteration |', '|---|---|---|---|---|---|---|---|'];
+  // the tables cover every stored run of the chosen variants and seeds, whichever process made it
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const rows: string[] = [
+    '| benchmark | variant | seeds | target mIoU | boundary mIoU | ECE of r | ECE of γ | ECE of teacher max-prob | ms/iteration |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  const paired: string[] = [
+    '| benchmark | variant − baseline | paired seeds | Δ mIoU (mean ± std) | t | Δ boundary mIoU (mean ± std) | t | ms/it (variant / baseline) |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  const wins = new Map<string, boolean[]>();
   const commits = new Set<string>();
   for (const name of benchmarks) {
+    const base = new Map((await Promise.all(seeds.map((s) => readRun(name, 'baseline', s)))).filter((r): r is RunRecord => !!r).map((r) => [r.seed, r]));
     for (const variant of variants) {
       const runs = (await Promise.all(seeds.map((s) => readRun(name, variant, s)))).filter((r): r is RunRecord => !!r);
       if (!runs.length) continue;
       runs.forEach((r) => commits.add(`${r.commit} (${r.date})`));
-      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
       const ece = (pick: (r: RunRecord) => number | undefined) => (runs.every((r) => pick(r) != null) ? mean(runs.map((r) => pick(r)!)).toFixed(3) : '—');
       rows.push(`| ${name} | ${VARIANTS[variant].label} | ${runs.map((r) => r.seed).join(',')} | ${meanStd(runs.map((r) => r.miou))} | ` +
-        `${meanStd(runs.map((r) => r.boundaryMiou))} | ${ece((r) => r.eceR)} | ${ece((r) => r.eceTeacher)} | ${mean(runs.map((r) => r.msPerStep)).toFixed(0)} |`);
+        `${meanStd(runs.map((r) => r.boundaryMiou))} | ${ece((r) => r.eceR)} | ${ece((r) => r.eceGamma)} | ${ece((r) => r.eceTeacher)} | ` +
+        `${mean(runs.map((r) => r.msPerStep)).toFixed(0)} |`);
+      const pairs = runs.filter((r) => base.has(r.seed));
+      if (variant === 'baseline' || pairs.length < 2) continue;
+      const d = pairedStats(pairs.map((r) => 100 * (r.miou - base.get(r.seed)!.miou)));
+      const db = pairedStats(pairs.map((r) => 100 * (r.boundaryMiou - base.get(r.seed)!.boundaryMiou)));
+      const baseMs = mean(pairs.map((r) => base.get(r.seed)!.msPerStep));
+      paired.push(`| ${name} | ${VARIANTS[variant].label} | ${pairs.map((r) => r.seed).join(',')} | ${d.mean >= 0 ? '+' : ''}${d.mean.toFixed(2)} ± ${d.std.toFixed(2)} | ` +
+        `${d.t.toFixed(2)} | ${db.mean >= 0 ? '+' : ''}${db.mean.toFixed(2)} ± ${db.std.toFixed(2)} | ${db.t.toFixed(2)} | ` +
+        `${mean(pairs.map((r) => r.msPerStep)).toFixed(0)} / ${baseMs.toFixed(0)} |`);
+      wins.set(variant, [...(wins.get(variant) ?? []), d.mean > 0 && d.t >= 2]);
     }
   }
-  lines.push(...rows);
-  console.log(`\n${rows.join('\n')}`);
+  const verdict = [...wins].map(([v, w]) => `${VARIANTS[v].label}: ${w.length === benchmarks.length && w.every(Boolean) ? 'wins' : 'does not win'}` +
+    ` (${w.map((x, i) => `${benchmarks[i]} ${x ? 'yes' : 'no'}`).join(', ')})`);
+  console.log(`\n${rows.join('\n')}\n\n${paired.join('\n')}\n\n${verdict.join('\n')}`);
   await writeSection(title,
     `\`npm run bench -- ${process.argv.slice(2).join(' ')}\` (variants ${variants.join(', ')}; seeds ${seeds.join(', ')}; embedded presets; ` +
     `mean ± std over seeds; mIoU over the benchmark's 8 classes on 100 target val images; boundary = labelled pixels within 2 px of ` +
-    `another class). Each run is stored in bench/runs/ and reused until \`--fresh\`; code versions: ${[...commits].join(', ')}.\n\n${lines.join('\n')}`);
+    `another class; ECE against the correctness of the teacher's pseudo-label on target val, γ from the run's final loss-mixture fit). ` +
+    `Each run is stored in bench/runs/ and reused until \`--fresh\`; code versions: ${[...commits].join(', ')}.\n\n${rows.join('\n')}\n\n` +
+    `Paired differences to the baseline at the same seed (a variant wins when Δ > 0 with t ≥ 2 on both benchmarks):\n\n${paired.join('\n')}\n\n` +
+    `${verdict.map((v) => `- ${v}`).join('\n')}`);
 }
 
 export async function benchRectifier(): Promise<void> {

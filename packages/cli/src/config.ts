@@ -5,7 +5,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { BACKEND_NAMES, describeIssues, Ir2fError, TrainConfigSchema, z } from '@ir2f/core';
+import { BACKEND_NAMES, describeIssues, Ir2fError, RECTIFIER_WEIGHTINGS, TrainConfigSchema, z } from '@ir2f/core';
 import { EMBEDDED_BENCHMARKS } from '@ir2f/datasets';
 import { PRESETS } from './presets.js';
 
@@ -71,6 +71,14 @@ export const RunConfigSchema = z.object({
     /** Chance the jitter is applied (DAFormer's color_jitter_probability=0.2 is a skip threshold: 0.8 here). */
     colorJitterProbability: z.number().min(0).max(1).default(0.8),
     blur: z.boolean().default(true),
+  }).strict().prefault({}),
+  /**
+   * Core's rectifier when no plugin binds one: `identity` (r = DAFormer's q, the baseline) or `confidence`
+   * (r = the teacher's max-probability per pixel: DESIGN §5.3's control rung), with §5.1.7's weighting.
+   */
+  rectifier: z.object({
+    type: z.enum(['identity', 'confidence']).default('identity'),
+    weighting: z.enum(RECTIFIER_WEIGHTINGS).default('redistribute'),
   }).strict().prefault({}),
   /** Plugins by npm package name, loaded only if installed. */
   plugins: z.array(z.object({ package: z.string().min(1), options: z.record(z.string(), z.unknown()).default({}) }).strict()).default([]),

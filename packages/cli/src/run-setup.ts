@@ -3,7 +3,7 @@
  * plugins (loaded only if installed), and the data (@ir2f/datasets' readers and DAFormer pipelines).
  */
 import {
-  ClassMix, ConfidencePseudoLabeler, createPipeline, Ir2fError, type EventBus, type Ir2fPlugin, type Pipeline, type TrainData,
+  confidenceRectifier,  ClassMix, ConfidencePseudoLabeler, createPipeline, Ir2fError, type EventBus, type Ir2fPlugin, type Pipeline, type TrainData,
 } from '@ir2f/core';
 import { createModel, importEncoderWeights, PRESET_NAMES, type SegmentationModel } from '@ir2f/backbones';
 import {
@@ -83,7 +83,11 @@ export async function buildPipeline(config: RunConfig, student: SegmentationMode
         colorJitterThreshold: 1 - config.mixer.colorJitterProbability, blur: config.mixer.blur,
       }),
     },
-    plugins: await loadPlugins(config.plugins),
+    plugins: [
+      ...await loadPlugins(config.plugins),
+      // after the plugins: a rectifier plugin as well is a conflict that names both
+      ...(config.rectifier.type === 'confidence' ? [confidenceRectifier({ weighting: config.rectifier.weighting })] : []),
+    ],
   });
 }
 

@@ -89,6 +89,12 @@ export interface Rectifier extends Disposable {
   readonly variables: readonly tf.Variable[];
   rectify(input: RectifyInput, ctx: StepContext): Rectified;
   auxLoss?(source: RectifierSourceSide, ctx: StepContext): tf.Scalar;
+  /**
+   * Which view of the source crop the teacher labels for `auxLoss`: `clean` (default) or `shifted`, the
+   * mixer's photometric augmentation at full strength (`Mixer.augment`), so that calibration sees target-like
+   * errors (DESIGN §5.1.8).
+   */
+  readonly calibrationView?: 'clean' | 'shifted';
   /** r [B, H, W] at any resolution from teacher features and log-probabilities (continuous rectifiers). */
   rectifyGrid?(features: tf.Tensor4D, logProbs: tf.Tensor4D, H: number, W: number): tf.Tensor3D;
   /** The trained rectifier as a standalone ONNX model (bytes). */
@@ -106,6 +112,8 @@ export interface LossInput {
   sourceMask?: tf.Tensor3D;
   /** The teacher's class probabilities on the mixed image [B, H, W, K] (one-hot of the label on source pixels). */
   teacherProbs?: tf.Tensor4D;
+  /** The pseudo-labeler's own weight q on the mixed image, before any rectifier (1 on source pixels). */
+  quality?: tf.Tensor3D;
 }
 
 export interface LossOutput {
@@ -117,6 +125,12 @@ export interface LossOutput {
 export interface Loss {
   /** Set when `compute` reads `LossInput.teacherProbs` (the trainer mixes them only then). */
   readonly usesTeacherProbs?: boolean;
+  /**
+   * Host state the loss carries from step to step (e.g. a running mixture fit), updated in place by `compute`.
+   * The trainer checkpoints it, restores it on resume and on a failed step, and copies it between replicas;
+   * float32 so that a checkpoint round trip is exact.
+   */
+  readonly state?: Float32Array;
   compute(input: LossInput, ctx: StepContext): LossOutput;
 }
 
@@ -129,6 +143,8 @@ export interface MixBatch {
   rectificationLogit?: tf.Tensor;
   /** The teacher's class probabilities [B, H, W, K] (target side). */
   probs?: tf.Tensor4D;
+  /** The pseudo-labeler's weight q (target side; the mix gives source pixels 1). */
+  quality?: tf.Tensor3D;
 }
 
 export interface MixResult extends MixBatch {
@@ -139,6 +155,8 @@ export interface MixResult extends MixBatch {
 
 export interface Mixer {
   mix(source: MixBatch, target: MixBatch, ctx: StepContext): MixResult;
+  /** The mixer's photometric augmentation of an image batch at full strength (every transform applied). */
+  augment?(image: tf.Tensor4D, ctx: StepContext): tf.Tensor4D;
 }
 
 export interface EventBus {

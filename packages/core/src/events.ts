@@ -29,7 +29,10 @@ export type Ir2fEventInput =
     }
   | { type: 'pseudo-labels'; step: number; keptFraction: number; meanConfidence: number }
   | {
-      type: 'rectifier'; step: number; mean: number; p10: number; p50: number; p90: number;
+      type: 'rectifier'; step: number; mean: number;
+      /** r̄: mean r over the pixels that carry weight (q > 0), the divisor of §5.1.7's redistribution. */
+      rBar?: number;
+      p10: number; p50: number; p90: number;
       /** Share of pixels with r < 0.5. */
       lowShare: number; calibrationBce?: number; map?: SmallMap;
     }
@@ -40,8 +43,16 @@ export type Ir2fEventInput =
     }
   | {
       type: 'rmm'; step: number;
-      /** Mean posterior responsibility γ and mean r over the target pixels of the mixed image; L_RMM. */
+      /** Mean posterior responsibility γ and mean r over the target pixels of the mixed image; L_RMM (v1) or L_ψ (v2). */
       meanGamma: number; meanR: number; loss: number;
+      /** Share of those pixels with γ < 0.5. */
+      lowGammaShare?: number;
+      /** Mean of the pseudo-labeler's weight q over them. */
+      meanQ?: number;
+      /** The fitted loss-mixture components (v2: Gaussians on log ℓ), clean first. */
+      components?: { clean: { mean: number; std: number }; noisy: { mean: number; std: number } };
+      /** v2: the fit has not separated yet, so the student's weight is q and ψ trains on L_cal only. */
+      warmup?: boolean;
     }
   | { type: 'checkpoint'; step: number; path: string }
   | { type: 'warning'; code: string; message: string; step?: number }

@@ -18,6 +18,8 @@ export { definePlugin, describeIssues, type Ir2fPlugin, type PluginDefinition, t
 export { z } from 'zod';
 export { createPipeline, type Binding, type Constructor, type Pipeline, type PipelineOptions, type PipelineParts } from './pipeline.js';
 export { IdentityRectifier } from './rectifier-identity.js';
+export { ConfidenceRectifier, ConfidenceRectifierOptionsSchema, confidenceRectifier } from './rectifier-confidence.js';
+export { RECTIFIER_WEIGHTINGS, redistributeWeight, type RectifierWeighting } from './rectifier-weighting.js';
 export { Rng, type RngState } from './rng.js';
 export { boundaryMask, ConfusionMatrix, expectedCalibrationError } from './metrics.js';
 export {
@@ -67,6 +69,6 @@ export {
 } from './train/trainer.js';
 export {
   canonicalJson, CHECKPOINT_FORMAT, checkpointFile, checkpointPart, configDiff, configHash, latestCheckpoint, listCheckpoints,
-  readCheckpoint, restoreCheckpoint, restoreRectifier, saveCheckpoint, type CheckpointMeta, type CheckpointState, type LoadedCheckpoint,
+  readCheckpoint, restoreCheckpoint, restoreLossState, restoreRectifier, saveCheckpoint, type CheckpointMeta, type CheckpointState, type LoadedCheckpoint,
 } from './train/checkpoint.js';
 export { evaluate, inferLogits, type EvalResult, type EvalSample, type Predictor, type SlideOptions } from './train/evaluate.js';

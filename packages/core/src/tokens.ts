@@ -22,7 +22,7 @@ export const TOKEN_PROVIDERS: Record<TokenName, { packages: string[]; part: stri
   Backbone: { packages: ['@ir2f/backbones'], part: 'backbone' },
   DecodeHead: { packages: ['@ir2f/backbones'], part: 'decodeHead' },
   PseudoLabeler: { packages: ['@ir2f/core (confidence-weighted)'], part: 'pseudoLabeler' },
-  Rectifier: { packages: ['@ir2f/core (identity)', '@ir2f/plugin-inr-rectifier'], part: 'rectifier' },
+  Rectifier: { packages: ['@ir2f/core (identity, confidence)', '@ir2f/plugin-inr-rectifier'], part: 'rectifier' },
   Loss: { packages: ['@ir2f/core (weighted cross-entropy)', '@ir2f/plugin-rmm'], part: 'loss' },
   Mixer: { packages: ['@ir2f/core (ClassMix)'], part: 'mixer' },
   EventBus: { packages: ['@ir2f/core'], part: 'eventBus' },

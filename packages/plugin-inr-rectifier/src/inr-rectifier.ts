@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  Ir2fError, Rng, stopGradient, z, type EventBus, type Rectified, type Rectifier, type RectifierSourceSide, type RectifyInput, type SmallMap,
+  Ir2fError, RECTIFIER_WEIGHTINGS, redistributeWeight, Rng, stopGradient, z, type EventBus, type Rectified, type Rectifier, type RectifierSourceSide, type RectifyInput, type SmallMap,
   type StepContext,
 } from '@ir2f/core';
 import { exportRectifierOnnx } from './inr-onnx.js';
@@ -31,6 +31,16 @@ export const InrOptionsSchema = z.object({
   chunkSize: z.number().int().positive().default(65536),
   /** The weight handed to the loss is r without gradient (DESIGN §5.3 "+ INR" row); `rectification` keeps it. */
   detachWeight: z.boolean().default(true),
+  /**
+   * How r weights the target loss (DESIGN §5.1.7): `redistribute` (v2) w = min(1, q · r / r̄), the baseline's
+   * total target weight spread by r; `replace` (v1) w = r.
+   */
+  weighting: z.enum(RECTIFIER_WEIGHTINGS).default('redistribute'),
+  /**
+   * The source view the teacher labels for L_cal (DESIGN §5.1.8): `clean`, or `shifted` (the mixer's colour
+   * jitter and blur at full strength), so that r learns from target-like errors.
+   */
+  calibrationView: z.enum(['clean', 'shifted']).default('clean'),
   /** For the first N steps hand the loss the pseudo-labeler's own weight (DAFormer's q) as weight and as r, while ψ trains on L_cal. */
   qWarmupSteps: z.number().int().nonnegative().default(0),
   /** Emit a `rectifier` event every N rectify calls (0: never), with a small map of r every `mapEvery`. */
@@ -74,6 +84,7 @@ export class InrRectifier implements Rectifier {
   private pending?: { step: number; stats: Omit<Extract<Parameters<EventBus['emit']>[0], { type: 'rectifier' }>, 'type' | 'step'> };
   /** Source calibration (§5.1.6); absent when its weight is 0. */
   readonly auxLoss?: (source: RectifierSourceSide, ctx: StepContext) => tf.Scalar;
+  readonly calibrationView: 'clean' | 'shifted';
 
   constructor(options: InrOptionsInput, readonly dims: { embeddingChannels: number; numClasses: number }, private readonly bus?: EventBus) {
     this.options = InrOptionsSchema.parse(options);
@@ -109,6 +120,7 @@ export class InrRectifier implements Rectifier {
     this.vars = [p.projW, p.projB, p.w1Feat, p.w1Coord, ...(o.cellDecode ? [p.w1Cell] : []), p.b1, ...p.layers.flatMap((l) => [l.w, l.b])] as unknown as tf.Variable[];
     if (!o.cellDecode) (p.w1Cell as unknown as tf.Variable).trainable = false;
     if (o.calibrationWeight > 0) this.auxLoss = (source, ctx) => this.calibrationLoss(source, ctx);
+    this.calibrationView = o.calibrationView;
   }
 
   get variables(): readonly tf.Variable[] {
@@ -189,19 +201,20 @@ export class InrRectifier implements Rectifier {
     const [, H, W] = input.pseudo.labels.shape;
     const logit = this.gridLogits(input.features, input.logProbs!, H, W);
     const r = tf.sigmoid(logit) as tf.Tensor3D;
-    this.observe(r, ctx);
+    this.observe(r, input.pseudo.weight, ctx);
     if (ctx.step < this.options.qWarmupSteps) {
       // warm-up: the loss sees the pseudo-labeler's weight as r too (an RMM loss then trains no ψ on the
       // target side); r is still computed for the events, and ψ trains on L_cal
       tf.dispose([logit, r]);
       return { labels: input.pseudo.labels, weight: tf.clone(input.pseudo.weight), rectification: tf.clone(input.pseudo.weight) };
     }
-    return {
-      labels: input.pseudo.labels,
-      weight: (this.options.detachWeight ? stopGradient(r) : r) as tf.Tensor3D,
-      rectification: r,
-      logit,
-    };
+    const rw = this.options.detachWeight ? stopGradient(r) : r;
+    let weight = rw;
+    if (this.options.weighting === 'redistribute') {
+      weight = redistributeWeight(input.pseudo.weight, rw);
+      if (rw !== r) rw.dispose();
+    }
+    return { labels: input.pseudo.labels, weight, rectification: r, logit };
   }
 
   /** §5.1.6: BCE(r(x), 1[argmax teacher = source label]) over labelled source pixels, times λ_cal. */
@@ -222,19 +235,27 @@ export class InrRectifier implements Rectifier {
   }
 
   /** Distribution of r for the `rectifier` event (a host read, every `statsEvery` calls). */
-  private observe(r: tf.Tensor3D, ctx: StepContext): void {
+  private observe(r: tf.Tensor3D, q: tf.Tensor3D, ctx: StepContext): void {
     this.flush();
     const o = this.options;
     this.calls++;
     if (!this.bus || o.statsEvery === 0 || (this.calls - 1) % o.statsEvery !== 0) return;
     const values = r.dataSync() as Float32Array;
+    const qs = q.dataSync() as Float32Array;
     const sorted = Float32Array.from(values).sort();
     let low = 0;
     let sum = 0;
-    for (const v of values) {
+    // r̄ as §5.1.7 divides by: the mean of r over the pixels that carry weight
+    let weighted = 0;
+    let nWeighted = 0;
+    values.forEach((v, i) => {
       sum += v;
       if (v < 0.5) low++;
-    }
+      if (qs[i] > 0) {
+        weighted += v;
+        nWeighted++;
+      }
+    });
     let map: SmallMap | undefined;
     if (o.mapEvery > 0 && (this.calls - 1) % o.mapEvery === 0) {
       const [, H, W] = r.shape;
@@ -247,7 +268,7 @@ export class InrRectifier implements Rectifier {
     this.pending = {
       step: ctx.step,
       stats: {
-        mean: sum / values.length, p10: percentile(sorted, 0.1), p50: percentile(sorted, 0.5), p90: percentile(sorted, 0.9),
+        mean: sum / values.length, rBar: nWeighted ? weighted / nWeighted : sum / values.length, p10: percentile(sorted, 0.1), p50: percentile(sorted, 0.5), p90: percentile(sorted, 0.9),
         lowShare: low / values.length, ...(map ? { map } : {}),
       },
     };

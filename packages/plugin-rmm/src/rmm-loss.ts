@@ -1,5 +1,6 @@
 /**
- * DESIGN §5.2, the rectification-aware mixture model in one place. A target pixel's observed pseudo-label ŷ
+ * DESIGN §5.2 v1 (`formulation: 'label-mixture'`, kept for the record: it collapses, γ → 1; v2 is in
+ * `loss-mixture.ts`), the rectification-aware label mixture in one place. A target pixel's observed pseudo-label ŷ
  * is clean with probability r (then it follows the student, p_θ(ŷ|x)) or noise with probability 1 − r:
  *
  *   P(ŷ | x) = r · p_θ(ŷ | x) + (1 − r) · N(x)
@@ -41,8 +42,8 @@ export interface RmmTermOptions {
 
 const EPS = 1e-6;
 
-/** log r and log(1 − r), floored at r_min. */
-function logR(r: tf.Tensor3D, logit: tf.Tensor3D | undefined, rMin: number): [tf.Tensor, tf.Tensor] {
+/** log r and log(1 − r), floored at r_min (from the logit s when given: −softplus(−s), −softplus(s)). */
+export function logR(r: tf.Tensor3D, logit: tf.Tensor3D | undefined, rMin: number): [tf.Tensor, tf.Tensor] {
   let logr: tf.Tensor;
   let log1mr: tf.Tensor;
   if (logit) {

@@ -1,4 +1,5 @@
 import test from 'ava';
+/** v1, the label mixture (DESIGN §5.2 v1: `formulation: 'label-mixture'`); v2 is tested in loss-mixture.test.ts. */
 import * as tf from '@tensorflow/tfjs';
 import { createPipeline, initBackend, ofType, Rng, RxEventBus, Tokens, type EventOf } from '@ir2f/core';
 import { rmm, RmmLoss, rmmTerms } from '@ir2f/plugin-rmm';
@@ -20,7 +21,7 @@ test('the loss equals a hand computation on a 2×2 fixture (source pixel CE, tar
   const labels = [0, 2, 1, 255];
   const r = [0.9, 0.3, 0.6, 0.5];
   const source = [1, 0, 0, 0];
-  const loss = new RmmLoss({ lambda: 0.7 });
+  const loss = new RmmLoss({ formulation: 'label-mixture', lambda: 0.7 });
   const out = loss.compute({
     studentLogits: tf.tensor4d(logits.flat(), [1, 2, 2, K]),
     target: { labels: tf.tensor3d(labels, [1, 2, 2], 'int32'), weight: tf.ones([1, 2, 2]) as tf.Tensor3D },
@@ -118,7 +119,7 @@ test('teacher-rest noise: N = Σ_{k≠ŷ} p_φ(k) p_θ(k) / (1 − p_φ(ŷ)) by 
     { noise: { kind: 'teacher-rest', teacherProbs: tf.tensor4d([0.5, 0.4, 0.1], [1, 1, 1, K]) } }).nll.dataSync()[0];
   t.true(Math.abs(uni - rest) < 1e-6 && Math.abs(uni - Math.log(K)) < 1e-6);
   // as an option, the loss asks the trainer for the teacher's probabilities and refuses to run without them
-  const loss = new RmmLoss({ noise: 'teacher-rest' });
+  const loss = new RmmLoss({ formulation: 'label-mixture', noise: 'teacher-rest' });
   t.true(loss.usesTeacherProbs);
   t.false(new RmmLoss().usesTeacherProbs ?? false);
   const err = t.throws(() => loss.compute({
@@ -129,9 +130,9 @@ test('teacher-rest noise: N = Σ_{k≠ŷ} p_φ(k) p_θ(k) / (1 − p_φ(ŷ)) by 
   t.regex(err!.message, /teacher-rest.*teacherProbs/);
 });
 
-test('as a plugin: binds Loss (one per pipeline) and reports γ, r and L_RMM', (t) => {
+test('as a plugin (v1): binds Loss (one per pipeline) and reports γ, r and L_RMM', (t) => {
   const bus = new RxEventBus();
-  const p = createPipeline({ require: ['Loss'], eventBus: bus, plugins: [rmm({ lambda: 0.5 })] });
+  const p = createPipeline({ require: ['Loss'], eventBus: bus, plugins: [rmm({ formulation: 'label-mixture', lambda: 0.5 })] });
   const loss = p.resolve(Tokens.Loss);
   t.true(loss instanceof RmmLoss);
   t.is(p.resolve(Tokens.Loss), loss);

@@ -109,6 +109,7 @@ export class ClassMix implements Mixer {
       const labels = tf.where(fromSource, tf.cast(source.labels, 'int32'), tf.cast(target.labels, 'int32')) as tf.Tensor3D;
       const weight = tf.where(fromSource, tf.onesLike(mask), target.weight ?? tf.onesLike(mask)) as tf.Tensor3D;
       const out: MixResult = { image, labels, weight, sourceMask: mask };
+      if (target.quality) out.quality = tf.where(fromSource, tf.onesLike(mask), target.quality) as tf.Tensor3D;
       if (target.rectification && target.rectification.rank === 3) {
         out.rectification = tf.where(fromSource, tf.onesLike(mask), target.rectification as tf.Tensor3D);
       }
@@ -121,19 +122,29 @@ export class ClassMix implements Mixer {
         const sourceProbs = tf.cast(tf.oneHot(tf.cast(source.labels, 'int32'), target.probs.shape[3]), 'float32');
         out.probs = tf.where(tf.expandDims(fromSource, 3), sourceProbs, target.probs) as tf.Tensor4D;
       }
-      if (jitter || blur) {
-        let rgb = denormalize(image);
-        if (jitter) rgb = colorJitter(rgb, this.opts.colorJitterStrength ?? 0.2, ctx);
-        // DAFormer's kernel: ⌈0.1·H⌉, made odd by rounding down
-        const k = Math.ceil(0.1 * H);
-        const size = k % 2 === 1 ? k : k - 1;
-        if (blur && size >= 3) rgb = gaussianBlur(rgb, sigma, size);
-        image = renormalize(rgb);
-        out.image = image;
-      }
+      if (jitter || blur) out.image = this.photometric(image, { jitter, blur, sigma }, ctx);
       return out as unknown as tf.TensorContainer;
     }) as unknown as MixResult;
     scores.dispose();
     return result;
+  }
+
+  /** DACS's colour jitter and blur on a normalised image batch (each when its flag is set). */
+  private photometric(image: tf.Tensor4D, on: { jitter: boolean; blur: boolean; sigma: number }, ctx: StepContext): tf.Tensor4D {
+    return tf.tidy(() => {
+      let rgb = denormalize(image);
+      if (on.jitter) rgb = colorJitter(rgb, this.opts.colorJitterStrength ?? 0.2, ctx);
+      // DAFormer's kernel: ⌈0.1·H⌉, made odd by rounding down
+      const k = Math.ceil(0.1 * image.shape[1]);
+      const size = k % 2 === 1 ? k : k - 1;
+      if (on.blur && size >= 3) rgb = gaussianBlur(rgb, on.sigma, size);
+      return renormalize(rgb);
+    });
+  }
+
+  /** The mixed image's augmentation at full strength: colour jitter always, blur always (when enabled) at a random σ. */
+  augment(image: tf.Tensor4D, ctx: StepContext): tf.Tensor4D {
+    const sigma = ctx.rng.uniform(0.15, 1.15) * (image.shape[1] / (this.opts.blurReferenceSize ?? 512));
+    return this.photometric(image, { jitter: true, blur: this.opts.blur ?? true, sigma }, ctx);
   }
 }

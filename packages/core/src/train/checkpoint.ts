@@ -35,6 +35,8 @@ export interface CheckpointState {
   student: Module;
   teacher: Module;
   rectifier?: { readonly variables: readonly tf.Variable[] };
+  /** The loss's host state (`Loss.state`), stored as `loss.state`. */
+  loss?: { readonly state?: Float32Array };
   optimizer?: AdamW;
 }
 
@@ -74,6 +76,8 @@ function toTensor(t: SafeTensor, name: string): tf.Tensor {
 export async function saveCheckpoint(file: string, state: CheckpointState, meta: Omit<CheckpointMeta, 'format' | 'createdAt' | 'configHash' | 'optimizerStep'>): Promise<void> {
   const tensors = new Map<string, SafeTensor>([...stateTensors(state.student, 'student.'), ...stateTensors(state.teacher, 'teacher.')]);
   state.rectifier?.variables.forEach((v, i) => tensors.set(`rectifier.${i}`, float32Entry(v)));
+  const lossState = state.loss?.state;
+  if (lossState) tensors.set('loss.state', { dtype: 'F32', shape: [lossState.length], data: new Uint8Array(lossState.slice().buffer) });
   let optimizerStep = 0;
   if (state.optimizer) {
     const s = state.optimizer.stateTensors();
@@ -137,12 +141,27 @@ export function restoreRectifier(ckpt: LoadedCheckpoint, variables: readonly tf.
   });
 }
 
+/** The loss's host state from a checkpoint, into `state` (length checked); nothing when the loss has none. */
+export function restoreLossState(ckpt: LoadedCheckpoint, state: Float32Array | undefined): void {
+  const stored = ckpt.tensors.get('loss.state');
+  if (!state) return;
+  if (!stored) {
+    throw new Ir2fError('INVALID_CHECKPOINT', `${ckpt.file} holds no loss state and this pipeline's loss keeps one: it was written with another loss`);
+  }
+  const values = toFloat32(stored, 'loss.state');
+  if (values.length !== state.length) {
+    throw new Ir2fError('INVALID_CHECKPOINT', `${ckpt.file} holds ${values.length} loss-state values, this pipeline's loss keeps ${state.length}: it was written with another loss`);
+  }
+  state.set(values);
+}
+
 /** Restore a checkpoint into freshly built state of the same architecture. */
 export async function restoreCheckpoint(ckpt: LoadedCheckpoint, state: CheckpointState): Promise<void> {
   for (const part of ['student', 'teacher'] as const) {
     await loadState(state[part], checkpointPart(ckpt, part), { label: `${part} state of ${ckpt.file}` });
   }
   restoreRectifier(ckpt, state.rectifier?.variables ?? []);
+  restoreLossState(ckpt, state.loss?.state);
   if (state.optimizer) {
     const n = state.optimizer.stateTensors().m.length;
     const m: tf.Tensor[] = [];

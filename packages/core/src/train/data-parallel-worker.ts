@@ -77,6 +77,7 @@ async function handle(m: { type: string } & Record<string, unknown>): Promise<vo
       const target = toTensors(batch.target, o.mode === 'target-oracle', 'target');
       r.events.length = 0;
       setRunningStats(r.stats, m.running as Float32Array[]);
+      if (m.lossState) parts.loss.state?.set(m.lossState as Float32Array);
       try {
         const opts: StepOptions = { ...o, ctx: { step: o.ctx.step, training: true, rng: root.fork(`step-${o.ctx.step}`) } };
         const pass = targetPass(parts, { source: source as { image: tf.Tensor4D; labels: tf.Tensor3D }, target }, opts);
@@ -85,7 +86,7 @@ async function handle(m: { type: string } & Record<string, unknown>): Promise<vo
         const running = snapshotRunningStats(r.stats);
         const reply: TargetPassMessage = {
           type: 'pass', grads, total: pass.total, losses: pass.losses, pseudo: pass.pseudo, teacherMs: pass.teacherMs,
-          rectifierMs: pass.rectifierMs, running, events: [...r.events], numTensors: tf.memory().numTensors,
+          rectifierMs: pass.rectifierMs, running, lossState: parts.loss.state?.slice(), events: [...r.events], numTensors: tf.memory().numTensors,
         };
         port.postMessage(reply, buffersOf([...grads, ...running]));
       } finally {

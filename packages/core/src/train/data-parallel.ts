@@ -62,6 +62,8 @@ export interface TargetPassMessage {
   rectifierMs: number;
   /** The student's batch-norm running statistics after the pass, in `runningStats` order. */
   running: Float32Array[];
+  /** The loss's host state after the pass (`Loss.state`), when it has one. */
+  lossState?: Float32Array;
   /** Events the worker's parts emitted during the pass (rectifier, rmm, warnings). */
   events: Ir2fEvent[];
   numTensors: number;
@@ -186,8 +188,10 @@ export class DataParallelStepper {
   async step(batch: { host: BatchMessage; tensors: Parameters<typeof sourcePass>[1] }, opts: StepOptions): Promise<UdaStepResult> {
     // the worker starts from these statistics too, so the merge below holds even after a failed step
     const before = snapshotRunningStats(this.stats);
+    // the loss's state (e.g. a running mixture fit) lives here between steps: the worker starts from it
+    const lossState = this.parts.loss.state?.slice();
     const reply = this.request<TargetPassMessage>({
-      type: 'step', batch: batch.host, running: before, opts: { ...opts, ctx: { step: opts.ctx.step, training: true } },
+      type: 'step', batch: batch.host, running: before, lossState, opts: { ...opts, ctx: { step: opts.ctx.step, training: true } },
     });
     // keep a rejection from going unhandled while the source pass runs
     reply.catch(() => undefined);
@@ -212,6 +216,7 @@ export class DataParallelStepper {
     }
     const grads = sumGradients([src, tgtPass]);
     const losses = lossesOrRollback([src, tgtPass], grads, this.stats, before, opts.ctx.step);
+    if (tgt.lossState) this.parts.loss.state?.set(tgt.lossState);
     const t2 = performance.now();
     const running = mergeRunningStats(this.stats, before, tgt.running);
     setRunningStats(this.stats, running);

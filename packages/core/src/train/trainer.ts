@@ -185,7 +185,7 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
   const mode: TrainMode = config.mode;
   const { student, teacher } = opts;
   const stepParts = stepPartsFor(opts, config);
-  const { bus, rectifier, optimizer } = stepParts;
+  const { bus, rectifier, optimizer, loss } = stepParts;
   const o = config.optimizer;
   const started = Date.now();
 
@@ -210,7 +210,7 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
           `checkpoint ${file} was written by another config; these fields differ: ${diff.join(', ')}. ` +
           'Resume with the config it was trained with, or start a new run in another work dir');
       }
-      await restoreCheckpoint(ckpt, { student, teacher, rectifier, optimizer });
+      await restoreCheckpoint(ckpt, { student, teacher, rectifier, loss, optimizer });
       start = ckpt.meta.step;
       lastCheckpoint = file;
     } else {
@@ -230,7 +230,7 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
     const save = async (step: number) => {
       if (!opts.workDir) return undefined;
       const file = checkpointFile(opts.workDir, step);
-      await saveCheckpoint(file, { student, teacher, rectifier, optimizer },
+      await saveCheckpoint(file, { student, teacher, rectifier, loss, optimizer },
         { step, seed: config.seed, config: runConfig, backend: tf.getBackend() });
       const all = await listCheckpoints(opts.workDir);
       for (const old of all.slice(0, Math.max(0, all.length - config.keepCheckpoints))) await fs.rm(old.file, { force: true });

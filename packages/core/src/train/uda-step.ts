@@ -225,7 +225,8 @@ export function targetPass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, 
   const tOut = teacherPass(batch.target.image);
   const p = pseudoLabeler.label(tOut.probs, ctx);
   // the teacher also labels the source crop for a rectifier's source-side loss (DESIGN §5.1.6)
-  const teacherSource = rectifier.auxLoss ? teacherPass(batch.source.image) : undefined;
+  // (or a shifted view of it, so that calibration sees target-like errors: §5.1.8)
+  const teacherSource = rectifier.auxLoss ? teacherPass(calibrationView(parts, batch.source.image, ctx)) : undefined;
   const teacherMs = clock(!!opts.profile, () => [p.labels]) - t0;
   // forward time of the rectifier (rectify and its source loss), counted apart from the student's passes
   let rectifierMs = 0;
@@ -238,7 +239,7 @@ export function targetPass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, 
         { image: batch.source.image, labels: batch.source.labels },
         {
           image: batch.target.image, labels: rect.labels, weight: rect.weight, rectification: rect.rectification,
-          rectificationLogit: rect.logit, probs: loss.usesTeacherProbs ? p.probs : undefined,
+          rectificationLogit: rect.logit, probs: loss.usesTeacherProbs ? p.probs : undefined, quality: p.weight,
         },
         ctx);
       const logits = upsampled(student.forward(mixed.image), mixed.image);
@@ -247,7 +248,7 @@ export function targetPass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, 
         rectified: {
           labels: mixed.labels, weight: mixed.weight, rectification: mixed.rectification ?? mixed.weight, logit: mixed.rectificationLogit,
         },
-        sourceMask: mixed.sourceMask, teacherProbs: mixed.probs,
+        sourceMask: mixed.sourceMask, teacherProbs: mixed.probs, quality: mixed.quality,
       }, ctx);
       for (const [k, v] of Object.entries(out.parts)) keep(k === 'ce' ? 'mix' : k, v);
       let total = out.total;
@@ -267,6 +268,16 @@ export function targetPass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, 
     tf.dispose([p.labels, p.weight, p.probs]);
     for (const o of [tOut, teacherSource]) if (o) tf.dispose([o.probs, o.features, o.logProbs]);
   }
+}
+
+/** The source crop the teacher labels for the rectifier's calibration: clean, or the mixer's full augmentation of it. */
+function calibrationView(parts: Pick<UdaParts, 'rectifier' | 'mixer'>, image: tf.Tensor4D, ctx: StepContext): tf.Tensor4D {
+  if (parts.rectifier.calibrationView !== 'shifted') return image;
+  if (!parts.mixer.augment) {
+    throw new Ir2fError('INVALID_ARGUMENT', 'the rectifier calibrates on a shifted source view, and this mixer has no augment(): use ClassMix or calibrate on the clean view');
+  }
+  // its own RNG stream: the option changes nothing else in the step
+  return parts.mixer.augment(image, { ...ctx, rng: ctx.rng.fork('calibration-view') });
 }
 
 /** The iteration's gradients: the source pass's plus the target pass's, added in that order. */
@@ -300,12 +311,14 @@ export function stepLosses(passes: Pick<PassResult, 'total' | 'losses'>[], step:
  */
 export function lossesOrRollback(
   passes: Pick<PassResult, 'total' | 'losses'>[], grads: Record<string, tf.Tensor>, stats: { variable: tf.Variable }[], before: Float32Array[], step: number,
+  lossState?: { state: Float32Array; before: Float32Array },
 ): Record<string, number> {
   try {
     return stepLosses(passes, step);
   } catch (err) {
     tf.dispose(Object.values(grads));
     setRunningStats(stats, before);
+    lossState?.state.set(lossState.before);
     throw err;
   }
 }
@@ -330,10 +343,11 @@ export function udaStep(parts: UdaParts, batch: UdaBatch, opts: StepOptions): Ud
   // the forward passes move batch norms' running statistics: a failed step puts them back
   const stats = runningStats(parts.student);
   const before = snapshotRunningStats(stats);
+  const lossState = parts.loss.state && { state: parts.loss.state, before: parts.loss.state.slice() };
   const passes = [sourcePass(parts, batch, opts), targetPass(parts, batch, opts)];
   const grads = sumGradients(passes);
   const t2 = clock(!!opts.profile, () => Object.values(grads));
-  const losses = lossesOrRollback(passes, grads, stats, before, opts.ctx.step);
+  const losses = lossesOrRollback(passes, grads, stats, before, opts.ctx.step, lossState);
   applyUpdate(parts, grads, opts);
   const t3 = clock(!!opts.profile, () => parts.teacher.variables.slice(-1));
   const [src, tgt] = passes;
