@@ -1,6 +1,6 @@
 /**
  * IR2F composed from its two plugins on the core loop (DESIGN §5.3, last learned row): the INR rectifier
- * and the RMM loss in one pipeline; L_RMM trains ψ end to end next to L_cal.
+ * and the RMM loss in one pipeline; L_ψ (v2) or L_RMM (v1) trains ψ end to end next to L_cal.
  */
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
@@ -38,28 +38,34 @@ async function ψAfter(plugins: ReturnType<typeof inrRectifier | typeof rmm>[]) 
   return { r, psi, parts: [...new Set(parts)], rmmEvents };
 }
 
-test.serial('IR2F = INR rectifier + RMM in one pipeline: loss parts, γ reported, ψ on another path than with L_cal alone (uniform and teacher-rest noise)', async (t) => {
+test.serial('IR2F = INR rectifier + RMM in one pipeline: loss parts, γ reported (v2, and v1 with both noises), ψ on another path than with L_cal alone under v1', async (t) => {
   const calOnly = await ψAfter([inrRectifier({ hidden: [16], projChannels: 4 })]);
-  const ir2f = await ψAfter([inrRectifier({ hidden: [16], projChannels: 4 }), rmm()]);
-  t.is(ir2f.r.step, 3);
-  t.deepEqual(ir2f.parts.sort(), ['mixSource', 'rectifierAux', 'rmm', 'source', 'total']);
-  t.is(ir2f.rmmEvents.length, 3);
-  t.true(ir2f.rmmEvents.every((g) => g > 0 && g < 1));
-  t.notDeepEqual(ir2f.psi, calOnly.psi);
+  const v2 = await ψAfter([inrRectifier({ hidden: [16], projChannels: 4 }), rmm()]);
+  t.is(v2.r.step, 3);
+  t.deepEqual(v2.parts.sort(), ['mix', 'psi', 'rectifierAux', 'source', 'total']);
+  t.is(v2.rmmEvents.length, 3);
+  t.true(v2.rmmEvents.every((g) => g >= 0 && g <= 1));
+  const v1 = await ψAfter([inrRectifier({ hidden: [16], projChannels: 4 }), rmm({ formulation: 'label-mixture' })]);
+  t.deepEqual(v1.parts.sort(), ['mixSource', 'rectifierAux', 'rmm', 'source', 'total']);
+  t.true(v1.rmmEvents.length === 3 && v1.rmmEvents.every((g) => g > 0 && g < 1));
+  t.notDeepEqual(v1.psi, calOnly.psi);
   // the teacher-rest noise: the trainer hands the loss the mixed teacher probabilities, ψ takes yet another path
-  const rest = await ψAfter([inrRectifier({ hidden: [16], projChannels: 4 }), rmm({ noise: 'teacher-rest' })]);
+  const rest = await ψAfter([inrRectifier({ hidden: [16], projChannels: 4 }), rmm({ formulation: 'label-mixture', noise: 'teacher-rest' })]);
   t.is(rest.r.step, 3);
   t.true(rest.rmmEvents.length === 3 && rest.rmmEvents.every((g) => g > 0 && g < 1));
-  t.notDeepEqual(rest.psi, ir2f.psi);
+  t.notDeepEqual(rest.psi, v1.psi);
 });
 
-test.serial('L_RMM alone sends a gradient into every ψ tensor (calibration off, the CE weight detached)', (t) => {
+for (const formulation of ['loss-mixture', 'label-mixture'] as const) {
+test.serial(`${formulation === 'loss-mixture' ? 'L_ψ (v2, past its warm-up)' : 'L_RMM (v1)'} alone sends a gradient into every ψ tensor (calibration off, the CE weight detached)`, (t) => {
   const student = createModel('mit-tiny-daformer', { numClasses: 4, seed: 1 });
   const teacher = createModel('mit-tiny-daformer', { numClasses: 4, seed: 2 });
   const pipeline = createPipeline({
     backbone: student.backbone, decodeHead: student.decodeHead,
-    plugins: [inrRectifier({ hidden: [16], projChannels: 4, calibrationWeight: 0, detachWeight: true }), rmm()],
+    plugins: [inrRectifier({ hidden: [16], projChannels: 4, calibrationWeight: 0, detachWeight: true }), rmm({ formulation })],
   });
+  // v2: a running fit that has separated (its first steps train ψ on L_cal only)
+  pipeline.resolve(Tokens.Loss).state?.set([1, 1, -2, 0.5, 0, 0.5]);
   const rectifier = pipeline.resolve(Tokens.Rectifier);
   const seen: Record<string, number> = {};
   const optimizer = { apply: (g: Record<string, tf.Tensor>) => Object.entries(g).forEach(([k, v]) => (seen[k] = tf.tidy(() => tf.sum(tf.abs(v)).dataSync()[0]))) } as unknown as AdamW;
@@ -78,3 +84,4 @@ test.serial('L_RMM alone sends a gradient into every ψ tensor (calibration off,
   teacher.dispose();
   void pipeline.dispose();
 });
+}

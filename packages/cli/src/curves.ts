@@ -1,6 +1,6 @@
 /**
- * The training-curve PNG: loss parts (moving average) and mIoU of student and teacher against the step,
- * drawn as SVG and rasterised by sharp.
+ * The training-curve PNG: loss parts (moving average), mIoU of student and teacher, and the pseudo-labels'
+ * reliability (q, mean r, mean γ) against the step, drawn as SVG and rasterised by sharp.
  */
 import sharp from 'sharp';
 import { writeAtomic } from '@ir2f/core';
@@ -75,11 +75,21 @@ export function curvesSvg(history: History, title = 'ir2f training'): string {
     const pts = history.evals.filter((e) => e.model === model).map((e) => [e.step, e.miou * 100] as [number, number]);
     return pts.length ? [{ name: `${model} mIoU`, color: COLORS[i], points: pts }] : [];
   });
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">
+  const rel = history.reliability;
+  const relSeries: Series[] = (['q', 'r', 'gamma'] as const).flatMap((k, i) => {
+    const pts = rel.filter((p) => p[k] != null);
+    const smooth = movingAverage(pts.map((p) => p[k]!), window);
+    const name = { q: 'q (pseudo-label weight)', r: 'mean r', gamma: 'mean γ' }[k];
+    return pts.length ? [{ name, color: COLORS[i + 2], points: pts.map((p, j) => [p.step, smooth[j]] as [number, number]) }] : [];
+  });
+  const withRel = relSeries.length > 0;
+  const height = withRel ? H + 290 : H;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${height}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>
 <text x="${W / 2}" y="24" font-size="16" text-anchor="middle">${esc(title)}</text>
 ${panel(70, 60, W - 100, 220, `losses (moving average over ${window} steps)`, lossSeries)}
 ${panel(70, 350, W - 100, 220, 'target mIoU (%)', evalSeries)}
+${withRel ? panel(70, 640, W - 100, 220, 'pseudo-label reliability (target pixels)', relSeries, [0, 1]) : ''}
 </svg>`;
 }
 

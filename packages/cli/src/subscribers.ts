@@ -22,13 +22,26 @@ export function jsonlLog(events$: Observable<Ir2fEvent>, file: string): () => Pr
 export interface History {
   steps: { step: number; losses: Record<string, number>; lr: number; ms: number }[];
   evals: { step: number; model: 'student' | 'teacher'; miou: number }[];
+  /**
+   * Pseudo-label reliability over steps: the pseudo-labeler's mean weight q, the rectifier's mean r, the RMM's
+   * mean posterior γ (each where its event came), so that a collapse (r or γ → 1 while q is small) shows.
+   */
+  reliability: { step: number; q?: number; r?: number; gamma?: number }[];
 }
 
 export function recordHistory(events$: Observable<Ir2fEvent>): { history: History; subscription: Subscription } {
-  const history: History = { steps: [], evals: [] };
+  const history: History = { steps: [], evals: [], reliability: [] };
+  const at = (step: number) => {
+    let last = history.reliability.at(-1);
+    if (last?.step !== step) history.reliability.push(last = { step });
+    return last;
+  };
   const subscription = events$.subscribe((e) => {
     if (e.type === 'step') history.steps.push({ step: e.step, losses: e.losses, lr: e.lr, ms: e.ms });
     if (e.type === 'eval') history.evals.push({ step: e.step, model: e.model, miou: e.miou });
+    if (e.type === 'pseudo-labels') at(e.step).q = e.keptFraction;
+    if (e.type === 'rectifier') at(e.step).r = e.mean;
+    if (e.type === 'rmm') Object.assign(at(e.step), { gamma: e.meanGamma, r: e.meanR });
   });
   return { history, subscription };
 }

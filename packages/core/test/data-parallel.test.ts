@@ -111,6 +111,35 @@ test.serial('train({ parallel }) gives the losses of the one-replica run and rep
   t.deepEqual(two.map((e) => e.type).filter((x, i, a) => a.indexOf(x) === i), one.map((e) => e.type).filter((x, i, a) => a.indexOf(x) === i));
 });
 
+test.serial('a loss with host state: the worker runs it from the main thread\'s state and the main thread keeps its update, as on one replica', async (t) => {
+  const args = { ...REPLICA.args, statefulLoss: true };
+  const config = TrainConfigSchema.parse({ steps: 4, seed: 5, optimizer: { lr: 1e-2, warmupSteps: 0 } });
+  const single = stepPartsFor(buildReplica(args as never), config);
+  const parallel = stepPartsFor(buildReplica(args as never), config);
+  const stepper = await DataParallelStepper.start({ ...REPLICA, args }, { trainConfig: config, backend: 'wasm', threads: 1 }, parallel);
+  try {
+    const root = new Rng(config.seed);
+    for (let step = 0; step < 4; step++) {
+      const [sb, tb] = [batchAt('source', step), batchAt('target', step)];
+      const opts = { mode: 'uda' as const, lr: 1e-2, ctx: { step, training: true, rng: root.fork(`step-${step}`) } };
+      const [s1, t1, s2, t2] = [tensors(sb), tensors(tb), tensors(sb), tensors(tb)];
+      udaStep(single, { source: s1, target: t1 }, opts);
+      await stepper.step({ host: { source: sb, target: tb }, tensors: { source: s2, target: t2 } }, opts);
+      tf.dispose([s1.image, s1.labels, t1.image, t1.labels, s2.image, s2.labels, t2.image, t2.labels]);
+    }
+    const [a, b] = [single.loss.state!, parallel.loss.state!];
+    t.is(b[0], 4);
+    t.true(Math.abs(a[1] - b[1]) <= 1e-5 * Math.abs(a[1]), `running mean ${a[1]} vs ${b[1]}`);
+  } finally {
+    await stepper.close();
+    for (const p of [single, parallel]) {
+      p.optimizer.dispose();
+      p.student.dispose();
+      p.teacher.dispose();
+    }
+  }
+});
+
 test.serial('a non-finite loss in either pass stops the step on both replicas before any update; the next step goes on', async (t) => {
   const config = TrainConfigSchema.parse({ steps: 4, seed: 1, optimizer: { lr: 1e-2, warmupSteps: 0 } });
   const parts = stepPartsFor(buildReplica(REPLICA.args as never), config);

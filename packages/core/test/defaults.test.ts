@@ -1,8 +1,8 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import {
-  ClassMix, classMixMask, ConfidencePseudoLabeler, emaAlpha, emaUpdate, gaussianBlur, initBackend, Rng,
-  WeightedCrossEntropy,
+  ClassMix, classMixMask, ConfidencePseudoLabeler, ConfidenceRectifier, confidenceRectifier, createPipeline, emaAlpha, emaUpdate, gaussianBlur,
+  initBackend, redistributeWeight, Rng, Tokens, WeightedCrossEntropy,
 } from '@ir2f/core';
 
 test.before(async () => {
@@ -58,6 +58,7 @@ test('ClassMix pastes source pixels with weight 1 (r = 1, teacher probabilities 
     rectification: tf.fill([B, H, W], 0.6) as tf.Tensor3D,
     rectificationLogit: tf.fill([B, H, W], Math.log(0.6 / 0.4)) as tf.Tensor3D,
     probs: tf.tensor4d(Array.from({ length: B * H * W * 19 }, (_, i) => (i % 19) / 171), [B, H, W, 19]),
+    quality: tf.fill([B, H, W], 0.25) as tf.Tensor3D,
   };
   const mixer = new ClassMix({ numClasses: 19, blur: false, colorJitterThreshold: 1 });
   const a = mixer.mix(source, target, ctx(3));
@@ -70,7 +71,7 @@ test('ClassMix pastes source pixels with weight 1 (r = 1, teacher probabilities 
   const s = source.image.dataSync();
   const g = target.image.dataSync();
   const sl = srcLabels.dataSync();
-  const [r, logit, probs] = [a.rectification!.dataSync(), a.rectificationLogit!.dataSync(), a.probs!.dataSync()];
+  const [r, logit, probs, q] = [a.rectification!.dataSync(), a.rectificationLogit!.dataSync(), a.probs!.dataSync(), a.quality!.dataSync()];
   let pasted = 0;
   for (let i = 0; i < m.length; i++) {
     const p = Array.from(probs.slice(i * 19, (i + 1) * 19));
@@ -78,6 +79,7 @@ test('ClassMix pastes source pixels with weight 1 (r = 1, teacher probabilities 
       pasted++;
       t.is(lab[i], sl[i]);
       t.is(w[i], 1);
+      t.is(q[i], 1);
       t.is(img[i * 3], s[i * 3]);
       // pasted pixels are certain: r = 1, a logit that is 1 in float32, the teacher's class = the label
       t.is(r[i], 1);
@@ -85,7 +87,7 @@ test('ClassMix pastes source pixels with weight 1 (r = 1, teacher probabilities 
       t.deepEqual(p, Array.from({ length: 19 }, (_, k) => (k === sl[i] ? 1 : 0)));
     } else {
       t.is(lab[i], 7);
-      t.true(Math.abs(w[i] - 0.3) < 1e-7);
+      t.true(Math.abs(w[i] - 0.3) < 1e-7 && q[i] === 0.25);
       t.is(img[i * 3 + 2], g[i * 3 + 2]);
       t.true(Math.abs(r[i] - 0.6) < 1e-7 && Math.abs(logit[i] - Math.log(1.5)) < 1e-6);
       t.true(p.every((v, k) => Math.abs(v - k / 171) < 1e-7), `pixel ${i}: ${p.join(",")}`);
@@ -119,4 +121,53 @@ test('EMA: α = min(1 − 1/(t+1), 0.999) and φ ← αφ + (1−α)θ', (t) => 
   emaUpdate(teacher, student, emaAlpha(0));
   t.deepEqual([...teacher[0].dataSync()], [3, 6]);
   t.throws(() => emaUpdate(teacher, [], 0.5));
+});
+
+test('§5.1.7 redistribution: w = min(1, q·r/r̄) with r̄ over the pixels that carry weight; Σw ≤ Σq; no gradient through r̄', (t) => {
+  const q = tf.tensor3d([0.5, 0.5, 0.5, 0], [1, 2, 2]);
+  const r = tf.tensor3d([0.9, 0.6, 0.3, 0.99], [1, 2, 2]);
+  const w = redistributeWeight(q, r).dataSync();
+  const rBar = (0.9 + 0.6 + 0.3) / 3; // the q = 0 pixel is left out
+  [0.9, 0.6, 0.3].forEach((rv, i) => t.true(Math.abs(w[i] - Math.min(1, (0.5 * rv) / rBar)) < 1e-6, `pixel ${i}`));
+  t.is(w[3], 0);
+  t.true(Array.from(w).reduce((a, b) => a + b, 0) <= 1.5 + 1e-6);
+  // capped at 1 where q·r/r̄ exceeds it
+  t.is(redistributeWeight(tf.tensor3d([1, 1], [1, 1, 2]), tf.tensor3d([0.9, 0.1], [1, 1, 2])).dataSync()[0], 1);
+  // the mask restricts r̄ as well
+  const masked = redistributeWeight(q, r, tf.tensor3d([1, 1, 0, 1], [1, 2, 2])).dataSync();
+  t.true(Math.abs(masked[1] - (0.5 * 0.6) / 0.75) < 1e-6);
+  // d w_i / d r_i = q / r̄ (r̄ is a constant to the gradient)
+  const g = tf.grad((x: tf.Tensor) => tf.sum(redistributeWeight(q, x as tf.Tensor3D)))(r).dataSync();
+  t.true(Math.abs(g[1] - 0.5 / rBar) < 1e-5 && g[3] === 0, Array.from(g).join(', '));
+});
+
+test('confidence rectifier: r = the teacher\'s max-probability per pixel, its logit, §5.1.7 weights (or r itself with replace); a plugin value', (t) => {
+  const probs = tf.tensor4d([0.7, 0.2, 0.1, 0.4, 0.35, 0.25, 1, 0, 0, 0.5, 0.5, 0], [1, 2, 2, 3]);
+  const pseudo = { labels: tf.argMax(probs, 3).toInt() as tf.Tensor3D, weight: tf.fill([1, 2, 2], 0.4) as tf.Tensor3D, probs };
+  const input = { pseudo, features: tf.zeros([1, 1, 1, 2]) as tf.Tensor4D, image: tf.zeros([1, 2, 2, 3]) as tf.Tensor4D };
+  const out = new ConfidenceRectifier().rectify(input);
+  const rs = [0.7, 0.4, 1, 0.5];
+  t.true(Array.from(out.rectification.dataSync()).every((v, i) => Math.abs(v - rs[i]) < 1e-6));
+  const logit = out.logit!.dataSync();
+  t.true(Math.abs(logit[0] - Math.log(0.7 / 0.3)) < 1e-5 && logit[2] === 16, 'clipped where r = 1');
+  const rBar = rs.reduce((a, b) => a + b) / 4;
+  t.true(Array.from(out.weight.dataSync()).every((v, i) => Math.abs(v - Math.min(1, (0.4 * rs[i]) / rBar)) < 1e-6));
+  t.is(out.labels, pseudo.labels);
+  const replace = new ConfidenceRectifier('replace').rectify(input);
+  t.deepEqual(Array.from(replace.weight.dataSync()), Array.from(replace.rectification.dataSync()));
+  const p = createPipeline({ require: ['Rectifier'], plugins: [confidenceRectifier({ weighting: 'replace' })] });
+  const rect = p.resolve(Tokens.Rectifier);
+  t.true(rect instanceof ConfidenceRectifier && rect.weighting === 'replace' && rect.variables.length === 0);
+  t.throws(() => confidenceRectifier({ weighting: 'swap' as never }), { message: /weighting/ });
+});
+
+test('ClassMix.augment: colour jitter and blur at full strength, from the context\'s RNG only', (t) => {
+  const rng = new Rng(2);
+  const image = tf.tensor4d(rng.normalArray(2 * 16 * 16 * 3), [2, 16, 16, 3]);
+  const mixer = new ClassMix({ numClasses: 4 });
+  const [a, b, c] = [mixer.augment(image, ctx(5)), mixer.augment(image, ctx(5)), mixer.augment(image, ctx(6))];
+  t.deepEqual(Array.from(a.dataSync()), Array.from(b.dataSync()));
+  t.notDeepEqual(Array.from(a.dataSync()), Array.from(c.dataSync()));
+  const diff = tf.tidy(() => tf.mean(tf.abs(tf.sub(a, image))).dataSync()[0]);
+  t.true(diff > 0.05, `the view differs from the image (mean |Δ| ${diff})`);
 });

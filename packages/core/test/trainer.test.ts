@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
-  initBackend, Ir2fError, readCheckpoint, Rng, train, type HostBatch, type Ir2fEvent,
+  initBackend, Ir2fError, readCheckpoint, Rng, Tokens, train, type HostBatch, type Ir2fEvent,
   type TrainConfigInput, type TrainData,
 } from '@ir2f/core';
 import { tinyPipeline as corePipeline } from './fixtures/tiny-replica.js';
@@ -12,7 +12,7 @@ import { TinyNet } from './tiny-net.js';
 
 const K = 4;
 const S = 16;
-const tinyPipeline = () => corePipeline(K);
+const tinyPipeline = (opts: { statefulLoss?: boolean } = {}) => corePipeline(K, opts);
 
 test.before(async () => {
   await initBackend('wasm');
@@ -47,10 +47,11 @@ function data(opts: { nanAt?: number } = {}): TrainData {
 }
 
 
-async function run(config: TrainConfigInput, extra: { workDir?: string; resume?: string; stopAt?: number; nanAt?: number } = {}) {
+async function run(config: TrainConfigInput, extra: { workDir?: string; resume?: string; stopAt?: number; nanAt?: number; statefulLoss?: boolean } = {}) {
   const student = new TinyNet(K, 1);
   const teacher = new TinyNet(K, 2);
-  const pipeline = tinyPipeline();
+  const pipeline = tinyPipeline({ statefulLoss: extra.statefulLoss });
+  const lossState = pipeline.resolve(Tokens.Loss).state;
   const events: Ir2fEvent[] = [];
   const abort = new AbortController();
   pipeline.events$.subscribe((e) => {
@@ -63,7 +64,7 @@ async function run(config: TrainConfigInput, extra: { workDir?: string; resume?:
       data: data({ nanAt: extra.nanAt }), workDir: extra.workDir, resume: extra.resume, signal: abort.signal,
     });
     const state = (m: TinyNet) => m.namedState().map(([n, e]) => [n, Array.from(e.variable.dataSync())] as const);
-    return { result, events, student: state(student), teacher: state(teacher) };
+    return { result, events, student: state(student), teacher: state(teacher), lossState: lossState && Array.from(lossState) };
   } finally {
     student.dispose();
     teacher.dispose();
@@ -90,6 +91,31 @@ test.serial('6 steps straight equal 3 steps, an interruption, a resume and 3 mor
     const ckpt = await readCheckpoint(resumed.result.checkpoint!);
     t.is(ckpt.meta.step, 6);
     t.is(ckpt.meta.optimizerStep, 6);
+  } finally {
+    await Promise.all([rm(a, { recursive: true, force: true }), rm(b, { recursive: true, force: true })]);
+  }
+});
+
+test.serial('a loss with host state (Loss.state): checkpointed as loss.state, restored on resume, the run bit-identical to a straight one', async (t) => {
+  const [a, b] = [await tmp(), await tmp()];
+  try {
+    const straight = await run({ steps: 6, seed: 3 }, { workDir: a, statefulLoss: true });
+    await run({ steps: 6, seed: 3 }, { workDir: b, stopAt: 3, statefulLoss: true });
+    const ckpt = await readCheckpoint(path.join(b, 'step-000003.safetensors'));
+    t.deepEqual(ckpt.tensors.get('loss.state')?.shape, [2]);
+    const resumed = await run({ steps: 6, seed: 3 }, { workDir: b, resume: 'latest', statefulLoss: true });
+    t.is(straight.lossState![0], 6);
+    t.deepEqual(resumed.lossState, straight.lossState);
+    t.deepEqual(resumed.student, straight.student);
+    // a checkpoint of a loss without state cannot resume one that keeps state
+    const plain = await tmp();
+    try {
+      await run({ steps: 4, seed: 3 }, { workDir: plain, stopAt: 2 });
+      const err = await t.throwsAsync(run({ steps: 4, seed: 3 }, { workDir: plain, resume: 'latest', statefulLoss: true }));
+      t.regex(err!.message, /no loss state.*another loss/);
+    } finally {
+      await rm(plain, { recursive: true, force: true });
+    }
   } finally {
     await Promise.all([rm(a, { recursive: true, force: true }), rm(b, { recursive: true, force: true })]);
   }

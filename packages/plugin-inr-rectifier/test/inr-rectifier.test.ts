@@ -1,6 +1,6 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, initBackend, Rng } from '@ir2f/core';
+import { hasHostKernel, initBackend, ofType, Rng, RxEventBus, type EventOf } from '@ir2f/core';
 import { firstLayerActivations, InrOptionsSchema, InrRectifier, type InrOptionsInput } from '@ir2f/plugin-inr-rectifier';
 
 test.before(async () => {
@@ -134,6 +134,9 @@ test.serial('a 4× query: memory bounded by the chunk size, nothing left behind'
 test('options are validated with their paths; defaults follow DESIGN §5.1', (t) => {
   const d = InrOptionsSchema.parse({});
   t.deepEqual([d.projChannels, d.hidden, d.unfold, d.localEnsemble, d.cellDecode, d.calibrationWeight], [32, [64, 64], true, true, true, 1]);
+  // v2 (§5.1.7, §5.1.8): r redistributes q, calibration on the clean source view unless asked
+  t.deepEqual([d.weighting, d.calibrationView], ['redistribute', 'clean']);
+  t.regex(t.throws(() => InrOptionsSchema.parse({ weighting: 'mix' }))!.message, /weighting/);
   const err = t.throws(() => InrOptionsSchema.parse({ hidden: [64, -1] }));
   t.regex(err!.message, /hidden/);
 });
@@ -158,10 +161,41 @@ test('qWarmupSteps: the loss gets the pseudo-labeler\'s weight as weight and r f
   t.true(warm.w.every((v) => v === 0.25) && warm.rect.every((v) => v === 0.25) && !warm.hasLogit);
   t.is(tf.memory().numTensors, before);
   const late = at(2);
-  t.deepEqual(late.w, late.rect);
+  // after it: §5.1.7's redistribution of q = 0.25 by r
+  const rBar = late.rect.reduce((a, b) => a + b, 0) / late.rect.length;
+  t.true(late.w.every((w, i) => Math.abs(w - Math.min(1, (0.25 * late.rect[i]) / rBar)) < 1e-6));
   t.true(late.hasLogit && late.rect.some((v) => v !== 0.25));
   tf.dispose([embedding, logProbs, pseudo.labels, pseudo.weight, pseudo.probs]);
   r.dispose();
+});
+
+test('weighting: redistribute (v2) spreads q by r with the same total, replace (v1) hands the loss r; the rectifier event reports r̄', (t) => {
+  const { embedding, logProbs } = inputs(GRID);
+  const q = tf.tensor3d(Array.from({ length: 64 }, (_, i) => (i < 8 ? 0 : 0.25)), [1, 8, 8]);
+  const pseudo = { labels: tf.zeros([1, 8, 8], 'int32') as tf.Tensor3D, weight: q, probs: tf.zeros([1, 8, 8, K]) as tf.Tensor4D };
+  const run = (weighting: 'redistribute' | 'replace') => {
+    const bus = new RxEventBus();
+    const events: EventOf<'rectifier'>[] = [];
+    bus.events$.pipe(ofType('rectifier')).subscribe((e) => events.push(e));
+    const rect = new InrRectifier({ weighting, calibrationWeight: 0 }, { embeddingChannels: E, numClasses: K }, bus);
+    const image = tf.zeros([1, 8, 8, 3]) as tf.Tensor4D;
+    const out = rect.rectify({ pseudo, features: embedding, logProbs, image }, { step: 0, training: true, rng: new Rng(0) });
+    const res = { w: Array.from(out.weight.dataSync()), r: Array.from(out.rectification.dataSync()), event: events[0] };
+    tf.dispose([image, out.weight, out.rectification, out.logit!]);
+    rect.dispose();
+    return res;
+  };
+  const red = run('redistribute');
+  const rep = run('replace');
+  t.deepEqual(rep.w, rep.r);
+  const kept = red.r.slice(8);
+  const rBar = kept.reduce((a, b) => a + b, 0) / kept.length;
+  t.true(Math.abs(red.event.rBar! - rBar) < 1e-6, `r̄ ${red.event.rBar} vs ${rBar}`);
+  t.true(red.w.slice(0, 8).every((w) => w === 0), 'no weight where q = 0');
+  red.w.slice(8).forEach((w, i) => t.true(Math.abs(w - Math.min(1, (0.25 * kept[i]) / rBar)) < 1e-6));
+  const total = red.w.reduce((a, b) => a + b, 0);
+  t.true(total <= 56 * 0.25 + 1e-4 && total > 0.9 * 56 * 0.25, `Σw ${total} vs Σq ${56 * 0.25}`);
+  tf.dispose([embedding, logProbs, q, pseudo.labels, pseudo.probs]);
 });
 
 test('the first layer\'s JS kernel (wasm and cpu) gives the values and gradients of its tensor-op composition', async (t) => {

@@ -134,3 +134,30 @@ test.serial('gradients reach the projection and the MLP, through the loss only w
   const detached = grads(true);
   t.true(detached.names.rect.every((n) => !detached.seen[n]), 'detached weight: no gradient from the loss (calibration off)');
 });
+
+test.serial('calibrationView shifted: the teacher labels the mixer\'s full augmentation of the source crop for L_cal; the other losses are unchanged', (t) => {
+  const losses = (calibrationView: 'clean' | 'shifted') => {
+    const [student, teacher] = [new MyNet(1), new MyNet(2)];
+    const pipeline = compose(student, { calibrationView });
+    const rectifier = pipeline.resolve(Tokens.Rectifier) as InrRectifier;
+    t.is(rectifier.calibrationView, calibrationView);
+    const optimizer = { apply: (g: Record<string, tf.Tensor>) => tf.dispose(Object.values(g)) } as unknown as AdamW;
+    const b = [batchAt('s', 0), batchAt('t', 0)].map((x) => ({
+      image: tf.tensor4d(x.images, [2, S, S, 3]), labels: tf.tensor3d(Int32Array.from(x.labels!), [2, S, S], 'int32'),
+    }));
+    const r = udaStep({
+      student, teacher, optimizer, rectifier, pseudoLabeler: new ConfidencePseudoLabeler({ threshold: 0.3 }),
+      mixer: new ClassMix({ numClasses: K }), loss: new WeightedCrossEntropy(),
+    }, { source: b[0], target: { image: b[1].image } }, { mode: 'uda', lr: 0, ctx: { step: 3, training: true, rng: new Rng(1) } });
+    tf.dispose(b.flatMap((x) => [x.image, x.labels]));
+    student.dispose();
+    teacher.dispose();
+    void pipeline.dispose();
+    return r.losses;
+  };
+  const [clean, shifted] = [losses('clean'), losses('shifted')];
+  t.is(shifted.source, clean.source);
+  t.is(shifted.mix, clean.mix);
+  t.not(shifted.rectifierAux, clean.rectifierAux);
+  t.true(Number.isFinite(shifted.rectifierAux));
+});

@@ -104,7 +104,7 @@ export class ClassMix implements Mixer {
     const result = tf.tidy(() => {
       const mask = classMixMask(source.labels, scores, numClasses);
       const m4 = tf.expandDims(mask, 3);
-      let image = tf.add(tf.mul(m4, source.image), tf.mul(tf.sub(1, m4), target.image)) as tf.Tensor4D;
+      const image = tf.add(tf.mul(m4, source.image), tf.mul(tf.sub(1, m4), target.image)) as tf.Tensor4D;
       const fromSource = tf.cast(mask, 'bool');
       const labels = tf.where(fromSource, tf.cast(source.labels, 'int32'), tf.cast(target.labels, 'int32')) as tf.Tensor3D;
       const weight = tf.where(fromSource, tf.onesLike(mask), target.weight ?? tf.onesLike(mask)) as tf.Tensor3D;
