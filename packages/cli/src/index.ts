@@ -6,10 +6,10 @@ export {
   type ConfigOverrides, type DataSpec, type Json, type LayoutName, type RunConfig,
 } from './config.js';
 export { PRESETS, type Preset } from './presets.js';
-export { buildData, buildModel, buildModels, buildPipeline, layoutOf, loadPlugins, resolveLayouts, type ResolvedData } from './run-setup.js';
+export { buildData, buildModel, buildModels, buildPipeline, layoutOf, loadPlugins, resolveLayouts, type CheckProgress, type ResolvedData } from './run-setup.js';
 export { replicaPlan, runTraining, type TrainRunOptions, type TrainRunResult } from './train-run.js';
 export { buildReplica } from './replica.js';
-export { jsonlLog, progress, recordHistory, type History } from './subscribers.js';
+export { checkProgress, jsonlLog, progress, recordHistory, type History } from './subscribers.js';
 export { curvesSvg, writeCurvesPng } from './curves.js';
 export {
   evalCheckpoint, exportCheckpoint, heatColor, heatMap, loadTrained, loadTrainedRectifier, predictImages, type EvalReport, type PredictOptions, type Which,

@@ -7,7 +7,7 @@ import {
 } from '@ir2f/core';
 import { createModel, importEncoderWeights, PRESET_NAMES, type SegmentationModel } from '@ir2f/backbones';
 import {
-  acdc, CITYSCAPES_CLASSES, cityscapes, darkZurich, ensureBenchmark, gta5, scanDataset, synthia, SYNTHIA_13, SYNTHIA_16,
+  acdc, checkDataset, CITYSCAPES_CLASSES, cityscapes, darkZurich, ensureBenchmark, gta5, scanDataset, synthia, SYNTHIA_13, SYNTHIA_16,
   udaData, type DatasetLayout,
 } from '@ir2f/datasets';
 import type { DataSpec, RunConfig } from './config.js';
@@ -108,7 +108,10 @@ export async function resolveLayouts(config: RunConfig): Promise<{ source: Datas
   return { source: layoutOf(d.source!), target: layoutOf(d.target!), val: d.val && layoutOf(d.val) };
 }
 
-export async function buildData(config: RunConfig, bus?: EventBus): Promise<ResolvedData> {
+/** Progress of the data check before step 1: `split` is 'source', 'target' or 'val'. */
+export type CheckProgress = (split: string, done: number, total: number) => void;
+
+export async function buildData(config: RunConfig, bus?: EventBus, onCheck?: CheckProgress): Promise<ResolvedData> {
   const layouts = await resolveLayouts(config);
   const oracle = config.train.mode === 'target-oracle';
   const [source, target, val] = await Promise.all([
@@ -118,6 +121,11 @@ export async function buildData(config: RunConfig, bus?: EventBus): Promise<Reso
   ]);
   const d = config.data;
   const limited = val && d.valLimit > 0 ? { ...val, items: val.items.slice(0, d.valLimit) } : val;
+  // every file before step 1: a broken one found at the first evaluation would cost all the steps before it
+  const numClasses = config.model.numClasses;
+  for (const [split, ds, scored] of [['source', source, false], ['target', target, false], ['val', limited, true]] as const) {
+    if (ds) await checkDataset(ds, { numClasses, scored, onProgress: onCheck && ((done, total) => onCheck(split, done, total)) });
+  }
   const data = await udaData({
     source, target, val: limited, numClasses: config.model.numClasses, batchSize: d.batchSize, crop: d.crop, resize: d.resize,
     rareClass: d.rareClass, photometric: d.photometric, targetLabels: oracle, seed: config.train.seed, bus,

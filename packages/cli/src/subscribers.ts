@@ -85,3 +85,28 @@ export function progress(events$: Observable<Ir2fEvent>, opts: { tty: boolean; l
   subs.add(events$.pipe(ofType('run-end')).subscribe(() => bar?.stop()));
   return subs;
 }
+
+/**
+ * Progress of the data check before step 1: a bar per split on a TTY, else one line per split when it is
+ * done.
+ */
+export function checkProgress(opts: { tty: boolean; log: (line: string) => void }): (split: string, done: number, total: number) => void {
+  let bar: cliProgress.SingleBar | undefined;
+  return (split, done, total) => {
+    if (opts.tty) {
+      if (done === 1 || !bar) {
+        bar?.stop();
+        bar = new cliProgress.SingleBar({ format: `check ${split.padEnd(6)} |{bar}| {value}/{total} files`, hideCursor: true, clearOnComplete: false },
+          cliProgress.Presets.shades_classic);
+        bar.start(total, 0);
+      }
+      bar.update(done);
+      if (done === total) {
+        bar.stop();
+        bar = undefined;
+      }
+    } else if (done === total) {
+      opts.log(`checked ${total} ${split} file${total === 1 ? '' : 's'}`);
+    }
+  };
+}

@@ -6,13 +6,15 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  currentBackend, describeBackend, initBackend, Ir2fError, wasmThreads, latestCheckpoint, Tokens, train, writeAtomic, type BackendInfo, type TrainMode, type TrainResult,
+  assertResumable, currentBackend, describeBackend, initBackend, Ir2fError, wasmThreads, latestCheckpoint, readCheckpoint, Tokens, train, writeAtomic,
+  type BackendInfo, type TrainMode, type TrainResult,
 } from '@ir2f/core';
 import type { RunConfig } from './config.js';
 import { writeCurvesPng } from './curves.js';
 import { REPLICA_MODULE } from './replica.js';
 import { buildData, buildModels, buildPipeline } from './run-setup.js';
-import { jsonlLog, progress, recordHistory, type History } from './subscribers.js';
+import { checkProgress, jsonlLog, progress, recordHistory, type History } from './subscribers.js';
+import { latestIntactCheckpoint, lockWorkDir, removeStaleTemps, truncateEvents } from './work-dir.js';
 
 export interface TrainRunOptions {
   workDir: string;
@@ -68,22 +70,45 @@ export async function runTraining(config: RunConfig, opts: TrainRunOptions): Pro
     throw new Ir2fError('INVALID_CONFIG', `two replicas need the wasm or cpu backend (this run has ${backend.name}): set workers to 1`);
   }
   const workDir = path.resolve(opts.workDir);
-  const existing = await latestCheckpoint(workDir);
-  let resume: string | undefined;
-  if (opts.resume) {
-    resume = typeof opts.resume === 'string' ? opts.resume : existing;
-    if (!resume) throw new Ir2fError('INVALID_CHECKPOINT', `--resume: no checkpoint (step-*.safetensors) in ${workDir}`);
-  } else if (existing) {
-    throw new Ir2fError('INVALID_ARGUMENT',
-      `work dir ${workDir} already holds a run (${path.basename(existing)}): pass --resume to continue it, or choose another --work-dir`);
-  }
+  const warn = (message: string) => log(`warning: ${message}`);
   await fs.mkdir(workDir, { recursive: true });
-  const files = {
-    events: path.join(workDir, 'events.jsonl'), curves: path.join(workDir, 'curves.png'),
-    summary: path.join(workDir, 'summary.json'), config: path.join(workDir, 'config.json'),
-  };
-  await writeAtomic(files.config, new TextEncoder().encode(`${JSON.stringify(config, null, 2)}\n`));
+  // one run per work dir: taken before anything in it is read or written
+  const unlock = await lockWorkDir(workDir, warn);
+  // from here the run (trainIn) releases the lock
+  let handed = false;
+  try {
+    for (const n of await removeStaleTemps(workDir)) warn(`removed ${n}, left by a writer that was killed`);
+    const files = {
+      events: path.join(workDir, 'events.jsonl'), curves: path.join(workDir, 'curves.png'),
+      summary: path.join(workDir, 'summary.json'), config: path.join(workDir, 'config.json'),
+    };
+    const existing = await latestCheckpoint(workDir);
+    let resume: string | undefined;
+    if (opts.resume) {
+      resume = typeof opts.resume === 'string' ? opts.resume : await latestIntactCheckpoint(workDir, warn);
+      if (!resume) throw new Ir2fError('INVALID_CHECKPOINT', `--resume: no ${existing ? 'intact ' : ''}checkpoint (step-*.safetensors) in ${workDir}`);
+      // accepted before anything is rewritten: a refused resume leaves config.json and the log as they were
+      const ckpt = await readCheckpoint(resume);
+      assertResumable(ckpt, config, 'train');
+      await truncateEvents(files.events, ckpt.meta.step);
+    } else if (existing) {
+      throw new Ir2fError('INVALID_ARGUMENT',
+        `work dir ${workDir} already holds a run (${path.basename(existing)}): pass --resume to continue it, or choose another --work-dir`);
+    }
+    await writeAtomic(files.config, new TextEncoder().encode(`${JSON.stringify(config, null, 2)}\n`));
+    handed = true;
+    return await trainIn(config, { ...opts, log }, { workDir, files, resume, plan, backend, unlock });
+  } finally {
+    if (!handed) await unlock();
+  }
+}
 
+/** The run itself, in a work dir that is locked, checked and ready; releases the lock when done. */
+async function trainIn(
+  config: RunConfig, opts: TrainRunOptions & { log: (line: string) => void },
+  ctx: { workDir: string; files: TrainRunResult['files']; resume?: string; plan: ReturnType<typeof replicaPlan>; backend: BackendInfo; unlock: () => Promise<void> },
+): Promise<TrainRunResult> {
+  const { workDir, files, resume, plan, backend, log } = { ...ctx, log: opts.log };
   const { student, teacher, imnet } = await buildModels(config);
   const pipeline = await buildPipeline(config, student);
   const closeLog = jsonlLog(pipeline.events$, files.events);
@@ -99,7 +124,7 @@ export async function runTraining(config: RunConfig, opts: TrainRunOptions): Pro
   for (const s of signals) process.on(s, onSignal);
   try {
     const bus = pipeline.resolve(Tokens.EventBus);
-    const data = await buildData(config, bus);
+    const data = await buildData(config, bus, opts.quiet ? undefined : checkProgress({ tty: opts.tty ?? !!process.stdout.isTTY, log }));
     if (config.featureDistance && !imnet && !config.model.pretrained) {
       bus.emit({ type: 'warning', code: 'NO_FEATURE_DISTANCE', message: 'featureDistance is configured but model.pretrained is not: training without it' });
     }
@@ -127,5 +152,6 @@ export async function runTraining(config: RunConfig, opts: TrainRunOptions): Pro
     await closeLog();
     await pipeline.dispose();
     for (const m of [student, teacher, imnet]) m?.dispose();
+    await ctx.unlock();
   }
 }

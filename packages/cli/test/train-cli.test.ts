@@ -64,9 +64,12 @@ test.serial('ir2f train → eval --json → predict → export: a run a user can
   t.is(again.code, 1);
   t.regex(again.err, /already holds a run .*pass --resume/);
   // … and --resume with more steps is a different schedule: refused with the field named
+  const configBefore = await readFile(path.join(work, 'config.json'), 'utf8');
   const longer = await run(...args.map((a) => (a === '4' ? '6' : a)), '--resume');
   t.is(longer.code, 1);
   t.regex(longer.err, /these fields differ: train\.steps/);
+  // refused: config.json still describes the checkpoints beside it
+  t.is(await readFile(path.join(work, 'config.json'), 'utf8'), configBefore);
 
   const ckpt = path.join(work, 'step-000004.safetensors');
   const ev = await run('eval', '--checkpoint', ckpt, '--json');
@@ -119,16 +122,44 @@ test.serial('ir2f train --resume continues an interrupted run to the same weight
     '--steps', '4', ...tiny, '--set', 'data.valLimit=1'];
   const straight = path.join(dir, 'straight');
   t.is((await run(...common, '--work-dir', straight)).code, 0);
-  // a run whose last checkpoint is step 2 (as after an interruption): drop step 4 of a full run
+  // a run killed while writing step 4: its checkpoint cut short, a writer's temp file, the lock of a dead process
   const parted = path.join(dir, 'parted');
   t.is((await run(...common, '--work-dir', parted)).code, 0);
-  await rm(path.join(parted, 'step-000004.safetensors'));
+  const last = path.join(parted, 'step-000004.safetensors');
+  const bytes = await readFile(last);
+  await writeFile(last, bytes.subarray(0, bytes.length >> 1));
+  const dead = await deadPid();
+  const tmpName = `step-000004.safetensors.${dead}.1700000000000.tmp`;
+  await writeFile(path.join(parted, tmpName), 'partial');
+  await writeFile(path.join(parted, '.ir2f.lock'), JSON.stringify({ pid: dead, host: os.hostname(), started: '2026-01-01T00:00:00Z' }));
   const resumed = await run(...common, '--work-dir', parted, '--resume');
   t.is(resumed.code, 0, resumed.err);
+  t.regex(resumed.out, new RegExp(`warning: taking over the lock of a run that is gone \\(pid ${dead} `));
+  t.regex(resumed.out, new RegExp(`warning: removed ${tmpName.replace(/\./g, '\\.')}, left by a writer that was killed`));
+  t.regex(resumed.out, /warning: step-000004\.safetensors is broken \(.*\); resuming from an older checkpoint/);
+  const files = await readdir(parted);
+  t.false(files.some((f) => f.endsWith('.tmp') || f === '.ir2f.lock'), files.join(', '));
   const a = await readCheckpoint(path.join(straight, 'step-000004.safetensors'));
-  const b = await readCheckpoint(path.join(parted, 'step-000004.safetensors'));
+  const b = await readCheckpoint(last);
   for (const [name, tensor] of a.tensors) t.deepEqual(b.tensors.get(name)?.data, tensor.data, name);
+  // the log holds each step once: the steps after the resumed checkpoint were cut before the run went on
+  const steps = (await readFile(path.join(parted, 'events.jsonl'), 'utf8')).trim().split('\n')
+    .map((l) => JSON.parse(l) as { type: string; step?: number }).filter((e) => e.type === 'step').map((e) => e.step);
+  t.deepEqual(steps, [1, 2, 3, 4]);
+  // a live holder: the second run is refused, naming it
+  await writeFile(path.join(parted, '.ir2f.lock'), JSON.stringify({ pid: process.pid, host: os.hostname(), started: '2026-01-01T00:00:00Z' }));
+  const locked = await run(...common, '--work-dir', parted, '--resume');
+  t.is(locked.code, 1);
+  t.regex(locked.err, new RegExp(`work dir .*parted is in use by ir2f train \\(pid ${process.pid} on ${os.hostname()} since 2026-01-01T00:00:00Z\\): wait for it to finish, or choose another --work-dir`));
+  await rm(path.join(parted, '.ir2f.lock'));
 });
+
+/** The pid of a process that has exited. */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', '0']);
+  await new Promise((resolve) => child.on('exit', resolve));
+  return child.pid!;
+}
 
 test.serial('configuration errors name the field, the file or the package', async (t) => {
   const unknown = await run('train', '--config', 'gta2mars');

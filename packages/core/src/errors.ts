@@ -20,7 +20,8 @@ export type Ir2fErrorCode =
   | 'INVALID_CHECKPOINT'
   | 'CONFIG_MISMATCH'
   | 'PLUGIN_NOT_INSTALLED'
-  | 'WORKER_FAILED';
+  | 'WORKER_FAILED'
+  | 'WORK_DIR_LOCKED';
 
 export class Ir2fError extends Error {
   readonly code: Ir2fErrorCode;

@@ -64,7 +64,7 @@ export {
   type UdaStepResult,
 } from './train/uda-step.js';
 export {
-  RESUMABLE_FIELDS, stepPartsFor, toTensors, train, TrainConfigSchema, type HostBatch, type TrainConfig, type TrainConfigInput, type TrainData,
+  assertResumable, RESUMABLE_FIELDS, stepPartsFor, toTensors, train, TrainConfigSchema, type HostBatch, type TrainConfig, type TrainConfigInput, type TrainData,
   type TrainerOptions, type TrainResult,
 } from './train/trainer.js';
 export {

@@ -19,6 +19,7 @@ export {
   horizontalFlip, IMAGENET_MEAN, IMAGENET_STD, keepRatioSize, normalize, photometricDistortion, randomCrop, resize,
   RESIZE_DEFAULTS, type Sample,
 } from './transforms.js';
+export { checkDataset, type DataCheckOptions, type DataCheckReport } from './data-check.js';
 export { classStats, fileListHash, rareClassSampler, type ClassStats, type RareClassSampler } from './class-stats.js';
 export {
   BatchLoader, createLoader, loadSample, sequentialSampler, shuffledSampler,

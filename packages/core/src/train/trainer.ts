@@ -20,6 +20,7 @@ import { describeIssues } from '../plugin.js';
 import { Tokens } from '../tokens.js';
 import {
   checkpointFile, configDiff, latestCheckpoint, listCheckpoints, readCheckpoint, restoreCheckpoint, saveCheckpoint,
+  type LoadedCheckpoint,
 } from './checkpoint.js';
 import { evaluate, type EvalResult, type EvalSample, type SlideOptions } from './evaluate.js';
 import { DataParallelStepper, type ReplicaSpec } from './data-parallel.js';
@@ -158,6 +159,20 @@ async function next(it: BatchIterator, what: string): Promise<HostBatch> {
   return r.value;
 }
 
+/**
+ * Refuse to resume `ckpt` under a config that differs from its own outside the resumable fields
+ * (`RESUMABLE_FIELDS`, under `trainConfigPath` within a run config; undefined: compare everything).
+ */
+export function assertResumable(ckpt: LoadedCheckpoint, runConfig: unknown, trainConfigPath?: string): void {
+  const at = trainConfigPath;
+  const diff = configDiff(ckpt.meta.config, runConfig, at === undefined ? [] : RESUMABLE_FIELDS.map((f) => (at ? `${at}.${f}` : f)));
+  if (diff.length) {
+    throw new Ir2fError('CONFIG_MISMATCH',
+      `checkpoint ${ckpt.file} was written by another config; these fields differ: ${diff.join(', ')}. ` +
+      'Resume with the config it was trained with, or start a new run in another work dir');
+  }
+}
+
 /** The parts of a step and the optimiser, from the networks and pipeline (the trainer's and each replica's). */
 export function stepPartsFor(
   opts: Pick<TrainerOptions, 'student' | 'teacher' | 'pipeline' | 'featureDistance' | 'numClasses'>, config: TrainConfig,
@@ -203,13 +218,7 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
           `--resume: no checkpoint (step-*.safetensors) in ${opts.workDir ?? '.'}; start without --resume or point it at a file`);
       }
       const ckpt = await readCheckpoint(file);
-      const at = opts.runConfig === undefined ? '' : opts.trainConfigPath;
-      const diff = configDiff(ckpt.meta.config, runConfig, at === undefined ? [] : RESUMABLE_FIELDS.map((f) => (at ? `${at}.${f}` : f)));
-      if (diff.length) {
-        throw new Ir2fError('CONFIG_MISMATCH',
-          `checkpoint ${file} was written by another config; these fields differ: ${diff.join(', ')}. ` +
-          'Resume with the config it was trained with, or start a new run in another work dir');
-      }
+      assertResumable(ckpt, runConfig, opts.runConfig === undefined ? '' : opts.trainConfigPath);
       await restoreCheckpoint(ckpt, { student, teacher, rectifier, loss, optimizer });
       start = ckpt.meta.step;
       lastCheckpoint = file;
@@ -283,11 +292,12 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
       times.push(ms);
       bus.emit({ type: 'step', step, losses: result.losses, lr, ms, ...(result.phases ? { phases: result.phases } : {}) });
       if (result.pseudo) bus.emit({ type: 'pseudo-labels', step, ...result.pseudo });
-      if (config.evalEvery > 0 && step % config.evalEvery === 0 && step < config.steps) lastEval = await runEval(step);
+      // the checkpoint first: an evaluation that fails (a broken val file) loses no training
       if (config.checkpointEvery > 0 && step % config.checkpointEvery === 0 && step < config.steps) await save(step);
+      if (config.evalEvery > 0 && step % config.evalEvery === 0 && step < config.steps) lastEval = await runEval(step);
     }
-    if (reason === 'completed') lastEval = (await runEval(step)) ?? lastEval;
     const checkpoint = (await save(step)) ?? lastCheckpoint;
+    if (reason === 'completed') lastEval = (await runEval(step)) ?? lastEval;
     const timed = times.length > 1 ? times.slice(1) : times;
     bus.emit({ type: 'run-end', step, reason, ms: Date.now() - started });
     return { step, reason, checkpoint, eval: lastEval, msPerStep: timed.reduce((a, b) => a + b, 0) / Math.max(timed.length, 1) };

@@ -1,0 +1,93 @@
+/**
+ * The check a run makes of its data before step 1, so that a broken file stops it at once instead of at the
+ * first evaluation thousands of steps in: every image's header (readable, three channels, non-empty), every
+ * label decoded through its spec (single-channel, the image's size, values inside the spec, train ids below
+ * the model's class count), and, for a split that is scored, at least one labelled pixel.
+ */
+import { promises as fs } from 'node:fs';
+import sharp, { type Metadata } from 'sharp';
+import { Ir2fError } from '@ir2f/core';
+import { readLabel } from './image-io.js';
+import type { Dataset } from './layouts.js';
+
+export interface DataCheckOptions {
+  /** The model's class count: train ids must be below it. */
+  numClasses: number;
+  /** The split is scored (a val split): it must hold labelled pixels. */
+  scored?: boolean;
+  /** Called after each file pair. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface DataCheckReport {
+  images: number;
+  labels: number;
+  /** Labelled (not ignored) pixels over all labels. */
+  labelledPixels: number;
+}
+
+async function imageHeader(file: string): Promise<{ width: number; height: number }> {
+  const stat = await fs.stat(file).catch((err: NodeJS.ErrnoException) => {
+    throw new Ir2fError('CORRUPT_IMAGE', `cannot read ${file}: ${err.code ?? err.message}`, { cause: err });
+  });
+  if (stat.size === 0) throw new Ir2fError('CORRUPT_IMAGE', `${file} is empty (0 bytes): re-extract or re-download it`);
+  let meta: Metadata;
+  try {
+    meta = await sharp(file).metadata();
+  } catch (err) {
+    throw new Ir2fError('CORRUPT_IMAGE', `cannot read the header of ${file} (${(err as Error).message}): the file is corrupt or not an image`, { cause: err });
+  }
+  if (!meta.width || !meta.height) throw new Ir2fError('CORRUPT_IMAGE', `${file} has no image size in its header: the file is corrupt`);
+  return { width: meta.width, height: meta.height };
+}
+
+async function labelChannels(file: string): Promise<{ channels: number; palette: boolean }> {
+  const meta = await sharp(file).metadata().catch((err: Error) => {
+    throw new Ir2fError('CORRUPT_IMAGE', `cannot read the header of label ${file} (${err.message}): the file is corrupt or not a PNG`, { cause: err });
+  });
+  return { channels: meta.channels ?? 1, palette: meta.isPalette };
+}
+
+/** Check every file of `ds` (in order, one pair at a time); throws naming the first broken file and the fix. */
+export async function checkDataset(ds: Dataset, opts: DataCheckOptions): Promise<DataCheckReport> {
+  const report: DataCheckReport = { images: 0, labels: 0, labelledPixels: 0 };
+  const total = ds.items.length;
+  for (const item of ds.items) {
+    const img = await imageHeader(item.image);
+    report.images++;
+    if (item.label && item.labelSpec) {
+      const spec = item.labelSpec;
+      const stat = await fs.stat(item.label);
+      if (stat.size === 0) throw new Ir2fError('CORRUPT_IMAGE', `label ${item.label} is empty (0 bytes): re-extract or re-download it`);
+      const { channels, palette } = await labelChannels(item.label);
+      if (channels > 2 && !palette) {
+        throw new Ir2fError('LABEL_OUT_OF_SPEC',
+          `label ${item.label} has ${channels} channels (${channels === 4 ? 'RGBA' : 'RGB'}); '${spec.name}' labels are single-channel ` +
+          'id images (or palette PNGs): convert it to one channel of class ids, e.g. with the dataset\'s own conversion script');
+      }
+      const label = await readLabel(item.label, spec, 'error');
+      if (label.width !== img.width || label.height !== img.height) {
+        throw new Ir2fError('SIZE_MISMATCH',
+          `label ${item.label} is ${label.width}×${label.height} but its image ${item.image} is ${img.width}×${img.height}: ` +
+          'image and label must be the same size (re-export one of them)');
+      }
+      for (const v of label.data) {
+        if (v === spec.ignoreIndex) continue;
+        if (v >= opts.numClasses) {
+          throw new Ir2fError('LABEL_OUT_OF_SPEC',
+            `label ${item.label} holds train id ${v} ('${spec.classes[v] ?? v}') and the model has ${opts.numClasses} classes: ` +
+            `set model.numClasses to ${spec.classes.length} ('${spec.name}' has ${spec.classes.length} classes)`);
+        }
+        report.labelledPixels++;
+      }
+      report.labels++;
+    }
+    opts.onProgress?.(report.images, total);
+  }
+  if (opts.scored && report.labels > 0 && report.labelledPixels === 0) {
+    throw new Ir2fError('LABEL_OUT_OF_SPEC',
+      `dataset '${ds.layout.name}': every pixel of its ${report.labels} labels is ignore (${ds.items[0].labelSpec?.ignoreIndex ?? 255}): ` +
+      'there is nothing to score. Check the label files (or the reader: *_labelTrainIds vs *_labelIds)');
+  }
+  return report;
+}
