@@ -60,6 +60,8 @@ export const RunConfigSchema = z.object({
     photometric: z.boolean().default(true),
     /** Train ids mIoU averages over (default: the benchmark's or the label spec's). */
     evalClasses: z.array(int.nonnegative()).optional(),
+    /** An unreadable image or label: `fail` (stop, naming it) or `skip` (leave it out with a warning). */
+    onCorrupt: z.enum(['fail', 'skip']).default('fail'),
     /** Evaluate on the first N validation images only (0: all). */
     valLimit: int.nonnegative().default(0),
     slide: z.object({ crop: size, stride: size }).strict().optional(),

@@ -1,6 +1,7 @@
 /** `ir2f data make <name> --out <dir>`: generate an embedded benchmark in the real dataset layouts. */
 import path from 'node:path';
 import { Ir2fError } from '@ir2f/core';
+import { assertFolderOrAbsent } from './paths.js';
 import { EMBEDDED_BENCHMARKS, makeBenchmark, scanDataset, writePreviewGrid, type EmbeddedBenchmarkName } from '@ir2f/datasets';
 
 export interface DataMakeOptions {
@@ -32,9 +33,12 @@ export async function dataMake(name: string, opts: DataMakeOptions, log: (line: 
   let counts: { source: number; targetTrain: number; targetVal: number } | undefined;
   if (opts.counts) {
     const c = parsePair(opts.counts, '--counts (source,targetTrain,targetVal)', ',');
-    if (c.length !== 3) throw new Ir2fError('INVALID_ARGUMENT', `--counts must look like 300,300,100, got '${opts.counts}'`);
+    if (c.length !== 3 || c.some((n) => n < 1)) {
+      throw new Ir2fError('INVALID_ARGUMENT', `--counts must be three positive integers (source, target train, target val) like 300,300,100, got '${opts.counts}'`);
+    }
     counts = { source: c[0], targetTrain: c[1], targetVal: c[2] };
   }
+  await assertFolderOrAbsent(opts.out, '--out');
   const t0 = Date.now();
   const bench = await makeBenchmark(name as EmbeddedBenchmarkName, opts.out, {
     seed: parseIntStrict(opts.seed, '--seed'), size: size as [number, number], counts, overwrite: opts.overwrite,

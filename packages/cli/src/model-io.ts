@@ -15,6 +15,7 @@ import {
 } from '@ir2f/datasets';
 import { RunConfigSchema, type DataSpec, type RunConfig } from './config.js';
 import { buildModel, layoutOf, loadPlugins, resolveLayouts } from './run-setup.js';
+import { assertFileOrAbsent, assertFolderOrAbsent } from './paths.js';
 
 export type Which = 'student' | 'teacher';
 
@@ -135,9 +136,35 @@ export async function loadTrainedRectifier(
   return { rectifier, dispose: () => pipeline.dispose() };
 }
 
+/**
+ * Class, max probability and normalised entropy per pixel of logits [1, H, W, K], computed a band of rows
+ * at a time (a large image's probabilities would otherwise be a second full-size tensor).
+ */
+export function pixelMaps(logits: tf.Tensor4D): { labels: Uint8Array; confidence: Float32Array; entropy: Float32Array } {
+  const [, H, W, K] = logits.shape;
+  const labels = new Uint8Array(H * W);
+  const confidence = new Float32Array(H * W);
+  const entropy = new Float32Array(H * W);
+  const band = Math.max(1, Math.floor((1 << 20) / Math.max(1, W * K)));
+  for (let y = 0; y < H; y += band) {
+    const rows = Math.min(band, H - y);
+    const [a, m, e] = tf.tidy(() => {
+      const probs = tf.softmax(tf.slice(logits, [0, y, 0, 0], [1, rows, W, K]));
+      const ent = tf.div(tf.neg(tf.sum(tf.mul(probs, tf.log(tf.maximum(probs, 1e-12))), 3)), Math.log(K));
+      return [tf.argMax(probs, 3), tf.max(probs, 3), ent];
+    });
+    labels.set(a.dataSync(), y * W);
+    confidence.set(m.dataSync() as Float32Array, y * W);
+    entropy.set(e.dataSync() as Float32Array, y * W);
+    tf.dispose([a, m, e]);
+  }
+  return { labels, confidence, entropy };
+}
+
 /** Class map, overlay (and optionally confidence and entropy) PNGs for each input image; returns the files. */
 export async function predictImages(file: string, input: string, outDir: string, opts: PredictOptions = {}): Promise<string[]> {
   const images = await listImages(input);
+  await assertFolderOrAbsent(outDir, '--out');
   const { model, config, checkpoint } = await loadTrained(file, opts.which);
   const written: string[] = [];
   const rect = opts.rectification ? await loadTrainedRectifier(checkpoint, config, model).catch((err) => {
@@ -150,23 +177,15 @@ export async function predictImages(file: string, input: string, outDir: string,
       const img = await readRgb(imgFile);
       const { width, height } = img;
       const x = tf.tensor4d(normalize(img), [1, height, width, 3]);
-      const [pred, conf, ent] = tf.tidy(() => {
-        const probs = tf.softmax(inferLogits(model, x, opts.slide ?? config.data.slide));
-        const logp = tf.log(tf.maximum(probs, 1e-12));
-        const entropy = tf.div(tf.neg(tf.sum(tf.mul(probs, logp), 3)), Math.log(config.model.numClasses));
-        return [tf.argMax(probs, 3), tf.max(probs, 3), entropy];
-      });
+      const logits = inferLogits(model, x, opts.slide ?? config.data.slide);
       x.dispose();
-      const labels = Uint8Array.from(await pred.data());
+      const maps = pixelMaps(logits);
+      logits.dispose();
       const stem = path.join(outDir, path.basename(imgFile).replace(IMAGE_EXT, ''));
-      const color = colorize({ data: labels, width, height }, CITYSCAPES_PALETTE);
+      const color = colorize({ data: maps.labels, width, height }, CITYSCAPES_PALETTE);
       const overlay = { width, height, data: color.data.map((c, i) => Math.round(0.5 * c + 0.5 * img.data[i])) };
       const outputs: [string, RgbImage][] = [[`${stem}_pred.png`, color], [`${stem}_overlay.png`, overlay]];
-      if (opts.probs) {
-        outputs.push([`${stem}_confidence.png`, heatMap(await conf.data() as Float32Array, width, height)],
-          [`${stem}_entropy.png`, heatMap(await ent.data() as Float32Array, width, height)]);
-      }
-      tf.dispose([pred, conf, ent]);
+      if (opts.probs) outputs.push([`${stem}_confidence.png`, heatMap(maps.confidence, width, height)], [`${stem}_entropy.png`, heatMap(maps.entropy, width, height)]);
       if (rect && opts.rectification) {
         // r from the model's own embedding and log-probabilities, at scale× the image resolution
         const [rh, rw] = [Math.round(height * opts.rectification.scale), Math.round(width * opts.rectification.scale)];
@@ -192,6 +211,7 @@ export async function predictImages(file: string, input: string, outDir: string,
 export async function exportCheckpoint(
   file: string, onnxFile: string | undefined, opts: { which?: Which; opset?: number; rectifier?: string } = {},
 ): Promise<{ bytes: number; rectifierBytes?: number }> {
+  for (const [f, flag] of [[onnxFile, '--onnx'], [opts.rectifier, '--rectifier']] as const) if (f) await assertFileOrAbsent(f, flag);
   const { model, config, checkpoint } = await loadTrained(file, opts.which);
   try {
     let bytes = 0;

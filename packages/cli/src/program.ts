@@ -40,8 +40,12 @@ export function buildProgram(io: CliIo = {}): Command {
   const program = new Command('ir2f')
     .description('Domain adaptive semantic segmentation with IR2F (implicit-neural-representation rectified pseudo-labels)')
     .exitOverride()
-    .configureOutput({ writeOut: (s) => log(s.trimEnd()), writeErr: (s) => error(s.trimEnd()) })
-    .showHelpAfterError()
+    .configureOutput({
+      writeOut: (s) => log(s.trimEnd()),
+      writeErr: (s) => error(s.trimEnd()),
+      // one line, as every other error: commander's reason (and its "did you mean") and where the usage is
+      outputError: (s, write) => write(`${s.trim().replace(/^error: /, 'ir2f: ').replace(/\s*\n\s*/g, ' ')} (ir2f <command> --help for usage)\n`),
+    })
     .option('--threads <n>', 'threads per replica, 1–4: onnxruntime\'s dense kernels, else the wasm build\'s (default: IR2F_WASM_THREADS, else min(4, cores))',
       positiveInt('--threads'))
     .option('--workers <n>', 'training replicas, 1 or 2 (default: IR2F_WORKERS, else 2 on 2+ cores: the source and target passes of a step in parallel)',

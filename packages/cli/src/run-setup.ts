@@ -124,11 +124,18 @@ export async function buildData(config: RunConfig, bus?: EventBus, onCheck?: Che
   // every file before step 1: a broken one found at the first evaluation would cost all the steps before it
   const numClasses = config.model.numClasses;
   for (const [split, ds, scored] of [['source', source, false], ['target', target, false], ['val', limited, true]] as const) {
-    if (ds) await checkDataset(ds, { numClasses, scored, onProgress: onCheck && ((done, total) => onCheck(split, done, total)) });
+    if (!ds) continue;
+    const report = await checkDataset(ds, { numClasses, scored, onCorrupt: d.onCorrupt, onProgress: onCheck && ((done, total) => onCheck(split, done, total)) });
+    if (report.skipped.length) {
+      const left = new Set(report.skipped.map((s) => s.id));
+      ds.items = ds.items.filter((item) => !left.has(item.id));
+      for (const s of report.skipped) bus?.emit({ type: 'warning', code: 'CORRUPT_IMAGE', message: `${split}: left out ${s.id}: ${s.reason}` });
+      if (!ds.items.length) throw new Ir2fError('CORRUPT_IMAGE', `every ${split} file is unreadable (${report.skipped.length}): check the data under ${ds.layout.root}`);
+    }
   }
   const data = await udaData({
     source, target, val: limited, numClasses: config.model.numClasses, batchSize: d.batchSize, crop: d.crop, resize: d.resize,
-    rareClass: d.rareClass, photometric: d.photometric, targetLabels: oracle, seed: config.train.seed, bus,
+    rareClass: d.rareClass, photometric: d.photometric, targetLabels: oracle, seed: config.train.seed, bus, onCorrupt: d.onCorrupt,
   });
   const classes = d.evalClasses ?? layouts.classes ?? val?.labelSource?.spec.evalClasses
     ?? Array.from({ length: config.model.numClasses }, (_, i) => i);

@@ -14,6 +14,7 @@ import { writeCurvesPng } from './curves.js';
 import { REPLICA_MODULE } from './replica.js';
 import { buildData, buildModels, buildPipeline } from './run-setup.js';
 import { checkProgress, jsonlLog, progress, recordHistory, type History } from './subscribers.js';
+import { makeFolder } from './paths.js';
 import { latestIntactCheckpoint, lockWorkDir, removeStaleTemps, truncateEvents } from './work-dir.js';
 
 export interface TrainRunOptions {
@@ -71,7 +72,7 @@ export async function runTraining(config: RunConfig, opts: TrainRunOptions): Pro
   }
   const workDir = path.resolve(opts.workDir);
   const warn = (message: string) => log(`warning: ${message}`);
-  await fs.mkdir(workDir, { recursive: true });
+  await makeFolder(workDir, 'work dir');
   // one run per work dir: taken before anything in it is read or written
   const unlock = await lockWorkDir(workDir, warn);
   // from here the run (trainIn) releases the lock

@@ -136,6 +136,13 @@ test('§5.1.7 redistribution: w = min(1, q·r/r̄) with r̄ over the pixels that
   // the mask restricts r̄ as well
   const masked = redistributeWeight(q, r, tf.tensor3d([1, 1, 0, 1], [1, 2, 2])).dataSync();
   t.true(Math.abs(masked[1] - (0.5 * 0.6) / 0.75) < 1e-6);
+  // per pseudo-class: r̄_c over the pixels labelled c, so each class keeps its total weight
+  const labels = tf.tensor3d([0, 0, 1, 1], [1, 2, 2], 'int32');
+  const q2 = tf.fill([1, 2, 2], 0.5) as tf.Tensor3D;
+  const pc = redistributeWeight(q2, r, undefined, { labels, numClasses: 2 }).dataSync();
+  const expected = [0.9 / 0.75, 0.6 / 0.75, 0.3 / 0.645, 0.99 / 0.645].map((v) => Math.min(1, 0.5 * v));
+  pc.forEach((v, i) => t.true(Math.abs(v - expected[i]) < 1e-6, `per-class pixel ${i}: ${v} vs ${expected[i]}`));
+  t.true(Math.abs(pc[0] + pc[1] - 1) < 1e-6 && Math.abs(pc[2] + pc[3] - 1) < 1e-6, 'each class keeps Σq');
   // d w_i / d r_i = q / r̄ (r̄ is a constant to the gradient)
   const g = tf.grad((x: tf.Tensor) => tf.sum(redistributeWeight(q, x as tf.Tensor3D)))(r).dataSync();
   t.true(Math.abs(g[1] - 0.5 / rBar) < 1e-5 && g[3] === 0, Array.from(g).join(', '));

@@ -17,6 +17,8 @@ export interface DataCheckOptions {
   scored?: boolean;
   /** Called after each file pair. */
   onProgress?: (done: number, total: number) => void;
+  /** `skip`: an unreadable image or label leaves its pair out (listed in `skipped`) instead of stopping the check. */
+  onCorrupt?: 'fail' | 'skip';
 }
 
 export interface DataCheckReport {
@@ -24,6 +26,8 @@ export interface DataCheckReport {
   labels: number;
   /** Labelled (not ignored) pixels over all labels. */
   labelledPixels: number;
+  /** Ids of the pairs left out as unreadable (`onCorrupt: 'skip'`), with why. */
+  skipped: { id: string; reason: string }[];
 }
 
 async function imageHeader(file: string): Promise<{ width: number; height: number }> {
@@ -50,15 +54,24 @@ async function labelChannels(file: string): Promise<{ channels: number; palette:
 
 /** Check every file of `ds` (in order, one pair at a time); throws naming the first broken file and the fix. */
 export async function checkDataset(ds: Dataset, opts: DataCheckOptions): Promise<DataCheckReport> {
-  const report: DataCheckReport = { images: 0, labels: 0, labelledPixels: 0 };
+  const report: DataCheckReport = { images: 0, labels: 0, labelledPixels: 0, skipped: [] };
   const total = ds.items.length;
-  for (const item of ds.items) {
-    const img = await imageHeader(item.image);
+  for (const [i, item] of ds.items.entries()) {
+    let img: { width: number; height: number };
+    try {
+      img = await imageHeader(item.image);
+      if (item.label) await fs.stat(item.label).then((st) => {
+        if (st.size === 0) throw new Ir2fError('CORRUPT_IMAGE', `label ${item.label} is empty (0 bytes): re-extract or re-download it`);
+      });
+    } catch (err) {
+      if (opts.onCorrupt !== 'skip' || !(err instanceof Ir2fError && err.code === 'CORRUPT_IMAGE')) throw err;
+      report.skipped.push({ id: item.id, reason: err.message });
+      opts.onProgress?.(i + 1, total);
+      continue;
+    }
     report.images++;
     if (item.label && item.labelSpec) {
       const spec = item.labelSpec;
-      const stat = await fs.stat(item.label);
-      if (stat.size === 0) throw new Ir2fError('CORRUPT_IMAGE', `label ${item.label} is empty (0 bytes): re-extract or re-download it`);
       const { channels, palette } = await labelChannels(item.label);
       if (channels > 2 && !palette) {
         throw new Ir2fError('LABEL_OUT_OF_SPEC',
@@ -82,7 +95,7 @@ export async function checkDataset(ds: Dataset, opts: DataCheckOptions): Promise
       }
       report.labels++;
     }
-    opts.onProgress?.(report.images, total);
+    opts.onProgress?.(i + 1, total);
   }
   if (opts.scored && report.labels > 0 && report.labelledPixels === 0) {
     throw new Ir2fError('LABEL_OUT_OF_SPEC',

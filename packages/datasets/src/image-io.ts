@@ -34,7 +34,7 @@ export interface LabelReadResult extends LabelMap {
 function corrupt(file: string, err: unknown): Ir2fError {
   return new Ir2fError('CORRUPT_IMAGE',
     `cannot decode image ${file}: ${(err as Error).message}. The file is corrupt or truncated: ` +
-    're-extract or re-download it (or let the loader skip it with onCorrupt: \'skip\')', { cause: err });
+    're-extract or re-download it (or leave such files out: --set data.onCorrupt="skip")', { cause: err });
 }
 
 export async function readRgb(file: string): Promise<RgbImage> {

@@ -21,11 +21,22 @@ test.after.always(async () => {
 test('a clean benchmark passes with its counts and progress', async (t) => {
   const seen: number[] = [];
   const src = await checkDataset(await scanDataset(bench.source), { numClasses: 19, onProgress: (d, n) => seen.push(d / n) });
-  t.deepEqual(src, { images: 3, labels: 3, labelledPixels: src.labelledPixels });
+  t.deepEqual(src, { images: 3, labels: 3, labelledPixels: src.labelledPixels, skipped: [] });
   t.true(src.labelledPixels > 0);
   t.deepEqual(seen, [1 / 3, 2 / 3, 1]);
   const tgt = await checkDataset(await scanDataset(bench.targetTrain, { labelled: false }), { numClasses: 19 });
-  t.deepEqual(tgt, { images: 2, labels: 0, labelledPixels: 0 });
+  t.deepEqual(tgt, { images: 2, labels: 0, labelledPixels: 0, skipped: [] });
+});
+
+test('onCorrupt skip: an unreadable pair is listed and left out, the rest checked', async (t) => {
+  const { ds } = await broken('skip', (_l, i) => writeFile(i, 'garbage'));
+  const r = await checkDataset(ds, { numClasses: 19, onCorrupt: 'skip' });
+  t.is(r.images, 2);
+  t.deepEqual(r.skipped.map((s) => s.id), [ds.items[0].id]);
+  t.regex(r.skipped[0].reason, /cannot read the header/);
+  // a label that decodes but breaks the spec is not "corrupt": it still stops the check
+  const { ds: bad } = await broken('skip-spec', (l) => writeIndexedPng(l, { data: new Uint8Array(32 * 32).fill(200), width: 32, height: 32 }, [[0, 0, 0]]));
+  await t.throwsAsync(checkDataset(bad, { numClasses: 19, onCorrupt: 'skip' }), { message: /outside the 'gta5' spec/ });
 });
 
 /** A copy of the source split with its first label (or image) replaced by `write`. */

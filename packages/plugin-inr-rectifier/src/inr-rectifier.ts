@@ -43,7 +43,10 @@ export const InrOptionsSchema = z.object({
   calibrationView: z.enum(['clean', 'shifted']).default('clean'),
   /** For the first N steps hand the loss the pseudo-labeler's own weight (DAFormer's q) as weight and as r, while ψ trains on L_cal. */
   qWarmupSteps: z.number().int().nonnegative().default(0),
-  /** Emit a `rectifier` event every N rectify calls (0: never), with a small map of r every `mapEvery`. */
+  /**
+   * Emit a `rectifier` event at every N-th step (0: never), with a small map of r every `mapEvery` steps (by the
+   * step index, so a resumed run reports at the same steps as a straight one).
+   */
   statsEvery: z.number().int().nonnegative().default(1),
   mapEvery: z.number().int().nonnegative().default(100),
   mapSize: z.number().int().positive().default(32),
@@ -80,7 +83,6 @@ export class InrRectifier implements Rectifier {
   readonly shape: InrShape;
   private readonly params: InrParams;
   private readonly vars: tf.Variable[];
-  private calls = 0;
   private pending?: { step: number; stats: Omit<Extract<Parameters<EventBus['emit']>[0], { type: 'rectifier' }>, 'type' | 'step'> };
   /** Source calibration (§5.1.6); absent when its weight is 0. */
   readonly auxLoss?: (source: RectifierSourceSide, ctx: StepContext) => tf.Scalar;
@@ -234,12 +236,11 @@ export class InrRectifier implements Rectifier {
     return tf.mul(bce, this.options.calibrationWeight) as tf.Scalar;
   }
 
-  /** Distribution of r for the `rectifier` event (a host read, every `statsEvery` calls). */
+  /** Distribution of r for the `rectifier` event (a host read, every `statsEvery` steps). */
   private observe(r: tf.Tensor3D, q: tf.Tensor3D, ctx: StepContext): void {
     this.flush();
     const o = this.options;
-    this.calls++;
-    if (!this.bus || o.statsEvery === 0 || (this.calls - 1) % o.statsEvery !== 0) return;
+    if (!this.bus || o.statsEvery === 0 || ctx.step % o.statsEvery !== 0) return;
     const values = r.dataSync() as Float32Array;
     const qs = q.dataSync() as Float32Array;
     const sorted = Float32Array.from(values).sort();
@@ -257,7 +258,7 @@ export class InrRectifier implements Rectifier {
       }
     });
     let map: SmallMap | undefined;
-    if (o.mapEvery > 0 && (this.calls - 1) % o.mapEvery === 0) {
+    if (o.mapEvery > 0 && ctx.step % o.mapEvery === 0) {
       const [, H, W] = r.shape;
       const s = o.mapSize / Math.max(H, W);
       const [mh, mw] = [Math.max(1, Math.round(H * s)), Math.max(1, Math.round(W * s))];

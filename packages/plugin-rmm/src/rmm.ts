@@ -23,6 +23,11 @@ export const RmmOptionsSchema = z.object({
   lambda: z.number().nonnegative().default(1),
   /** v2: the student's target on target pixels: `hard` (ŷ at weight min(1, q·γ/γ̄)) or `bootstrap` (γ·onehot(ŷ) + (1 − γ)·p_φ at weight q). */
   target: z.enum(['hard', 'bootstrap']).default('hard'),
+  /**
+   * v2: where w = min(1, q·γ/γ̄) takes γ̄: over the batch's target pixels (`batch`), or per pseudo-class
+   * (`class`: γ moves weight between pixels of one class only, so no class loses its share).
+   */
+  redistribution: z.enum(['batch', 'class']).default('batch'),
   /** v2: EM iterations per step, started from the running fit. */
   emIterations: z.number().int().positive().default(5),
   /** v2: smoothing of the running fit, θ ← m·θ + (1 − m)·θ_fit. */
@@ -34,7 +39,7 @@ export const RmmOptionsSchema = z.object({
   /** v1: floor r_min on r. */
   rMin: z.number().min(0).lt(1).default(0),
   ignoreIndex: z.number().int().default(255),
-  /** Emit an `rmm` event every N steps (0: never). */
+  /** Emit an `rmm` event at every N-th step (0: never). */
   statsEvery: z.number().int().nonnegative().default(1),
 }).strict();
 
@@ -49,7 +54,6 @@ export class RmmLoss implements Loss {
   /** v2's running fit; its state is the loss's (`Loss.state`). */
   readonly mixture?: RunningLossMixture;
   readonly state?: Float32Array;
-  private calls = 0;
 
   constructor(options: RmmOptionsInput = {}, private readonly bus?: EventBus) {
     this.options = RmmOptionsSchema.parse(options);
@@ -81,9 +85,9 @@ export class RmmLoss implements Loss {
   }
 
   private emit(event: Omit<RmmEvent, 'type' | 'step'>, ctx: StepContext): void {
-    this.calls++;
+    // by the step index: a resumed run reports at the same steps as a straight one
     const every = this.options.statsEvery;
-    if (this.bus && every > 0 && (this.calls - 1) % every === 0) this.bus.emit({ type: 'rmm', step: ctx.step + 1, ...event });
+    if (this.bus && every > 0 && ctx.step % every === 0) this.bus.emit({ type: 'rmm', step: ctx.step + 1, ...event });
   }
 
   /** §5.2 v2. */
@@ -113,7 +117,8 @@ export class RmmLoss implements Loss {
         const softCe = tf.neg(tf.sum(tf.mul(soft, tf.logSoftmax(studentLogits, 3)), 3));
         targetLoss = tf.mul(softCe, qTarget) as tf.Tensor3D;
       } else {
-        targetLoss = tf.mul(ce, redistributeWeight(qTarget, step.gamma, valid)) as tf.Tensor3D;
+        const perClass = o.redistribution === 'class' ? { labels: target.labels, numClasses: studentLogits.shape[3] } : undefined;
+        targetLoss = tf.mul(ce, redistributeWeight(qTarget, step.gamma, valid, perClass)) as tf.Tensor3D;
       }
       // source pixels at weight 1, target pixels as above; mean over all pixels, as the baseline's loss
       const student = tf.mean(tf.add(tf.mul(ce, sourceMask), targetLoss)) as tf.Scalar;

@@ -12,7 +12,8 @@
  *   padding: the backend's kernel.
  * - `DepthwiseConv2dNativeBackpropFilter`: per tap, a product and a reduction over the valid rectangle.
  * - `BatchMatMul`, `_FusedMatMul` (bias, relu): Gemm with its transposition flags, or a batched MatMul.
- * - `Exp`, `Erf`, `Log`, `Softmax`, `Max`, and `Sum` / `Mean` over leading axes: MLAS's vectorised loops.
+ * - `Exp`, `Erf`, `Softmax`, `Max`, and `Sum` / `Mean` over leading axes: MLAS's vectorised loops (not `Log`:
+ *   its results depended on buffer placement, see `DENSE`).
  *
  * A kernel below its size threshold (dispatch costs more than it saves), or outside these cases, runs on
  * the backend's own kernel, which each wrapper keeps.
@@ -399,7 +400,9 @@ const DENSE: Record<string, Run> = {
   Max: reduceMax,
   Exp: unary('Exp'),
   Erf: unary('Erf'),
-  Log: unary('Log'),
+  // not Log: onnxruntime's Log gave results that depended on where its buffers lay (a 30-step run evaluated
+  // every 10 steps left one evaluated never from step 12 on, by ~1e-7; with Log on the backend, and every
+  // other kernel here on onnxruntime, the two agree bit for bit), so a resumed run left the straight one
   Softmax: softmax,
   Conv2D: conv2D,
   Conv2DBackpropInput: conv2DBackpropInput,

@@ -23,40 +23,64 @@ function fullLogits(net: Predictor, x: tf.Tensor4D): tf.Tensor4D {
   return resizeTo(net.forward(x).logits, x.shape.slice(1, 3));
 }
 
-/** Logits [B, H, W, K] at the input size, over the whole image or by sliding windows. */
+/** A side shorter than this is padded (with zeros: the mean colour after normalisation), so that the deepest stride has a cell. */
+export const MIN_SIDE = 32;
+/** Above this many pixels, without slide options, logits come from `AUTO_SLIDE` windows (whole-image attention would not fit). */
+export const AUTO_SLIDE_PIXELS = 1 << 21;
+/** mmseg's default window ratio: 512² every 341 px. */
+export const AUTO_SLIDE: SlideOptions = { crop: [512, 512], stride: [341, 341] };
+
+/**
+ * Logits [B, H, W, K] at the input size: over the whole image, or by sliding windows (given, or automatic
+ * above `AUTO_SLIDE_PIXELS`); an image smaller than `MIN_SIDE` is padded and its logits cropped back.
+ */
 export function inferLogits(net: Predictor, x: tf.Tensor4D, slide?: SlideOptions): tf.Tensor4D {
   const [, H, W] = x.shape;
-  if (!slide || (slide.crop[0] >= H && slide.crop[1] >= W)) return tf.tidy(() => fullLogits(net, x));
-  const [ch, cw] = [Math.min(slide.crop[0], H), Math.min(slide.crop[1], W)];
-  const [sh, sw] = slide.stride;
-  if (!(sh > 0 && sw > 0)) throw new Error(`sliding-window stride must be positive, got [${slide.stride}]`);
+  if (H < MIN_SIDE || W < MIN_SIDE) {
+    return tf.tidy(() => {
+      const padded = tf.pad(x, [[0, 0], [0, Math.max(0, MIN_SIDE - H)], [0, Math.max(0, MIN_SIDE - W)], [0, 0]]) as tf.Tensor4D;
+      return tf.slice(inferLogits(net, padded, slide), [0, 0, 0, 0], [-1, H, W, -1]) as tf.Tensor4D;
+    });
+  }
+  const windows = slide ?? (H * W > AUTO_SLIDE_PIXELS ? AUTO_SLIDE : undefined);
+  if (!windows || (windows.crop[0] >= H && windows.crop[1] >= W)) return tf.tidy(() => fullLogits(net, x));
+  const [ch, cw] = [Math.min(windows.crop[0], H), Math.min(windows.crop[1], W)];
+  const [sh, sw] = windows.stride;
+  if (!(sh > 0 && sw > 0)) throw new Error(`sliding-window stride must be positive, got [${windows.stride}]`);
   const rows = Math.max(Math.ceil((H - ch) / sh), 0) + 1;
   const cols = Math.max(Math.ceil((W - cw) / sw), 0) + 1;
-  let sum: tf.Tensor4D | undefined;
-  let count: tf.Tensor4D | undefined;
+  // sums and counts on the host: one full-size tensor at the end instead of one per window
+  const B = x.shape[0];
+  let sum: Float32Array | undefined;
+  let K = 0;
+  const count = new Uint16Array(H * W);
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) {
       // as mmseg: the last window is shifted back to end at the border
       const y0 = Math.max(Math.min(r * sh, H - ch), 0);
       const x0 = Math.max(Math.min(c * sw, W - cw), 0);
-      const pad: [number, number][] = [[0, 0], [y0, H - y0 - ch], [x0, W - x0 - cw], [0, 0]];
-      const nextSum = tf.tidy(() => {
-        const placed = tf.pad(fullLogits(net, tf.slice(x, [0, y0, x0, 0], [-1, ch, cw, -1]) as tf.Tensor4D), pad) as tf.Tensor4D;
-        return sum ? tf.add(sum, placed) as tf.Tensor4D : placed;
-      });
-      const nextCount = tf.tidy(() => {
-        const ones = tf.pad(tf.ones([1, ch, cw, 1]), pad) as tf.Tensor4D;
-        return count ? tf.add(count, ones) as tf.Tensor4D : ones;
-      });
-      sum?.dispose();
-      count?.dispose();
-      sum = nextSum;
-      count = nextCount;
+      const win = tf.tidy(() => fullLogits(net, tf.slice(x, [0, y0, x0, 0], [-1, ch, cw, -1]) as tf.Tensor4D));
+      const values = win.dataSync() as Float32Array;
+      K = win.shape[3];
+      win.dispose();
+      sum ??= new Float32Array(B * H * W * K);
+      for (let b = 0; b < B; b++) {
+        for (let i = 0; i < ch; i++) {
+          const src = ((b * ch + i) * cw) * K;
+          const dst = ((b * H + y0 + i) * W + x0) * K;
+          for (let j = 0; j < cw * K; j++) sum[dst + j] += values[src + j];
+        }
+      }
+      for (let i = 0; i < ch; i++) for (let j = 0; j < cw; j++) count[(y0 + i) * W + x0 + j]++;
     }
   }
-  const out = tf.div(sum!, count!) as tf.Tensor4D;
-  tf.dispose([sum!, count!]);
-  return out;
+  for (let b = 0; b < B; b++) {
+    for (let p = 0; p < H * W; p++) {
+      const n = count[p];
+      for (let k = 0; k < K; k++) sum![(b * H * W + p) * K + k] /= n;
+    }
+  }
+  return tf.tensor4d(sum!, [B, H, W, K]);
 }
 
 export interface EvalSample {
