@@ -2,7 +2,6 @@
  * One training run from a validated config: work dir, models, pipeline, data, subscribers (JSONL log,
  * progress, history), SIGINT/SIGTERM → checkpoint and stop, then the curve PNG and a summary.
  */
-import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
