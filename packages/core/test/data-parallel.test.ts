@@ -36,6 +36,16 @@ const maxRel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   return diff / scale;
 };
 
+/** Stop the worker and free both replicas' parts. */
+async function closeAll(stepper: DataParallelStepper, parts: ReturnType<typeof stepPartsFor>[]): Promise<void> {
+  await stepper.close();
+  for (const p of parts) {
+    p.optimizer.dispose();
+    p.student.dispose();
+    p.teacher.dispose();
+  }
+}
+
 test.serial('the target pass on a worker replica: the losses and the state of one-replica steps within 1e-5, memory flat on both sides', async (t) => {
   const config = TrainConfigSchema.parse({ steps: 6, seed: 5, optimizer: { lr: 1e-2, warmupSteps: 0 } });
   const single = stepPartsFor(buildReplica(REPLICA.args as never), config);
@@ -70,12 +80,7 @@ test.serial('the target pass on a worker replica: the losses and the state of on
     t.is(new Set(counts.slice(1)).size, 1, `main numTensors: ${counts.join(', ')}`);
     t.is(new Set(workerCounts.slice(1)).size, 1, `worker numTensors: ${workerCounts.join(', ')}`);
   } finally {
-    await stepper.close();
-    for (const p of [single, parallel]) {
-      p.optimizer.dispose();
-      p.student.dispose();
-      p.teacher.dispose();
-    }
+    await closeAll(stepper, [single, parallel]);
   }
 });
 
@@ -131,12 +136,7 @@ test.serial('a loss with host state: the worker runs it from the main thread\'s 
     t.is(b[0], 4);
     t.true(Math.abs(a[1] - b[1]) <= 1e-5 * Math.abs(a[1]), `running mean ${a[1]} vs ${b[1]}`);
   } finally {
-    await stepper.close();
-    for (const p of [single, parallel]) {
-      p.optimizer.dispose();
-      p.student.dispose();
-      p.teacher.dispose();
-    }
+    await closeAll(stepper, [single, parallel]);
   }
 });
 
