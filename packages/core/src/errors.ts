@@ -21,7 +21,8 @@ export type Ir2fErrorCode =
   | 'CONFIG_MISMATCH'
   | 'PLUGIN_NOT_INSTALLED'
   | 'WORKER_FAILED'
-  | 'WORK_DIR_LOCKED';
+  | 'WORK_DIR_LOCKED'
+  | 'WRITE_FAILED';
 
 export class Ir2fError extends Error {
   readonly code: Ir2fErrorCode;

@@ -42,7 +42,7 @@ export {
 export { attr, OnnxGraph, unsupportedOp, type Dim, type OnnxAttr } from './onnx/graph.js';
 export { exportOnnx, writeOnnx, type ExportOptions, type OnnxExportable } from './onnx/export.js';
 export {
-  decodeSafetensors, encodeSafetensors, loadState, saveState, stateTensors, writeAtomic,
+  decodeSafetensors, describeFsError, encodeSafetensors, loadState, saveState, stateTensors, writeAtomic,
   type LoadOptions, type LoadReport, type SafeDtype, type SafeTensor,
 } from './weights/safetensors.js';
 export { ConfidencePseudoLabeler, type ConfidencePseudoLabelerOptions } from './defaults/pseudo-labeler-confidence.js';

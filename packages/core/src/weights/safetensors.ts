@@ -78,16 +78,34 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: Map<string, Saf
   return { tensors, metadata };
 }
 
-/** Write atomically: temp file in the same folder, then rename. */
+/** Why the file system refused, in words a user can act on. */
+export function describeFsError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  switch (e.code) {
+    case 'ENOSPC': return 'the disk is full: free space or write elsewhere';
+    case 'EDQUOT': return 'the disk quota is used up: free space or write elsewhere';
+    case 'EROFS': return 'the file system is read-only: write elsewhere';
+    case 'EACCES': case 'EPERM': return 'permission denied: write elsewhere or fix the folder\'s permissions';
+    // mkdir -p meeting a file answers EEXIST
+    case 'ENOTDIR': case 'EEXIST': return 'a part of the path is a file, not a folder';
+    case 'EISDIR': return 'it is a folder: give a file name';
+    default: return e.message ?? String(err);
+  }
+}
+
+/**
+ * Write atomically: temp file in the same folder, then rename; a refusal is an error naming the file and why
+ * (disk full, read-only, …), and no temp file is left behind.
+ */
 export async function writeAtomic(file: string, bytes: Uint8Array): Promise<void> {
-  await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
   const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
   try {
+    await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
     await fs.writeFile(tmp, bytes);
     await fs.rename(tmp, file);
   } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw new Ir2fError('WRITE_FAILED', `cannot write ${file}: ${describeFsError(err)}`, { cause: err });
   }
 }
 
