@@ -113,7 +113,7 @@ const CASES: Case[] = [
     name: 'source that is a file', args: async () => {
       await writeFile(f('a-file'), 'x');
       return train('--source', `gta:${f('a-file')}`, '--work-dir', f('srcfile'));
-    }, culprit: /dataset 'gta': .*a-file/,
+    }, culprit: /dataset 'gta': .*a-file is a file; give the dataset's folder/,
   },
   { name: 'classes beyond the model', args: () => train('--set', 'model.numClasses=3', '--work-dir', f('k3')), culprit: /holds train id \d+ .* and the model has 3 classes: set model\.numClasses to 19/, absent: () => [f('k3', 'step-000002.safetensors')] },
   {

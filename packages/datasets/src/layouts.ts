@@ -143,7 +143,12 @@ export async function scanDataset(
   layout: DatasetLayout, opts: { labelled?: boolean; allowUnpaired?: boolean } = {},
 ): Promise<Dataset & { unpaired: string[] }> {
   const labelled = opts.labelled ?? layout.labels.length > 0;
-  if (!(await isDir(layout.root))) throw missingFolder(layout, '.');
+  if (!(await isDir(layout.root))) {
+    if (await fs.stat(layout.root).then(() => true, () => false)) {
+      throw new Ir2fError('DATASET_LAYOUT', `dataset '${layout.name}': ${layout.root} is a file; give the dataset's folder. Expected:\n${layout.expectedTree}`);
+    }
+    throw missingFolder(layout, '.');
+  }
   const imageRoot = path.join(layout.root, layout.imageDir);
   if (!(await isDir(imageRoot))) throw missingFolder(layout, layout.imageDir);
   const images = await listFiles(imageRoot, layout.imageSuffix);
