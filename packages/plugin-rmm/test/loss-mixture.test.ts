@@ -171,6 +171,29 @@ test('during the warm-up the student\'s weight is q and L_ψ is reported but not
   t.true(Math.abs(out.parts.ce.dataSync()[0] - 0.5 * ce) < 1e-6, 'mean of q·CE with q = 0.5');
 });
 
+test('redistribution class: γ̄ per pseudo-class, so each class keeps its share of q', (t) => {
+  const logits = [[3, 0, 0], [0.5, 0, 0], [0, 2, 0], [0, 0.2, 0]];
+  const labels = [0, 0, 1, 1];
+  const rs = [0.6, 0.6, 0.6, 0.6];
+  const state = [1, 1, -2, 0.5, 0, 0.5];
+  const parts = (redistribution: 'batch' | 'class') => {
+    const loss = new RmmLoss({ redistribution });
+    loss.state!.set(state);
+    return loss.compute(input(logits, labels, rs, [0, 0, 0, 0]), ctx()).parts.ce.dataSync()[0];
+  };
+  // by hand: the fit after this step's update, γ per pixel, w = min(1, q·γ/γ̄_c) with q = 0.5
+  const m = new RunningLossMixture();
+  m.state.set(state);
+  const ys = logits.map((z, i) => logLoss(-Math.log(softmax(z)[labels[i]])));
+  const fit = m.update(ys, rs.map(Math.fround));
+  const g = ys.map((y, i) => posterior(y, Math.fround(rs[i]), fit));
+  const ce = ys.map((y) => Math.max(Math.exp(y), 0));
+  const byClass = [0, 1].map((c) => (g[2 * c] + g[2 * c + 1]) / 2);
+  const expected = ce.reduce((a, l, i) => a + l * Math.min(1, (0.5 * g[i]) / byClass[labels[i]]), 0) / 4;
+  t.true(Math.abs(parts('class') - expected) < 1e-5, `${parts('class')} vs ${expected}`);
+  t.not(parts('class'), parts('batch'));
+});
+
 test('bootstrap: the soft target γ·onehot(ŷ) + (1 − γ)·p_φ at weight q, and it asks for the teacher\'s probabilities', (t) => {
   const loss = new RmmLoss({ target: 'bootstrap' });
   t.true(loss.usesTeacherProbs);
