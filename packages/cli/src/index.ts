@@ -12,6 +12,6 @@ export { buildReplica } from './replica.js';
 export { checkProgress, jsonlLog, progress, recordHistory, type History } from './subscribers.js';
 export { curvesSvg, writeCurvesPng } from './curves.js';
 export {
-  evalCheckpoint, exportCheckpoint, heatColor, heatMap, loadTrained, loadTrainedRectifier, predictImages, type EvalReport, type PredictOptions, type Which,
+  evalCheckpoint, exportCheckpoint, heatColor, heatMap, loadTrained, pixelMaps, loadTrainedRectifier, predictImages, type EvalReport, type PredictOptions, type Which,
 } from './model-io.js';
 export { benchStep, kernelFlops, type KernelRecord, type StepBenchOptions, type StepBenchResult } from './bench-step.js';

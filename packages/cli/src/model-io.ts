@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
-  checkpointPart, createPipeline, currentBackend, evaluate, initBackend, inferLogits, Ir2fError, loadState, readCheckpoint, restoreRectifier, Tokens, writeAtomic, writeOnnx, type EvalResult, type LoadedCheckpoint, type Rectifier, type SlideOptions,
+  checkpointPart, createPipeline, currentBackend, evaluate, initBackend, inferLogits, Ir2fError, slidingWindows, windowedLogits, loadState, readCheckpoint, restoreRectifier, Tokens, writeAtomic, writeOnnx, type EvalResult, type LoadedCheckpoint, type Rectifier, type SlideOptions,
 } from '@ir2f/core';
 import type { SegmentationModel } from '@ir2f/backbones';
 import {
@@ -137,26 +137,32 @@ export async function loadTrainedRectifier(
 }
 
 /**
- * Class, max probability and normalised entropy per pixel of logits [1, H, W, K], computed a band of rows
- * at a time (a large image's probabilities would otherwise be a second full-size tensor).
+ * Class, max probability and normalised entropy per pixel of host logits [1, H, W, K] (row-major), in one pass
+ * on the host: a large image needs no full-size probability tensor.
  */
-export function pixelMaps(logits: tf.Tensor4D): { labels: Uint8Array; confidence: Float32Array; entropy: Float32Array } {
-  const [, H, W, K] = logits.shape;
-  const labels = new Uint8Array(H * W);
-  const confidence = new Float32Array(H * W);
-  const entropy = new Float32Array(H * W);
-  const band = Math.max(1, Math.floor((1 << 20) / Math.max(1, W * K)));
-  for (let y = 0; y < H; y += band) {
-    const rows = Math.min(band, H - y);
-    const [a, m, e] = tf.tidy(() => {
-      const probs = tf.softmax(tf.slice(logits, [0, y, 0, 0], [1, rows, W, K]));
-      const ent = tf.div(tf.neg(tf.sum(tf.mul(probs, tf.log(tf.maximum(probs, 1e-12))), 3)), Math.log(K));
-      return [tf.argMax(probs, 3), tf.max(probs, 3), ent];
-    });
-    labels.set(a.dataSync(), y * W);
-    confidence.set(m.dataSync() as Float32Array, y * W);
-    entropy.set(e.dataSync() as Float32Array, y * W);
-    tf.dispose([a, m, e]);
+export function pixelMaps(logits: Float32Array, K: number): { labels: Uint8Array; confidence: Float32Array; entropy: Float32Array } {
+  const n = logits.length / K;
+  const labels = new Uint8Array(n);
+  const confidence = new Float32Array(n);
+  const entropy = new Float32Array(n);
+  const logK = Math.log(K);
+  for (let p = 0; p < n; p++) {
+    const o = p * K;
+    let best = 0;
+    for (let k = 1; k < K; k++) if (logits[o + k] > logits[o + best]) best = k;
+    const m = logits[o + best];
+    let z = 0;
+    let s = 0;
+    for (let k = 0; k < K; k++) {
+      const d = logits[o + k] - m;
+      const e = Math.exp(d);
+      z += e;
+      s += e * d;
+    }
+    // H = log Z − Σ e·d / Z (with d = logit − max), normalised by log K
+    labels[p] = best;
+    confidence[p] = 1 / z;
+    entropy[p] = (Math.log(z) - s / z) / logK;
   }
   return { labels, confidence, entropy };
 }
@@ -177,10 +183,17 @@ export async function predictImages(file: string, input: string, outDir: string,
       const img = await readRgb(imgFile);
       const { width, height } = img;
       const x = tf.tensor4d(normalize(img), [1, height, width, 3]);
-      const logits = inferLogits(model, x, opts.slide ?? config.data.slide);
+      // a large image's logits stay on the host (windowed), a small one's are read back
+      const windows = slidingWindows(x, opts.slide ?? config.data.slide);
+      let logits: { values: Float32Array; shape: number[] };
+      if (windows) logits = windowedLogits(model, x, windows);
+      else {
+        const t = inferLogits(model, x);
+        logits = { values: t.dataSync() as Float32Array, shape: t.shape };
+        t.dispose();
+      }
       x.dispose();
-      const maps = pixelMaps(logits);
-      logits.dispose();
+      const maps = pixelMaps(logits.values, logits.shape[3]);
       const stem = path.join(outDir, path.basename(imgFile).replace(IMAGE_EXT, ''));
       const color = colorize({ data: maps.labels, width, height }, CITYSCAPES_PALETTE);
       const overlay = { width, height, data: color.data.map((c, i) => Math.round(0.5 * c + 0.5 * img.data[i])) };

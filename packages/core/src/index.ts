@@ -71,4 +71,7 @@ export {
   canonicalJson, CHECKPOINT_FORMAT, checkpointFile, checkpointPart, configDiff, configHash, latestCheckpoint, listCheckpoints,
   readCheckpoint, restoreCheckpoint, restoreLossState, restoreRectifier, saveCheckpoint, type CheckpointMeta, type CheckpointState, type LoadedCheckpoint,
 } from './train/checkpoint.js';
-export { AUTO_SLIDE, AUTO_SLIDE_PIXELS, evaluate, inferLogits, MIN_SIDE, type EvalResult, type EvalSample, type Predictor, type SlideOptions } from './train/evaluate.js';
+export {
+  AUTO_SLIDE, AUTO_SLIDE_PIXELS, evaluate, inferLogits, MIN_SIDE, slidingWindows, windowedLogits,
+  type EvalResult, type EvalSample, type Predictor, type SlideOptions,
+} from './train/evaluate.js';

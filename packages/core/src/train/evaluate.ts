@@ -42,15 +42,31 @@ export function inferLogits(net: Predictor, x: tf.Tensor4D, slide?: SlideOptions
       return tf.slice(inferLogits(net, padded, slide), [0, 0, 0, 0], [-1, H, W, -1]) as tf.Tensor4D;
     });
   }
+  const windows = slidingWindows(x, slide);
+  if (!windows) return tf.tidy(() => fullLogits(net, x));
+  const { values, shape } = windowedLogits(net, x, windows);
+  return tf.tensor4d(values, shape);
+}
+
+/** The windows `inferLogits` slides for this input: the given ones, else `AUTO_SLIDE` above `AUTO_SLIDE_PIXELS`; none when one window covers it. */
+export function slidingWindows(x: tf.Tensor4D, slide?: SlideOptions): SlideOptions | undefined {
+  const [, H, W] = x.shape;
   const windows = slide ?? (H * W > AUTO_SLIDE_PIXELS ? AUTO_SLIDE : undefined);
-  if (!windows || (windows.crop[0] >= H && windows.crop[1] >= W)) return tf.tidy(() => fullLogits(net, x));
+  return !windows || (windows.crop[0] >= H && windows.crop[1] >= W) ? undefined : windows;
+}
+
+/**
+ * Logits by sliding windows, averaged where they overlap, on the host ([B, H, W, K] row-major): sums and counts
+ * in host arrays, so a large image costs one full-size array, not a tensor per window (`pixelMaps`-style
+ * consumers can read them without making a tensor at all).
+ */
+export function windowedLogits(net: Predictor, x: tf.Tensor4D, windows: SlideOptions): { values: Float32Array; shape: [number, number, number, number] } {
+  const [B, H, W] = x.shape;
   const [ch, cw] = [Math.min(windows.crop[0], H), Math.min(windows.crop[1], W)];
   const [sh, sw] = windows.stride;
   if (!(sh > 0 && sw > 0)) throw new Error(`sliding-window stride must be positive, got [${windows.stride}]`);
   const rows = Math.max(Math.ceil((H - ch) / sh), 0) + 1;
   const cols = Math.max(Math.ceil((W - cw) / sw), 0) + 1;
-  // sums and counts on the host: one full-size tensor at the end instead of one per window
-  const B = x.shape[0];
   let sum: Float32Array | undefined;
   let K = 0;
   const count = new Uint16Array(H * W);
@@ -80,7 +96,7 @@ export function inferLogits(net: Predictor, x: tf.Tensor4D, slide?: SlideOptions
       for (let k = 0; k < K; k++) sum![(b * H * W + p) * K + k] /= n;
     }
   }
-  return tf.tensor4d(sum!, [B, H, W, K]);
+  return { values: sum!, shape: [B, H, W, K] };
 }
 
 export interface EvalSample {
