@@ -61,6 +61,9 @@ export const VARIANTS: Record<string, Variant> = {
     label: '+ INR (shifted calibration) + RMM v2 (option)', set: [plugins([INR, { calibrationView: 'shifted' }], [RMM])], prior: 'inr', gamma: true,
   },
   'ir2f-bootstrap': { label: '+ INR + RMM v2, bootstrapped soft target (option)', set: [plugins([INR], [RMM, { target: 'bootstrap' }])], prior: 'inr', gamma: true },
+  'ir2f-prior': {
+    label: '+ INR + RMM v2, student weighted by r, the mixture trains ψ (option)', set: [plugins([INR], [RMM, { studentWeight: 'rectifier' }])], prior: 'inr', gamma: true,
+  },
   'control-bootstrap': {
     label: 'control, bootstrapped soft target (option)', set: [CONFIDENCE, plugins([RMM, { target: 'bootstrap' }])], prior: 'confidence', gamma: true,
   },

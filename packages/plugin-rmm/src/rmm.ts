@@ -3,7 +3,8 @@
  * Source pixels of the mixed image keep weight-1 cross-entropy; target pixels follow the formulation:
  * - `loss-mixture` (DESIGN §5.2 v2, default; maths in `loss-mixture.ts`): a running two-component fit of the
  *   pseudo-label losses with r as each pixel's prior; the student takes weighted CE with w = min(1, q·γ/γ̄)
- *   (or the bootstrapped soft target), the rectifier takes λ·L_ψ.
+ *   (or the bootstrapped soft target; or, with `studentWeight: 'rectifier'`, the rectifier's own weight, so the
+ *   mixture reaches the student only through r), the rectifier takes λ·L_ψ.
  * - `label-mixture` (v1, for the record; maths in `rmm-loss.ts`): λ·L_RMM end to end.
  * Works with any rectifier: the identity one (r = q), the confidence one (r = teacher max-prob: the control
  * rung) or the INR (its gradient flows from L_ψ / L_RMM).
@@ -23,6 +24,12 @@ export const RmmOptionsSchema = z.object({
   lambda: z.number().nonnegative().default(1),
   /** v2: the student's target on target pixels: `hard` (ŷ at weight min(1, q·γ/γ̄)) or `bootstrap` (γ·onehot(ŷ) + (1 − γ)·p_φ at weight q). */
   target: z.enum(['hard', 'bootstrap']).default('hard'),
+  /**
+   * v2: what weighs the student's target pixels: the mixture's `posterior` γ (as `target` says), or the
+   * `rectifier`'s own weight (for the INR: min(1, q·r/r̄), as without the RMM), so that the mixture acts on
+   * the student only through r, which L_ψ trains end to end.
+   */
+  studentWeight: z.enum(['posterior', 'rectifier']).default('posterior'),
   /**
    * v2: where w = min(1, q·γ/γ̄) takes γ̄: over the batch's target pixels (`batch`), or per pseudo-class
    * (`class`: γ moves weight between pixels of one class only, so no class loses its share).
@@ -59,7 +66,7 @@ export class RmmLoss implements Loss {
     this.options = RmmOptionsSchema.parse(options);
     const o = this.options;
     const v2 = o.formulation === 'loss-mixture';
-    this.usesTeacherProbs = v2 ? o.target === 'bootstrap' : o.noise === 'teacher-rest';
+    this.usesTeacherProbs = v2 ? o.target === 'bootstrap' && o.studentWeight === 'posterior' : o.noise === 'teacher-rest';
     if (v2) {
       this.mixture = new RunningLossMixture({ iterations: o.emIterations, sigmaFloor: o.sigmaFloor, momentum: o.momentum });
       this.state = this.mixture.state;
@@ -106,7 +113,9 @@ export class RmmLoss implements Loss {
       const psi = tf.neg(tf.div(tf.sum(step.logLikelihood), n)) as tf.Scalar;
       const qTarget = tf.mul(q, valid) as tf.Tensor3D;
       let targetLoss: tf.Tensor3D;
-      if (warmup) {
+      if (o.studentWeight === 'rectifier') {
+        targetLoss = tf.mul(ce, tf.mul(target.weight, valid)) as tf.Tensor3D;
+      } else if (warmup) {
         targetLoss = tf.mul(ce, qTarget) as tf.Tensor3D;
       } else if (o.target === 'bootstrap') {
         // soft target γ·onehot(ŷ) + (1 − γ)·p_φ, at the baseline's weight q

@@ -194,6 +194,32 @@ test('redistribution class: γ̄ per pseudo-class, so each class keeps its share
   t.not(parts('class'), parts('batch'));
 });
 
+test('studentWeight rectifier: the student takes the rectifier\'s weight as without the RMM, ψ still trains on L_ψ', (t) => {
+  const logits = [[3, 0, 0], [0.5, 0, 0], [0, 2, 0], [0, 0.2, 0]];
+  const labels = [0, 1, 1, 0];
+  const rs = [0.9, 0.2, 0.7, 0.4];
+  const weights = [0.8, 0.1, 0.6, 1];
+  const source = [0, 0, 0, 1];
+  const loss = new RmmLoss({ studentWeight: 'rectifier' });
+  t.false(new RmmLoss({ studentWeight: 'rectifier', target: 'bootstrap' }).usesTeacherProbs, 'no soft target, so no teacher probabilities');
+  loss.state!.set([1, 1, -2, 0.5, 0, 0.5]);
+  const base = input(logits, labels, rs, source);
+  const weight = tf.tensor3d(weights, [1, 1, 4]);
+  const [zv, rv] = [tf.variable(base.studentLogits, true, 'sw-z'), tf.variable(base.rectified!.rectification, true, 'sw-r')];
+  let ce = 0;
+  const { grads } = tf.variableGrads(() => {
+    const out = loss.compute({ ...base, target: { ...base.target, weight }, studentLogits: zv, rectified: { ...base.rectified!, rectification: rv } }, ctx());
+    ce = out.parts.ce.dataSync()[0];
+    return out.total;
+  }, [zv, rv]);
+  // source pixel at 1, target pixels at the rectifier's weight, mean over all four pixels
+  const expected = logits.reduce((a, z, i) => a + (source[i] ? 1 : weights[i]) * -Math.log(softmax(z)[labels[i]]), 0) / 4;
+  t.true(Math.abs(ce - expected) < 1e-5, `${ce} vs ${expected}`);
+  t.deepEqual(Object.keys(grads).sort(), ['sw-r', 'sw-z'], 'L_ψ still reaches r');
+  t.true(Array.from(grads['sw-r'].dataSync()).slice(0, 3).every((g) => g !== 0));
+  tf.dispose([zv, rv, weight, ...Object.values(grads)]);
+});
+
 test('bootstrap: the soft target γ·onehot(ŷ) + (1 − γ)·p_φ at weight q, and it asks for the teacher\'s probabilities', (t) => {
   const loss = new RmmLoss({ target: 'bootstrap' });
   t.true(loss.usesTeacherProbs);
