@@ -6,10 +6,10 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { BACKEND_NAMES, describeIssues, Ir2fError, RECTIFIER_WEIGHTINGS, TrainConfigSchema, z } from '@ir2f/core';
-import { EMBEDDED_BENCHMARKS } from '@ir2f/datasets';
+import { EMBEDDED_BENCHMARKS, readLabelSpecFile } from '@ir2f/datasets';
 import { PRESETS } from './presets.js';
 
-export const LAYOUT_NAMES = ['gta', 'synthia', 'cityscapes', 'acdc', 'dark_zurich'] as const;
+export const LAYOUT_NAMES = ['gta', 'synthia', 'cityscapes', 'acdc', 'dark_zurich', 'folder'] as const;
 export type LayoutName = (typeof LAYOUT_NAMES)[number];
 
 const int = z.number().int();
@@ -21,8 +21,11 @@ export const DataSpecSchema = z.object({
   split: z.enum(['train', 'val', 'test']).optional(),
   /** ACDC / Dark Zurich condition folder (e.g. night). */
   condition: z.string().optional(),
-  /** SYNTHIA: 16 or 13 evaluation classes. */
-  classes: z.union([z.literal(16), z.literal(13)]).optional(),
+  /**
+   * A label-spec file (JSON/YAML: your own classes; required by the `folder` layout; a target's is joined to
+   * the source's classes), or for SYNTHIA 16 or 13 evaluation classes.
+   */
+  classes: z.union([z.literal(16), z.literal(13), z.string().min(1)]).optional(),
 }).strict();
 export type DataSpec = z.output<typeof DataSpecSchema>;
 
@@ -180,6 +183,10 @@ export interface ConfigOverrides {
   steps?: number;
   source?: string;
   target?: string;
+  /** A label-spec file for the source (and the target, unless `targetClasses`). */
+  classes?: string;
+  /** A label-spec file for the target and its val split. */
+  targetClasses?: string;
   set?: string[];
 }
 
@@ -200,8 +207,46 @@ export function resolveConfig(raw: Json, o: ConfigOverrides = {}): RunConfig {
     }
     c.data = data;
   }
+  if (o.classes || o.targetClasses) {
+    const data = isObj(c.data) ? { ...c.data } : {};
+    const withClasses = (key: 'source' | 'target' | 'val', file: string | undefined) => {
+      if (!file || !isObj(data[key])) return;
+      data[key] = { ...data[key], classes: path.resolve(file) };
+    };
+    withClasses('source', o.classes);
+    for (const key of ['target', 'val'] as const) withClasses(key, o.targetClasses ?? (isFolder(data[key]) ? o.classes : undefined));
+    if (!isObj(data.source)) throw new Ir2fError('INVALID_ARGUMENT', '--classes needs a source dataset: pass --source <layout>:<dir> as well');
+    c.data = data;
+  }
   for (const s of o.set ?? []) c = applySet(c, s);
   const r = RunConfigSchema.safeParse(c);
   if (!r.success) throw new Ir2fError('INVALID_CONFIG', `invalid config:\n${describeIssues(r.error.issues, '(config)')}`);
-  return r.data;
+  return followLabelSpec(r.data);
+}
+
+const isFolder = (d: unknown) => isObj(d) && d.layout === 'folder';
+
+/**
+ * A source read through a label-spec file sets the model's class count (the spec's classes are the model's);
+ * a `folder` dataset without a spec, or a spec on a layout with fixed classes, is an error naming the fix.
+ */
+function followLabelSpec(config: RunConfig): RunConfig {
+  const d = config.data;
+  for (const [key, spec] of [['source', d.source], ['target', d.target], ['val', d.val]] as const) {
+    if (!spec) continue;
+    if (spec.layout === 'folder' && typeof spec.classes !== 'string') {
+      throw new Ir2fError('INVALID_CONFIG', `data.${key}: the folder layout needs a label-spec file: pass --classes <spec.yaml> (or set data.${key}.classes)`);
+    }
+    if (typeof spec.classes === 'string' && spec.layout !== 'folder') {
+      throw new Ir2fError('INVALID_CONFIG', `data.${key}.classes: a label-spec file is for the folder layout; '${spec.layout}' has its own classes`);
+    }
+    if (typeof spec.classes === 'number' && spec.layout !== 'synthia') {
+      throw new Ir2fError('INVALID_CONFIG', `data.${key}.classes: 16 or 13 is for the synthia layout; give a label-spec file for '${spec.layout}'`);
+    }
+  }
+  if (d.source && typeof d.source.classes === 'string') {
+    const spec = readLabelSpecFile(d.source.classes);
+    return { ...config, model: { ...config.model, numClasses: spec.classes.length } };
+  }
+  return config;
 }

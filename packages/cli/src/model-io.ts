@@ -11,10 +11,10 @@ import {
 } from '@ir2f/core';
 import type { SegmentationModel } from '@ir2f/backbones';
 import {
-  CITYSCAPES_PALETTE, colorize, evalSamples, normalize, readRgb, scanDataset, writeRgbPng, type RgbImage,
+  colorize, evalSamples, normalize, readRgb, scanDataset, writeRgbPng, type RgbImage,
 } from '@ir2f/datasets';
 import { RunConfigSchema, type DataSpec, type RunConfig } from './config.js';
-import { buildModel, layoutOf, loadPlugins, resolveLayouts } from './run-setup.js';
+import { buildModel, layoutOf, loadPlugins, resolveLayouts, runLabelSpec } from './run-setup.js';
 import { assertFileOrAbsent, assertFolderOrAbsent } from './paths.js';
 
 export type Which = 'student' | 'teacher';
@@ -57,7 +57,7 @@ export async function evalCheckpoint(file: string, opts: { data?: DataSpec; whic
   const { model, config, step } = await loadTrained(file, opts.which);
   try {
     const own = opts.data ? undefined : await resolveLayouts(config);
-    let layout = opts.data ? layoutOf(opts.data) : own!.val;
+    let layout = opts.data ? await layoutOf({ ...opts.data, split: opts.data.layout === 'folder' ? 'val' : opts.data.split }, runLabelSpec(config)) : own!.val;
     let classes = config.data.evalClasses ?? (own?.classes && [...own.classes]);
     if (!layout) throw new Ir2fError('INVALID_ARGUMENT', 'no validation data in the checkpoint\'s config: pass --data <layout>:<dir>');
     const ds = await scanDataset(layout);
@@ -172,6 +172,7 @@ export async function predictImages(file: string, input: string, outDir: string,
   const images = await listImages(input);
   await assertFolderOrAbsent(outDir, '--out');
   const { model, config, checkpoint } = await loadTrained(file, opts.which);
+  const palette = runLabelSpec(config).palette;
   const written: string[] = [];
   const rect = opts.rectification ? await loadTrainedRectifier(checkpoint, config, model).catch((err) => {
     model.dispose();
@@ -195,7 +196,7 @@ export async function predictImages(file: string, input: string, outDir: string,
       x.dispose();
       const maps = pixelMaps(logits.values, logits.shape[3]);
       const stem = path.join(outDir, path.basename(imgFile).replace(IMAGE_EXT, ''));
-      const color = colorize({ data: maps.labels, width, height }, CITYSCAPES_PALETTE);
+      const color = colorize({ data: maps.labels, width, height }, palette);
       const overlay = { width, height, data: color.data.map((c, i) => Math.round(0.5 * c + 0.5 * img.data[i])) };
       const outputs: [string, RgbImage][] = [[`${stem}_pred.png`, color], [`${stem}_overlay.png`, overlay]];
       if (opts.probs) outputs.push([`${stem}_confidence.png`, heatMap(maps.confidence, width, height)], [`${stem}_entropy.png`, heatMap(maps.entropy, width, height)]);

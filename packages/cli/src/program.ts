@@ -9,8 +9,10 @@ import { EMBEDDED_BENCHMARKS } from '@ir2f/datasets';
 import { benchStep } from './bench-step.js';
 import { loadRawConfig, parseDataArg, resolveConfig } from './config.js';
 import { dataMake } from './data-make.js';
+import { dataCheck } from './data-check.js';
 import { evalCheckpoint, exportCheckpoint, predictImages, type Which } from './model-io.js';
 import { PRESETS } from './presets.js';
+import { checkProgress } from './subscribers.js';
 import { replicaPlan, runTraining } from './train-run.js';
 
 export interface CliIo {
@@ -63,6 +65,8 @@ export function buildProgram(io: CliIo = {}): Command {
     .option('--set <key=value>', 'override a config field (repeatable), e.g. --set train.optimizer.lr=1e-4', collect)
     .option('--source <layout:dir>', 'labelled source data, e.g. gta:/data/gta')
     .option('--target <layout:dir>', 'target data, e.g. cityscapes:/data/cityscapes (its val split is evaluated)')
+    .option('--classes <spec>', 'label-spec file (JSON/YAML) of a folder:<dir> source: its classes are the model\'s')
+    .option('--target-classes <spec>', 'label-spec file of a folder:<dir> target whose classes or label encoding differ from the source\'s')
     .option('--model <preset>', 'model preset, e.g. mit-b5-daformer')
     .option('--steps <n>', 'training iterations', positiveInt('--steps'))
     .option('--work-dir <dir>', 'checkpoints, events.jsonl, curves.png, summary.json (default work_dirs/<config>)')
@@ -71,7 +75,9 @@ export function buildProgram(io: CliIo = {}): Command {
     .action(async (o) => {
       const raw = await loadRawConfig(o.config);
       if (o.backend) raw.backend = o.backend;
-      const config = resolveConfig(raw, { model: o.model, steps: o.steps, source: o.source, target: o.target, set: o.set });
+      const config = resolveConfig(raw, {
+        model: o.model, steps: o.steps, source: o.source, target: o.target, classes: o.classes, targetClasses: o.targetClasses, set: o.set,
+      });
       const name = config.extends ?? path.basename(o.config).replace(/\.(json|ya?ml)$/i, '');
       const r = await runTraining(config, { workDir: o.workDir ?? path.join('work_dirs', name), resume: o.resume, log, tty: io.tty });
       const miou = r.eval ? `; target mIoU student ${pct(r.eval.student.miou)}${r.eval.teacher ? `, teacher ${pct(r.eval.teacher.miou)}` : ''}` : '';
@@ -134,12 +140,23 @@ export function buildProgram(io: CliIo = {}): Command {
       if (o.rectifier) log(`wrote ${o.rectifier} (${((r.rectifierBytes ?? 0) / 1e3).toFixed(0)} kB)`);
     });
 
-  const data = program.command('data').description('datasets: list and generate the embedded benchmarks');
+  const data = program.command('data').description('datasets: list, check, and generate the embedded benchmarks');
   data.command('list')
     .description('the embedded benchmarks and the real dataset layouts')
     .action(() => {
       log(`embedded benchmarks (ir2f data make <name> --out <dir>): ${EMBEDDED_BENCHMARKS.join(', ')}`);
-      log('layouts for --source/--target/--data <layout>:<dir>: gta, synthia, cityscapes, acdc, dark_zurich');
+      log('layouts for --source/--target/--data <layout>:<dir>: gta, synthia, cityscapes, acdc, dark_zurich, and folder');
+      log('  folder:<dir> is your own data: images/ and labels/ with matching stems (optionally images/train, images/val, …),');
+      log('  read through a label-spec file: --classes spec.yaml (see "Adapt to your own domain" in the README)');
+    });
+  data.command('check')
+    .description('scan a dataset as training reads it: counts, sizes, label values, unpaired and unreadable files, class frequencies, and a PNG')
+    .argument('<layout:dir>', 'e.g. folder:/data/forest or cityscapes:/data/cityscapes')
+    .option('--classes <spec>', 'label-spec file (required for folder:<dir>)')
+    .addOption(new Option('--as <role>', 'source: every image needs a label; target: labels are optional').choices(['source', 'target']).default('source'))
+    .option('--out <file>', 'the report PNG (default data-check-<dir name>.png here)')
+    .action(async (arg: string, o) => {
+      await dataCheck(arg, { classes: o.classes, as: o.as, out: o.out, onProgress: checkProgress({ tty: io.tty ?? !!process.stdout.isTTY, log }) }, log);
     });
   data.command('make')
     .description('generate an embedded domain-shift benchmark in the real dataset layouts')

@@ -7,13 +7,41 @@ import {
 } from '@ir2f/core';
 import { createModel, importEncoderWeights, PRESET_NAMES, type SegmentationModel } from '@ir2f/backbones';
 import {
-  acdc, checkDataset, CITYSCAPES_CLASSES, cityscapes, darkZurich, ensureBenchmark, gta5, scanDataset, synthia, SYNTHIA_13, SYNTHIA_16,
-  udaData, type DatasetLayout,
+  acdc, checkDataset, CITYSCAPES_TRAIN_IDS, cityscapes, darkZurich, ensureBenchmark, folder, folderSplits, gta5, joinLabelSpecs, readLabelSpecFile,
+  scanDataset, synthia, SYNTHIA_13, SYNTHIA_16, udaData, type CustomLabelSpec, type DatasetLayout, type LabelSpec,
 } from '@ir2f/datasets';
 import type { DataSpec, RunConfig } from './config.js';
 
-export function layoutOf(spec: DataSpec): DatasetLayout {
+/**
+ * The classes the run's model predicts: the source's label-spec file (folder layout) or the Cityscapes
+ * classes every other layout and the embedded benchmarks use.
+ */
+export function runLabelSpec(config: RunConfig): LabelSpec {
+  const c = config.data.source?.classes;
+  return typeof c === 'string' ? readLabelSpecFile(c) : CITYSCAPES_TRAIN_IDS;
+}
+
+/**
+ * A folder's labels in the run's classes: its own spec joined to the source's (by `mapping` or by name), or
+ * the source's spec itself when the folder has none of its own.
+ */
+function folderSpec(spec: DataSpec, source: LabelSpec): LabelSpec {
+  if (typeof spec.classes !== 'string') return source;
+  const own = readLabelSpecFile(spec.classes);
+  return (source as CustomLabelSpec).file === own.file ? own : joinLabelSpecs(source, own);
+}
+
+/**
+ * The layout of one data spec. A folder with split subfolders (images/train, images/val) reads the asked
+ * split; one without reads all its images, and as a val split, those of them that have a label.
+ */
+export async function layoutOf(spec: DataSpec, source: LabelSpec = CITYSCAPES_TRAIN_IDS): Promise<DatasetLayout> {
   switch (spec.layout) {
+    case 'folder': {
+      const splits = await folderSplits(spec.root);
+      const split = spec.split && splits.includes(spec.split) ? spec.split : undefined;
+      return folder(spec.root, { spec: folderSpec(spec, source), split, partialLabels: !split && spec.split === 'val' });
+    }
     case 'gta': return gta5(spec.root);
     case 'synthia': return synthia(spec.root, spec.classes === 13 ? SYNTHIA_13 : SYNTHIA_16);
     case 'cityscapes': return cityscapes(spec.root, spec.split ?? 'train');
@@ -105,7 +133,8 @@ export async function resolveLayouts(config: RunConfig): Promise<{ source: Datas
     const b = await ensureBenchmark(d.benchmark);
     return { source: b.source, target: b.targetTrain, val: b.targetVal, classes: b.classes };
   }
-  return { source: layoutOf(d.source!), target: layoutOf(d.target!), val: d.val && layoutOf(d.val) };
+  const spec = runLabelSpec(config);
+  return { source: await layoutOf(d.source!, spec), target: await layoutOf(d.target!, spec), val: d.val && await layoutOf(d.val, spec) };
 }
 
 /** Progress of the data check before step 1: `split` is 'source', 'target' or 'val'. */
@@ -120,7 +149,12 @@ export async function buildData(config: RunConfig, bus?: EventBus, onCheck?: Che
     layouts.val ? scanDataset(layouts.val) : Promise.resolve(undefined),
   ]);
   const d = config.data;
-  const limited = val && d.valLimit > 0 ? { ...val, items: val.items.slice(0, d.valLimit) } : val;
+  if (val && !val.items.length) {
+    // a folder target without labels: nothing to evaluate on, which is a normal UDA set-up
+    bus?.emit({ type: 'warning', code: 'NO_VAL', message: `no labelled target images under ${val.layout.root}: the run trains without evaluation` });
+  }
+  const scoredVal = val?.items.length ? val : undefined;
+  const limited = scoredVal && d.valLimit > 0 ? { ...scoredVal, items: scoredVal.items.slice(0, d.valLimit) } : scoredVal;
   // every file before step 1: a broken one found at the first evaluation would cost all the steps before it
   const numClasses = config.model.numClasses;
   for (const [split, ds, scored] of [['source', source, false], ['target', target, false], ['val', limited, true]] as const) {
@@ -137,9 +171,10 @@ export async function buildData(config: RunConfig, bus?: EventBus, onCheck?: Che
     source, target, val: limited, numClasses: config.model.numClasses, batchSize: d.batchSize, crop: d.crop, resize: d.resize,
     rareClass: d.rareClass, photometric: d.photometric, targetLabels: oracle, seed: config.train.seed, bus, onCorrupt: d.onCorrupt,
   });
-  const classes = d.evalClasses ?? layouts.classes ?? val?.labelSource?.spec.evalClasses
+  const classes = d.evalClasses ?? layouts.classes ?? scoredVal?.labelSource?.spec.evalClasses
     ?? Array.from({ length: config.model.numClasses }, (_, i) => i);
-  const classNames = Array.from({ length: config.model.numClasses }, (_, i) => CITYSCAPES_CLASSES[i] ?? `class ${i}`);
+  const names = runLabelSpec(config).classes;
+  const classNames = Array.from({ length: config.model.numClasses }, (_, i) => names[i] ?? `class ${i}`);
   if (data.evaluation) Object.assign(data.evaluation, { classes, classNames, slide: d.slide });
   return {
     data, classes, classNames,

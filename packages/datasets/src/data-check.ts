@@ -19,6 +19,17 @@ export interface DataCheckOptions {
   onProgress?: (done: number, total: number) => void;
   /** `skip`: an unreadable image or label leaves its pair out (listed in `skipped`) instead of stopping the check. */
   onCorrupt?: 'fail' | 'skip';
+  /**
+   * Collect every problem in `problems` (and the statistics `ir2f data check` prints) instead of throwing at
+   * the first one.
+   */
+  collect?: boolean;
+}
+
+export interface DataCheckProblem {
+  file: string;
+  code: string;
+  message: string;
 }
 
 export interface DataCheckReport {
@@ -28,6 +39,15 @@ export interface DataCheckReport {
   labelledPixels: number;
   /** Ids of the pairs left out as unreadable (`onCorrupt: 'skip'`), with why. */
   skipped: { id: string; reason: string }[];
+  /** With `collect`: each problem that would stop a run, in file order. */
+  problems: DataCheckProblem[];
+  /** Image sizes 'W×H' → count. */
+  sizes: Map<string, number>;
+  /** Labelled pixels and labels containing each train id (index = train id). */
+  classPixels: number[];
+  classImages: number[];
+  /** Raw label values (or packed colours) outside the spec → pixel count. */
+  outOfSpec: Map<number, number>;
 }
 
 async function imageHeader(file: string): Promise<{ width: number; height: number }> {
@@ -54,53 +74,95 @@ async function labelChannels(file: string): Promise<{ channels: number; palette:
 
 /** Check every file of `ds` (in order, one pair at a time); throws naming the first broken file and the fix. */
 export async function checkDataset(ds: Dataset, opts: DataCheckOptions): Promise<DataCheckReport> {
-  const report: DataCheckReport = { images: 0, labels: 0, labelledPixels: 0, skipped: [] };
+  const report: DataCheckReport = {
+    images: 0, labels: 0, labelledPixels: 0, skipped: [], problems: [], sizes: new Map(), outOfSpec: new Map(),
+    classPixels: new Array<number>(opts.numClasses).fill(0), classImages: new Array<number>(opts.numClasses).fill(0),
+  };
   const total = ds.items.length;
   for (const [i, item] of ds.items.entries()) {
-    let img: { width: number; height: number };
-    try {
-      img = await imageHeader(item.image);
-      if (item.label) await fs.stat(item.label).then((st) => {
-        if (st.size === 0) throw new Ir2fError('CORRUPT_IMAGE', `label ${item.label} is empty (0 bytes): re-extract or re-download it`);
-      });
-    } catch (err) {
-      if (opts.onCorrupt !== 'skip' || !(err instanceof Ir2fError && err.code === 'CORRUPT_IMAGE')) throw err;
-      report.skipped.push({ id: item.id, reason: err.message });
-      opts.onProgress?.(i + 1, total);
-      continue;
-    }
-    report.images++;
-    if (item.label && item.labelSpec) {
-      const spec = item.labelSpec;
-      const { channels, palette } = await labelChannels(item.label);
-      if (channels > 2 && !palette) {
-        throw new Ir2fError('LABEL_OUT_OF_SPEC',
-          `label ${item.label} has ${channels} channels (${channels === 4 ? 'RGBA' : 'RGB'}); '${spec.name}' labels are single-channel ` +
-          'id images (or palette PNGs): convert it to one channel of class ids, e.g. with the dataset\'s own conversion script');
+    if (!opts.collect) {
+      await checkItem(item, opts, report);
+    } else {
+      try {
+        await checkItem(item, opts, report);
+      } catch (err) {
+        if (!(err instanceof Ir2fError)) throw err;
+        report.problems.push({ file: (err as { file?: string }).file ?? item.image, code: err.code, message: err.message });
       }
-      const label = await readLabel(item.label, spec, 'error');
-      if (label.width !== img.width || label.height !== img.height) {
-        throw new Ir2fError('SIZE_MISMATCH',
-          `label ${item.label} is ${label.width}×${label.height} but its image ${item.image} is ${img.width}×${img.height}: ` +
-          'image and label must be the same size (re-export one of them)');
-      }
-      for (const v of label.data) {
-        if (v === spec.ignoreIndex) continue;
-        if (v >= opts.numClasses) {
-          throw new Ir2fError('LABEL_OUT_OF_SPEC',
-            `label ${item.label} holds train id ${v} ('${spec.classes[v] ?? v}') and the model has ${opts.numClasses} classes: ` +
-            `set model.numClasses to ${spec.classes.length} ('${spec.name}' has ${spec.classes.length} classes)`);
-        }
-        report.labelledPixels++;
-      }
-      report.labels++;
     }
     opts.onProgress?.(i + 1, total);
   }
   if (opts.scored && report.labels > 0 && report.labelledPixels === 0) {
-    throw new Ir2fError('LABEL_OUT_OF_SPEC',
+    const err = new Ir2fError('LABEL_OUT_OF_SPEC',
       `dataset '${ds.layout.name}': every pixel of its ${report.labels} labels is ignore (${ds.items[0].labelSpec?.ignoreIndex ?? 255}): ` +
       'there is nothing to score. Check the label files (or the reader: *_labelTrainIds vs *_labelIds)');
+    if (!opts.collect) throw err;
+    report.problems.push({ file: ds.layout.root, code: err.code, message: err.message });
   }
   return report;
+}
+
+/** One pair: a problem throws (an Ir2fError whose `file` says which of the pair). */
+async function checkItem(item: Dataset['items'][number], opts: DataCheckOptions, report: DataCheckReport): Promise<void> {
+  let img: { width: number; height: number };
+  try {
+    img = await imageHeader(item.image);
+    if (item.label) {
+      await fs.stat(item.label).then((st) => {
+        if (st.size === 0) throw fileError(item.label!, new Ir2fError('CORRUPT_IMAGE', `label ${item.label} is empty (0 bytes): re-extract or re-download it`));
+      });
+    }
+  } catch (err) {
+    if (opts.onCorrupt !== 'skip' || !(err instanceof Ir2fError && err.code === 'CORRUPT_IMAGE')) throw err;
+    report.skipped.push({ id: item.id, reason: err.message });
+    return;
+  }
+  report.images++;
+  const size = `${img.width}×${img.height}`;
+  report.sizes.set(size, (report.sizes.get(size) ?? 0) + 1);
+  if (!item.label || !item.labelSpec) return;
+  const file = item.label;
+  const spec = item.labelSpec;
+  const { channels, palette } = await labelChannels(file);
+  if (channels > 2 && !palette && !spec.colorToTrainId) {
+    throw fileError(file, new Ir2fError('LABEL_OUT_OF_SPEC',
+      `label ${file} has ${channels} channels (${channels === 4 ? 'RGBA' : 'RGB'}); '${spec.name}' labels are single-channel ` +
+      'id images (or palette PNGs): convert it to one channel of class ids, e.g. with the dataset\'s own conversion script' +
+      ' (or, for colour-coded labels of your own data, give a label spec with encoding: palette)'));
+  }
+  const label = await readLabel(file, spec, opts.collect ? 'ignore' : 'error').catch((err: unknown) => {
+    throw fileError(file, err);
+  });
+  if (label.outOfSpec.size) {
+    for (const [v, n] of label.outOfSpec) report.outOfSpec.set(v, (report.outOfSpec.get(v) ?? 0) + n);
+    // what readLabel's 'error' policy would have said
+    await readLabel(file, spec, 'error').catch((err: unknown) => {
+      throw fileError(file, err);
+    });
+  }
+  if (label.width !== img.width || label.height !== img.height) {
+    throw fileError(file, new Ir2fError('SIZE_MISMATCH',
+      `label ${file} is ${label.width}×${label.height} but its image ${item.image} is ${img.width}×${img.height}: ` +
+      'image and label must be the same size (re-export one of them)'));
+  }
+  const seen = new Set<number>();
+  for (const v of label.data) {
+    if (v === spec.ignoreIndex) continue;
+    if (v >= opts.numClasses) {
+      throw fileError(file, new Ir2fError('LABEL_OUT_OF_SPEC',
+        `label ${file} holds train id ${v} ('${spec.classes[v] ?? v}') and the model has ${opts.numClasses} classes: ` +
+        `set model.numClasses to ${spec.classes.length} ('${spec.name}' has ${spec.classes.length} classes)`));
+    }
+    report.labelledPixels++;
+    report.classPixels[v]++;
+    seen.add(v);
+  }
+  for (const v of seen) report.classImages[v]++;
+  report.labels++;
+}
+
+/** Tag an error with the file it is about (for `collect`). */
+function fileError(file: string, err: unknown): unknown {
+  if (err instanceof Ir2fError) Object.assign(err, { file });
+  return err;
 }

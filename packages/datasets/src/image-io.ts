@@ -49,8 +49,11 @@ export async function readRgb(file: string): Promise<RgbImage> {
   }
 }
 
-/** Decode a label PNG to raw values (first channel; palette index for palettised files). */
-export async function readRawLabel(file: string): Promise<{ values: Uint16Array | Uint8Array; width: number; height: number }> {
+/**
+ * Decode a label PNG to raw values: the first channel (the palette index for palettised files), or with
+ * `color` each pixel's colour packed as 0xRRGGBB (palettised files through their palette).
+ */
+export async function readRawLabel(file: string, opts: { color?: boolean } = {}): Promise<{ values: Uint16Array | Uint8Array | Uint32Array; width: number; height: number }> {
   const bytes = await fs.readFile(file);
   let png;
   try {
@@ -61,20 +64,39 @@ export async function readRawLabel(file: string): Promise<{ values: Uint16Array 
   const { width, height, channels } = png;
   const src = png.data as Uint8Array | Uint16Array;
   if (src.length < width * height * channels) throw corrupt(file, new Error('pixel data is shorter than the image'));
+  if (opts.color) {
+    const values = new Uint32Array(width * height);
+    const shift = src instanceof Uint16Array ? 8 : 0;
+    if (png.palette) {
+      const pal = png.palette.map((c) => (c[0] << 16) | (c[1] << 8) | c[2]);
+      for (let i = 0; i < values.length; i++) values[i] = pal[src[i]] ?? 0xff000000;
+    } else if (channels >= 3) {
+      for (let i = 0; i < values.length; i++) {
+        const o = i * channels;
+        values[i] = ((src[o] >> shift) << 16) | ((src[o + 1] >> shift) << 8) | (src[o + 2] >> shift);
+      }
+    } else {
+      throw new Ir2fError('LABEL_OUT_OF_SPEC', `label ${file} has ${channels} channel(s) but its spec reads colours: save it as RGB, or use encoding 'index' in the spec`);
+    }
+    return { values, width, height };
+  }
   if (channels === 1) return { values: src, width, height };
   const values = src instanceof Uint16Array ? new Uint16Array(width * height) : new Uint8Array(width * height);
   for (let i = 0; i < values.length; i++) values[i] = src[i * channels];
   return { values, width, height };
 }
 
-/** Read a label map and convert it to training ids through `spec`. */
+const showRgb = (v: number) => (v > 0xffffff ? 'a colour outside the palette' : `[${v >> 16}, ${(v >> 8) & 255}, ${v & 255}]`);
+
+/** Read a label map and convert it to training ids through `spec` (its colour table for RGB-coded labels). */
 export async function readLabel(file: string, spec: LabelSpec, policy: OutOfSpecPolicy = 'error'): Promise<LabelReadResult> {
-  const { values, width, height } = await readRawLabel(file);
-  const lut = lookupTable(spec);
+  const colors = spec.colorToTrainId;
+  const { values, width, height } = await readRawLabel(file, { color: !!colors });
+  const lut = colors ? undefined : lookupTable(spec);
   const data = new Uint8Array(values.length);
   const outOfSpec = new Map<number, number>();
   for (let i = 0; i < values.length; i++) {
-    const t = lut[values[i]];
+    const t = colors ? colors.get(values[i]) ?? -1 : lut![values[i]];
     if (t < 0) {
       outOfSpec.set(values[i], (outOfSpec.get(values[i]) ?? 0) + 1);
       data[i] = spec.ignoreIndex;
@@ -83,10 +105,11 @@ export async function readLabel(file: string, spec: LabelSpec, policy: OutOfSpec
     }
   }
   if (outOfSpec.size > 0 && policy === 'error') {
-    const list = [...outOfSpec].slice(0, 8).map(([v, n]) => `${v} (${n} px)`).join(', ');
+    const list = [...outOfSpec].slice(0, 8).map(([v, n]) => `${colors ? showRgb(v) : v} (${n} px)`).join(', ');
     throw new Ir2fError('LABEL_OUT_OF_SPEC',
-      `label ${file} has values outside the '${spec.name}' spec: ${list}. Check that the dataset matches the ` +
-      `reader (e.g. *_labelTrainIds vs *_labelIds), or pass outOfSpec: 'ignore' to map them to ${spec.ignoreIndex}`);
+      `label ${file} has ${colors ? 'colours' : 'values'} outside the '${spec.name}' spec: ${list}. ` +
+      (colors ? 'Add them to the spec\'s classes or ignoreColors' : 'Check that the dataset matches the reader (e.g. *_labelTrainIds vs *_labelIds), or add them to the spec') +
+      `, or pass outOfSpec: 'ignore' to map them to ${spec.ignoreIndex}`);
   }
   return { data, width, height, outOfSpec };
 }

@@ -12,14 +12,17 @@ export {
   type LabelMap, type LabelReadResult, type OutOfSpecPolicy, type RgbImage,
 } from './image-io.js';
 export {
-  acdc, cityscapes, darkZurich, gta5, scanDataset, synthia,
+  joinLabelSpecs, labelSpecFromObject, LabelSpecFileSchema, packRgb, readLabelSpecFile, type CustomLabelSpec, type LabelSpecFile,
+} from './label-spec-file.js';
+export {
+  acdc, cityscapes, darkZurich, folder, FOLDER_IMAGE_SUFFIXES, folderSplits, gta5, scanDataset, synthia,
   type Dataset, type DatasetItem, type DatasetLayout, type LabelSource,
 } from './layouts.js';
 export {
   horizontalFlip, IMAGENET_MEAN, IMAGENET_STD, keepRatioSize, normalize, photometricDistortion, randomCrop, resize,
   RESIZE_DEFAULTS, type Sample,
 } from './transforms.js';
-export { checkDataset, type DataCheckOptions, type DataCheckReport } from './data-check.js';
+export { checkDataset, type DataCheckOptions, type DataCheckProblem, type DataCheckReport } from './data-check.js';
 export { classStats, fileListHash, rareClassSampler, type ClassStats, type RareClassSampler } from './class-stats.js';
 export {
   BatchLoader, createLoader, loadSample, sequentialSampler, shuffledSampler,
@@ -29,7 +32,7 @@ export {
   benchmarkLayouts, defaultCacheDir, EMBEDDED_BENCHMARKS, EMBEDDED_VERSION, ensureBenchmark, makeBenchmark,
   type EmbeddedBenchmark, type EmbeddedBenchmarkName, type MakeOptions,
 } from './embedded/benchmarks.js';
-export { writeImageGrid, writePreviewGrid } from './embedded/preview.js';
+export { imageGridPng, writeImageGrid, writePreviewGrid } from './embedded/preview.js';
 export { EMBEDDED_CLASS_IDS, layoutScene, SOURCE_PRIORS, TARGET_PRIORS, type GeometryPriors, type LightSource, type Scene, type SceneObject } from './embedded/street-scene.js';
 export { renderScene, type DomainStyleName } from './embedded/render.js';
 export { evalSamples, udaData, type UdaDataOptions } from './uda-data.js';

@@ -79,6 +79,8 @@ export interface LabelSpec {
   ignoreIndex: number;
   /** raw value → trainId; values absent from the table are outside the spec. */
   rawToTrainId: ReadonlyMap<number, number>;
+  /** Colour-coded labels (RGB PNGs): packed 0xRRGGBB → trainId, used instead of `rawToTrainId`. */
+  colorToTrainId?: ReadonlyMap<number, number>;
   /** trainIds that count in this spec's evaluation protocol (e.g. SYNTHIA's 16 or 13). */
   evalClasses: readonly number[];
 }

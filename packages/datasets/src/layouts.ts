@@ -11,6 +11,8 @@
  *                                         acdc/gt/<condition>/<split>/<seq>/*_gt_labelTrainIds.png
  *   dark_zurich/rgb_anon/<split>/<condition>/<seq>/*_rgb_anon.png
  *                                         dark_zurich/gt/<split>/<condition>/<seq>/*_gt_labelTrainIds.png
+ *   <any>/images/[<split>/]<name>.png|jpg  <any>/labels/[<split>/]<name>.png   (folder: your own data, read
+ *                                         through a label-spec file, see label-spec-file.ts)
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -31,6 +33,10 @@ export interface DatasetLayout {
   root: string;
   imageDir: string;
   imageSuffix: string;
+  /** Alternatives to `imageSuffix` (e.g. '.png', '.jpg'), any of which makes an image. */
+  imageSuffixes?: readonly string[];
+  /** Images without a label are left out of a labelled scan instead of failing it (a target folder's labelled subset). */
+  partialLabels?: boolean;
   /** Label sources in order of preference (e.g. trainIds, else raw ids to convert); none = unlabelled. */
   labels: LabelSource[];
   /** The expected tree, shown when a folder is missing. */
@@ -109,6 +115,32 @@ export function darkZurich(root: string, opts: { split?: 'train' | 'val' | 'test
   };
 }
 
+/** The image extensions the `folder` layout reads. */
+export const FOLDER_IMAGE_SUFFIXES = ['.png', '.jpg', '.jpeg'] as const;
+
+/**
+ * Your own data: `images/` and (where labelled) `labels/` with matching stems, read through `spec`. With a
+ * split the folders are `images/<split>/` and `labels/<split>/`; `partialLabels` keeps the labelled images of
+ * an otherwise unlabelled folder (a target whose few labelled images are its val split).
+ */
+export function folder(root: string, opts: { spec: LabelSpec; split?: string; partialLabels?: boolean }): DatasetLayout {
+  const sub = opts.split ? `/${opts.split}` : '';
+  return {
+    name: `folder${opts.split ? ` ${opts.split}` : ''}`, root, imageDir: `images${sub}`, imageSuffix: '.png',
+    imageSuffixes: FOLDER_IMAGE_SUFFIXES, partialLabels: opts.partialLabels,
+    labels: [{ dir: `labels${sub}`, suffix: '.png', spec: opts.spec }],
+    expectedTree: `${root}/\n  images${sub}/<name>.png (or .jpg)\n  labels${sub}/<name>.png   (as the label spec '${opts.spec.name}' says: class ids or colours)` +
+      (opts.split ? '' : '\n  (or images/train, images/val, labels/train, labels/val)'),
+  };
+}
+
+/** The split subfolders (`images/<split>`) a `folder` dataset has. */
+export async function folderSplits(root: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const split of ['train', 'val', 'test']) if (await isDir(path.join(root, 'images', split))) out.push(split);
+  return out;
+}
+
 async function isDir(p: string): Promise<boolean> {
   try {
     return (await fs.stat(p)).isDirectory();
@@ -117,11 +149,14 @@ async function isDir(p: string): Promise<boolean> {
   }
 }
 
-/** Files under `dir` (recursively) ending in `suffix`, as paths relative to `dir`, sorted. */
-async function listFiles(dir: string, suffix: string): Promise<string[]> {
+/** Suffixes match regardless of case ('.JPG' is a '.jpg'). */
+const endsWithAny = (name: string, suffixes: readonly string[]) => suffixes.some((x) => name.toLowerCase().endsWith(x.toLowerCase()));
+
+/** Files under `dir` (recursively) ending in one of `suffixes`, as paths relative to `dir`, sorted. */
+async function listFiles(dir: string, ...suffixes: readonly string[]): Promise<string[]> {
   const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
   return entries
-    .filter((e) => e.isFile() && e.name.endsWith(suffix))
+    .filter((e) => e.isFile() && endsWithAny(e.name, suffixes))
     .map((e) => path.relative(dir, path.join(e.parentPath, e.name)))
     .sort();
 }
@@ -137,11 +172,12 @@ function firstFew(names: string[], n = 5): string {
 
 /**
  * List and pair a dataset's files. `labelled: false` skips labels (an unlabelled target split);
- * `allowUnpaired` keeps images without labels instead of failing (they are reported in `unpaired`).
+ * `allowUnpaired` keeps images without labels instead of failing (they are reported in `unpaired`);
+ * `orphans: 'report'` lists labels without an image in `orphanLabels` instead of failing.
  */
 export async function scanDataset(
-  layout: DatasetLayout, opts: { labelled?: boolean; allowUnpaired?: boolean } = {},
-): Promise<Dataset & { unpaired: string[] }> {
+  layout: DatasetLayout, opts: { labelled?: boolean; allowUnpaired?: boolean; orphans?: 'fail' | 'report' } = {},
+): Promise<Dataset & { unpaired: string[]; orphanLabels: string[] }> {
   const labelled = opts.labelled ?? layout.labels.length > 0;
   if (!(await isDir(layout.root))) {
     if (await fs.stat(layout.root).then(() => true, () => false)) {
@@ -151,17 +187,21 @@ export async function scanDataset(
   }
   const imageRoot = path.join(layout.root, layout.imageDir);
   if (!(await isDir(imageRoot))) throw missingFolder(layout, layout.imageDir);
-  const images = await listFiles(imageRoot, layout.imageSuffix);
+  const suffixes = layout.imageSuffixes ?? [layout.imageSuffix];
+  const images = await listFiles(imageRoot, ...suffixes);
   if (images.length === 0) {
     throw new Ir2fError('DATASET_LAYOUT',
-      `dataset '${layout.name}': no '*${layout.imageSuffix}' files in ${imageRoot}. Expected:\n${layout.expectedTree}`);
+      `dataset '${layout.name}': no '*${suffixes.join("' or '*")}' files in ${imageRoot}. Expected:\n${layout.expectedTree}`);
   }
-  const stems = images.map((f) => f.slice(0, -layout.imageSuffix.length));
+  const stemOf = (f: string) => f.slice(0, -suffixes.find((x) => endsWithAny(f, [x]))!.length);
+  const stems = images.map(stemOf);
+  const twice = stems.filter((s, i) => stems.indexOf(s) !== i);
+  if (twice.length) {
+    throw new Ir2fError('DATASET_PAIRING', `dataset '${layout.name}': image(s) stored twice under different extensions, e.g. ${firstFew(twice)}: keep one of each`);
+  }
+  const imageFile = new Map(stems.map((s, i) => [s, path.join(imageRoot, images[i])]));
   if (!labelled) {
-    return {
-      layout, unpaired: [],
-      items: stems.map((id, i) => ({ id, image: path.join(imageRoot, images[i]) })),
-    };
+    return { layout, unpaired: [], orphanLabels: [], items: stems.map((id) => ({ id, image: imageFile.get(id)! })) };
   }
   let source: LabelSource | undefined;
   let labels: string[] = [];
@@ -176,17 +216,18 @@ export async function scanDataset(
       break;
     }
   }
+  if (!source && layout.partialLabels) return { layout, items: [], unpaired: stems, orphanLabels: [] };
   if (!source) throw missingFolder(layout, layout.labels[0].dir);
   const labelStems = new Set(labels.map((f) => f.slice(0, -source!.suffix.length)));
   const imageStems = new Set(stems);
   const noLabel = stems.filter((s) => !labelStems.has(s));
   const noImage = [...labelStems].filter((s) => !imageStems.has(s));
-  if (noImage.length > 0) {
+  if (noImage.length > 0 && opts.orphans !== 'report') {
     throw new Ir2fError('DATASET_PAIRING',
       `dataset '${layout.name}': ${noImage.length} label(s) have no image, e.g. ${firstFew(noImage.map((s) => s + source!.suffix))}. ` +
       `Images are expected as <name>${layout.imageSuffix} under ${imageRoot}`);
   }
-  if (noLabel.length > 0 && !opts.allowUnpaired) {
+  if (noLabel.length > 0 && !opts.allowUnpaired && !layout.partialLabels) {
     throw new Ir2fError('DATASET_PAIRING',
       `dataset '${layout.name}': ${noLabel.length} image(s) have no label, e.g. ${firstFew(noLabel.map((s) => s + layout.imageSuffix))}. ` +
       `Labels are expected as <name>${source.suffix} under ${path.join(layout.root, source.dir)} ` +
@@ -196,8 +237,7 @@ export async function scanDataset(
   const items: DatasetItem[] = stems
     .filter((s) => labelStems.has(s))
     .map((id) => ({
-      id, image: path.join(imageRoot, id + layout.imageSuffix), label: path.join(labelDir, id + source!.suffix),
-      labelSpec: source!.spec,
+      id, image: imageFile.get(id)!, label: path.join(labelDir, id + source!.suffix), labelSpec: source!.spec,
     }));
-  return { layout, items, labelSource: source, unpaired: noLabel };
+  return { layout, items, labelSource: source, unpaired: noLabel, orphanLabels: noImage.map((s) => s + source!.suffix) };
 }

@@ -31,6 +31,11 @@ export async function writePreviewGrid(bench: EmbeddedBenchmark, file: string, r
  * crisp), with a wider gap after every `groupEvery` columns.
  */
 export async function writeImageGrid(file: string, tiles: RgbImage[][], opts: { scale?: number; gap?: number; groupEvery?: number } = {}): Promise<void> {
+  await writeAtomic(file, await imageGridPng(tiles, opts));
+}
+
+/** `writeImageGrid`'s PNG, in memory. */
+export async function imageGridPng(tiles: RgbImage[][], opts: { scale?: number; gap?: number; groupEvery?: number } = {}): Promise<Buffer> {
   const scale = opts.scale ?? 2;
   const gap = opts.gap ?? 4;
   const group = opts.groupEvery ?? 0;
@@ -44,8 +49,7 @@ export async function writeImageGrid(file: string, tiles: RgbImage[][], opts: { 
     left: left(c),
     top: r * (h + gap),
   }))));
-  const png = await sharp({
+  return sharp({
     create: { width: left(cols - 1) + w, height: tiles.length * (h + gap) - gap, channels: 3, background: { r: 255, g: 255, b: 255 } },
   }).composite(composites).png().toBuffer();
-  await writeAtomic(file, png);
 }
