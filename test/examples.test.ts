@@ -6,6 +6,7 @@ import path from 'node:path';
 import { composePipeline } from '../examples/compose-pipeline.js';
 import { earlyStopping } from '../examples/subscribe-events.js';
 import { exportAndRun } from '../examples/export-onnx.js';
+import { ownDomain } from '../examples/own-domain.js';
 import { EntropyRectifier, swapRectifier } from '../examples/swap-rectifier.js';
 
 test.serial('compose-pipeline: core + preset + both plugins train and evaluate on the embedded benchmark', async (t) => {
@@ -35,6 +36,28 @@ test.serial('export-onnx: onnxruntime on an image file agrees with tfjs and writ
     t.true(r.maxAbsDiff < 1e-4, `max |Δlogit| ${r.maxAbsDiff}`);
     t.true(r.agreement > 0.999);
     t.true((await stat(r.png)).size > 0);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test.serial('own-domain: the guide on a generated farmland dataset (palette source labels, id target labels under other names): check, train, eval over the spec\'s classes, predict', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ir2f-own-'));
+  try {
+    const r = await ownDomain(dir, { steps: 4, counts: { source: 24, targetTrain: 16, targetVal: 6 } });
+    const [checkSource, checkTarget, trainOut] = r.outputs;
+    t.true(checkSource.includes('no problems found'), checkSource.join('\n'));
+    t.true(checkSource.some((l) => /^ {2}roof\s+\d/.test(l)), 'the source\'s class-frequency table has roofs');
+    t.true(checkTarget.includes('no problems found'), checkTarget.join('\n'));
+    t.true(checkTarget.some((l) => /^ {2}field\s+\d/.test(l)), 'the target table is in its own names');
+    t.true(trainOut.some((l) => /24 source \(folder\), 16 target \(folder train\), 6 val \(folder val\)/.test(l)), trainOut.join('\n'));
+    // five source classes make the model; the target has no roofs, so its mIoU averages over four, in the source's names
+    t.deepEqual(r.eval.classes, [0, 1, 2, 3]);
+    t.deepEqual(Object.keys(r.eval.perClass), ['soil', 'crop', 'tree', 'water']);
+    t.true(r.eval.miou >= 0 && r.eval.miou <= 1);
+    const mean = Object.values(r.eval.perClass).reduce<number>((a, v) => a + (v ?? 0), 0) / 4;
+    t.true(Math.abs(mean - r.eval.miou) < 1e-9, 'mIoU is the mean over those four');
+    for (const f of ['check-source.png', 'check-target.png', 'run/curves.png', 'run/pred/aerial_val_0000_pred.png']) t.true((await stat(path.join(dir, f))).size > 0, f);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

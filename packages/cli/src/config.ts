@@ -6,7 +6,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { BACKEND_NAMES, describeIssues, Ir2fError, RECTIFIER_WEIGHTINGS, TrainConfigSchema, z } from '@ir2f/core';
-import { EMBEDDED_BENCHMARKS, readLabelSpecFile } from '@ir2f/datasets';
+import { CITYSCAPES_TRAIN_IDS, EMBEDDED_BENCHMARKS, joinLabelSpecs, readLabelSpecFile } from '@ir2f/datasets';
 import { PRESETS } from './presets.js';
 
 export const LAYOUT_NAMES = ['gta', 'synthia', 'cityscapes', 'acdc', 'dark_zurich', 'folder'] as const;
@@ -244,9 +244,10 @@ function followLabelSpec(config: RunConfig): RunConfig {
       throw new Ir2fError('INVALID_CONFIG', `data.${key}.classes: 16 or 13 is for the synthia layout; give a label-spec file for '${spec.layout}'`);
     }
   }
-  if (d.source && typeof d.source.classes === 'string') {
-    const spec = readLabelSpecFile(d.source.classes);
-    return { ...config, model: { ...config.model, numClasses: spec.classes.length } };
+  const source = d.source && typeof d.source.classes === 'string' ? readLabelSpecFile(d.source.classes) : undefined;
+  // a target spec that cannot be joined to the source's classes fails here, before a work dir is touched
+  for (const spec of [d.target, d.val]) {
+    if (typeof spec?.classes === 'string' && spec.classes !== source?.file) joinLabelSpecs(source ?? CITYSCAPES_TRAIN_IDS, readLabelSpecFile(spec.classes));
   }
-  return config;
+  return source ? { ...config, model: { ...config.model, numClasses: source.classes.length } } : config;
 }

@@ -66,6 +66,31 @@ interface Case {
 
 const f = (...p: string[]) => path.join(dir, ...p);
 
+let own: Promise<string> | undefined;
+/** A small folder dataset of one's own (colour-coded labels, two classes) with good and bad spec files; made once. */
+function ownData(): Promise<string> {
+  own ??= (async () => {
+    const root = f('own');
+    const colours = [[200, 0, 0], [0, 0, 200]];
+    for (const [name, off] of [['a', [0, 0]], ['b', [0, 0]], ['c', [9, 9]]] as const) {
+      const folderName = name === 'c' ? 'bad' : 'src';
+      await mkdir(path.join(root, folderName, 'images'), { recursive: true });
+      await mkdir(path.join(root, folderName, 'labels'), { recursive: true });
+      await sharp(Buffer.alloc(48 * 40 * 3, 90), { raw: { width: 48, height: 40, channels: 3 } }).png().toFile(path.join(root, folderName, 'images', `${name}.png`));
+      const label = Buffer.alloc(48 * 40 * 3);
+      for (let i = 0; i < 48 * 40; i++) label.set(i % 48 < 24 ? colours[0] : colours[1].map((v, k) => v + off[k % 2]), i * 3);
+      await sharp(label, { raw: { width: 48, height: 40, channels: 3 } }).png().toFile(path.join(root, folderName, 'labels', `${name}.png`));
+    }
+    await writeFile(path.join(root, 'pal.yaml'), 'encoding: palette\nclasses:\n  - { name: lava, color: [200, 0, 0] }\n  - { name: rock, color: [0, 0, 200] }\n');
+    await writeFile(path.join(root, 'ids.yaml'), 'classes:\n  - { name: lava }\n  - { name: rock }\n');
+    await writeFile(path.join(root, 'dup.yaml'), 'classes:\n  - { name: lava, id: 1 }\n  - { name: rock, id: 1 }\n');
+    await writeFile(path.join(root, 'ice.yaml'), 'encoding: palette\nclasses:\n  - { name: ice, color: [200, 0, 0] }\n  - { name: rock, color: [0, 0, 200] }\n');
+    return root;
+  })();
+  return own;
+}
+const ownTrain = async (...extra: string[]) => ['train', '--config', 'synth2real', '--source', `folder:${await ownData()}/src`, ...tiny, '--steps', '1', ...extra];
+
 const CASES: Case[] = [
   // the command line itself
   { name: 'train without --config', args: () => ['train'], culprit: /required option '-c, --config/ },
@@ -194,6 +219,24 @@ const CASES: Case[] = [
     }, culprit: /--out .*make-file is a file/,
   },
   { name: 'data make --size big', args: () => ['data', 'make', 'synth2real', '--out', f('big'), '--size', 'big'], culprit: /--size/ },
+  // your own data
+  { name: 'a folder source without a label spec', args: () => ownTrain('--target', `folder:${f('own')}/src`), culprit: /data\.source: the folder layout needs a label-spec file: pass --classes <spec\.yaml>/ },
+  { name: '--classes on a layout with its own classes', args: () => train('--classes', f('own', 'pal.yaml')), culprit: /data\.source\.classes: a label-spec file is for the folder layout; 'gta' has its own classes/ },
+  { name: 'a label spec that does not exist', args: () => ownTrain('--classes', f('own', 'nope.yaml'), '--target', `folder:${f('own')}/src`), culprit: /label spec .*nope\.yaml does not exist/ },
+  { name: 'a label spec with an id used twice', args: () => ownTrain('--classes', f('own', 'dup.yaml'), '--target', `folder:${f('own')}/src`), culprit: /label spec .*dup\.yaml: raw id\(s\) used by two classes: 1/ },
+  {
+    name: 'a target spec with a class the source lacks', args: () => ownTrain('--classes', f('own', 'pal.yaml'), '--target', `folder:${f('own')}/src`, '--target-classes', f('own', 'ice.yaml'), '--work-dir', f('ice-run')),
+    culprit: /class\(es\) 'ice' match no source class \(source classes: lava, rock\); add them to 'mapping'/, absent: () => [f('ice-run', 'config.json')],
+  },
+  {
+    name: 'colour-coded labels read through an id spec', args: () => ownTrain('--classes', f('own', 'ids.yaml'), '--target', `folder:${f('own')}/src`, '--work-dir', f('ids-run')),
+    culprit: /labels\/a\.png has 3 channels .* give a label spec with encoding: palette/, absent: () => [f('ids-run', 'step-000001.safetensors')],
+  },
+  { name: 'data check of a folder without --classes', args: async () => ['data', 'check', `folder:${await ownData()}/src`], culprit: /data check folder:<dir> needs the label spec: --classes <spec\.yaml>/ },
+  {
+    name: 'data check of a folder with a label colour outside the spec', args: async () => ['data', 'check', `folder:${await ownData()}/bad`, '--classes', f('own', 'pal.yaml'), '--out', f('bad-check.png')],
+    culprit: /data check: 1 problem\(s\) would stop training .*labels\/c\.png has colours outside the .* spec: \[9, 9, 209\]/,
+  },
 ];
 
 test('at least 40 malformed inputs', (t) => {
