@@ -6,6 +6,7 @@ import path from 'node:path';
 import { composePipeline } from '../examples/compose-pipeline.js';
 import { earlyStopping } from '../examples/subscribe-events.js';
 import { exportAndRun } from '../examples/export-onnx.js';
+import { runCli } from '@ir2f/cli';
 import { ownDomain } from '../examples/own-domain.js';
 import { EntropyRectifier, swapRectifier } from '../examples/swap-rectifier.js';
 
@@ -57,6 +58,11 @@ test.serial('own-domain: the guide on a generated farmland dataset (palette sour
     t.true(r.eval.miou >= 0 && r.eval.miou <= 1);
     const mean = Object.values(r.eval.perClass).reduce<number>((a, v) => a + (v ?? 0), 0) / 4;
     t.true(Math.abs(mean - r.eval.miou) < 1e-9, 'mIoU is the mean over those four');
+    // eval on a folder named on the command line, through its own spec: the same images, the same score
+    const lines: string[] = [];
+    const ckpt = path.join(dir, 'run', 'step-000004.safetensors');
+    t.is(await runCli(['node', 'ir2f', 'eval', '--checkpoint', ckpt, '--data', `folder:${path.join(dir, 'target')}`, '--classes', path.join(dir, 'target.yaml'), '--json'], { log: (l) => lines.push(l), error: (l) => lines.push(l) }), 0, lines.join('\n'));
+    t.is(JSON.parse(lines.join('\n')).miou, r.eval.miou);
     for (const f of ['check-source.png', 'check-target.png', 'run/curves.png', 'run/pred/aerial_val_0000_pred.png']) t.true((await stat(path.join(dir, f))).size > 0, f);
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -57,7 +57,7 @@ export async function evalCheckpoint(file: string, opts: { data?: DataSpec; whic
   const { model, config, step } = await loadTrained(file, opts.which);
   try {
     const own = opts.data ? undefined : await resolveLayouts(config);
-    let layout = opts.data ? await layoutOf({ ...opts.data, split: opts.data.layout === 'folder' ? 'val' : opts.data.split }, runLabelSpec(config)) : own!.val;
+    let layout = opts.data ? await layoutOf(opts.data, runLabelSpec(config)) : own!.val;
     let classes = config.data.evalClasses ?? (own?.classes && [...own.classes]);
     if (!layout) throw new Ir2fError('INVALID_ARGUMENT', 'no validation data in the checkpoint\'s config: pass --data <layout>:<dir>');
     const ds = await scanDataset(layout);

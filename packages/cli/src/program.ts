@@ -89,12 +89,14 @@ export function buildProgram(io: CliIo = {}): Command {
     .description('evaluate a checkpoint: mIoU and per-class IoU')
     .requiredOption('--checkpoint <file>', 'a checkpoint written by ir2f train')
     .option('--data <layout:dir>', 'labelled data (default: the validation split of the checkpoint\'s config)')
+    .option('--classes <spec>', 'label-spec file of a folder:<dir> --data whose labels differ from the run\'s source (joined to its classes)')
     .addOption(new Option('--split <split>', 'split of --data').choices(['train', 'val', 'test']).default('val'))
     .option('--teacher', 'evaluate the EMA teacher instead of the student')
     .option('--limit <n>', 'only the first N images', positiveInt('--limit'))
     .option('--json', 'print JSON (miou, perClass, …)')
     .action(async (o) => {
-      const data = o.data ? { ...parseDataArg(o.data, '--data'), split: o.split } : undefined;
+      if (o.classes && !o.data?.startsWith('folder:')) throw new Ir2fError('INVALID_ARGUMENT', '--classes is for --data folder:<dir>');
+      const data = o.data ? { ...parseDataArg(o.data, '--data'), split: o.split, classes: o.classes && path.resolve(o.classes) } : undefined;
       const r = await evalCheckpoint(o.checkpoint, { data, which: which(o), limit: o.limit });
       if (o.json) {
         const { result: _result, ...report } = r;
