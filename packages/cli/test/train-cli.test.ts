@@ -174,7 +174,7 @@ test.serial('configuration errors name the field, the file or the package', asyn
   const missing = await run('train', '--config', 'synth2real', '--source', `gta:${dir}/nowhere`, '--target', `cityscapes:${data}/cityscapes`, '--work-dir', path.join(dir, 'm'));
   t.regex(missing.err, /dataset 'gta': folder '\.' not found under .*nowhere/);
   const layout = await run('train', '--config', 'synth2real', '--source', 'kitti:/data');
-  t.regex(layout.err, /--source expects <layout>:<dir> with layout one of gta, synthia, cityscapes, acdc, dark_zurich; got 'kitti:\/data'/);
+  t.regex(layout.err, /--source expects <layout>:<dir> with layout one of gta, synthia, cityscapes, acdc, dark_zurich, folder; got 'kitti:\/data'/);
   const notCkpt = await run('eval', '--checkpoint', yaml);
   t.regex(notCkpt.err, /not a readable checkpoint/);
   t.teardown(() => delete process.env.IR2F_WORKERS); // the option sets it for this process
