@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { boundaryMask, ConfusionMatrix, expectedCalibrationError, inferLogits, initBackend, writeAtomic } from '@ir2f/core';
 import { loadRawConfig, replicaPlan, loadTrained, loadTrainedRectifier, resolveConfig, runTraining } from '@ir2f/cli';
-import { EMBEDDED_BENCHMARKS, ensureBenchmark, loadSample, normalize, scanDataset } from '@ir2f/datasets';
+import { EMBEDDED_BENCHMARKS, ensureBenchmark, loadSample, normalize, scanDataset, type EmbeddedBenchmarkName } from '@ir2f/datasets';
 import { logLoss, posterior, type MixtureFit } from '@ir2f/plugin-rmm';
 import { readback, writeSection } from './timing.js';
 
@@ -152,13 +152,15 @@ const meanStd = (xs: number[]) => {
 
 /** One finished run, stored as bench/runs/<benchmark>-<variant>-<seed>.json so that runs can be spread
  *  over processes (one per core) and over sessions, and the table is rendered from all of them. */
-interface RunRecord extends RunMetrics {
+export interface RunRecord extends RunMetrics {
   /** DESIGN §5's method version the run's defaults follow (runs without it are v1, kept in bench/runs/v1/). */
   method: 2;
   benchmark: string;
-  variant: VariantName;
+  variant: string;
   seed: number;
   steps: number;
+  /** [step, student mIoU] at each evaluation, for runs made for a curve. */
+  curve?: [number, number][];
   msPerStep: number;
   commit: string;
   date: string;
@@ -167,7 +169,7 @@ interface RunRecord extends RunMetrics {
 const RUNS_DIR = new URL('./runs/', import.meta.url);
 const runFile = (b: string, v: string, s: number) => new URL(`${b}-${v}-${s}.json`, RUNS_DIR);
 
-async function readRun(b: string, v: string, s: number): Promise<RunRecord | undefined> {
+export async function readRun(b: string, v: string, s: number): Promise<RunRecord | undefined> {
   const text = await fs.readFile(runFile(b, v, s), 'utf8').catch(() => undefined);
   return text ? (JSON.parse(text) as RunRecord) : undefined;
 }
@@ -190,6 +192,65 @@ export function pairedStats(diffs: number[]): { mean: number; std: number; t: nu
   return { mean, std, n, t: n > 1 ? (std > 0 ? mean / (std / Math.sqrt(n)) : Math.sign(mean) * Infinity) : NaN };
 }
 
+/** The student's [step, mIoU] at each evaluation of a run, from its events.jsonl. */
+async function studentCurve(events: string): Promise<[number, number][]> {
+  const lines = (await fs.readFile(events, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; step: number; model?: string; miou?: number });
+  return lines.filter((e) => e.type === 'eval' && e.model === 'student' && e.miou != null).map((e) => [e.step, e.miou!]);
+}
+
+/**
+ * Train and measure each (seed, benchmark, variant) not yet stored in bench/runs/, seed by seed so that an
+ * interrupted ladder still has whole pairs; `reverse` takes the seeds from the other end (a second process).
+ */
+export async function runStored(o: {
+  benchmarks: readonly EmbeddedBenchmarkName[]; variants: readonly VariantName[]; seeds: readonly number[]; steps?: number; fresh?: boolean; reverse?: boolean;
+  /** Extra `--set`s for every run (e.g. a step count for a curve). */
+  set?: string[];
+  /** Record name of the variant (default: the variant). */
+  recordAs?: (variant: VariantName) => string;
+  /** Keep the student's mIoU at each evaluation (`curve` in the record). */
+  curve?: boolean;
+}): Promise<void> {
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), 'ir2f-bench-ablation-'));
+  await fs.mkdir(RUNS_DIR, { recursive: true });
+  const commit = gitCommit();
+  // started for the UDA runs' replicas (the wasm module's threads are fixed once it has started)
+  await initBackend('wasm', { wasmThreads: replicaPlan('uda', 'wasm').threads });
+  try {
+    for (const seed of o.reverse ? [...o.seeds].reverse() : o.seeds) {
+      for (const name of o.benchmarks) {
+        const bench = await ensureBenchmark(name);
+        for (const variant of o.variants) {
+          const spec = VARIANTS[variant];
+          const as = o.recordAs?.(variant) ?? variant;
+          const raw = await loadRawConfig(name);
+          const config = resolveConfig(raw, { steps: o.steps, set: [`train.seed=${seed}`, ...spec.set, ...(o.set ?? [])] });
+          const done = await readRun(name, as, seed);
+          if (done && !o.fresh && done.steps === config.train.steps) {
+            console.log(`${name} ${as} seed ${seed}: stored (${done.commit}, ${done.date}); --fresh to rerun`);
+            continue;
+          }
+          const dir = path.join(work, `${name}-${as}-${seed}`);
+          const r = await runTraining(config, { workDir: dir, quiet: true });
+          const m = await measure(r.checkpoint!, bench, spec, variant !== 'source-only' && variant !== 'oracle');
+          const record: RunRecord = {
+            method: 2, benchmark: name, variant: as, seed, steps: config.train.steps, msPerStep: r.msPerStep, commit,
+            date: new Date().toISOString().slice(0, 10), ...m,
+            ...(o.curve ? { curve: await studentCurve(r.files.events) } : {}),
+          };
+          await writeAtomic(fileURLToPath(runFile(name, as, seed)), new TextEncoder().encode(`${JSON.stringify(record, null, 2)}\n`));
+          const ece = (k: string, v?: number) => (v != null ? `, ECE ${k} ${v.toFixed(3)}` : '');
+          console.log(`${name} ${as} seed ${seed}: mIoU ${(m.miou * 100).toFixed(1)}, boundary ${(m.boundaryMiou * 100).toFixed(1)}` +
+            `${ece('r', m.eceR)}${ece('γ', m.eceGamma)}${ece('teacher', m.eceTeacher)}, ${r.msPerStep.toFixed(0)} ms/it`);
+          await fs.rm(dir, { recursive: true, force: true });
+        }
+      }
+    }
+  } finally {
+    await fs.rm(work, { recursive: true, force: true });
+  }
+}
+
 export async function benchAblation(
   defaultVariants: VariantName[] = ['source-only', 'baseline', 'inr', 'control', 'ir2f', 'oracle'], title = 'The ablation ladder (method v2)',
 ): Promise<void> {
@@ -204,49 +265,14 @@ export async function benchAblation(
   });
   const variants = (values.variants ? values.variants.split(',') : defaultVariants);
   for (const v of variants) if (!(v in VARIANTS)) throw new Error(`unknown variant '${v}'; known: ${Object.keys(VARIANTS).join(', ')}`);
-  const benchmarks = (values.benchmarks ? values.benchmarks.split(',') : [...EMBEDDED_BENCHMARKS]) as (typeof EMBEDDED_BENCHMARKS)[number][];
+  // the ladder's two benchmarks by default (the family's members by name, or through `bench family`)
+  const benchmarks = (values.benchmarks ? values.benchmarks.split(',') : ['synth2real', 'day2night']) as (typeof EMBEDDED_BENCHMARKS)[number][];
   for (const b of benchmarks) {
     if (!(EMBEDDED_BENCHMARKS as readonly string[]).includes(b)) throw new Error(`unknown benchmark '${b}'; known: ${EMBEDDED_BENCHMARKS.join(', ')}`);
   }
   const seeds = Array.from({ length: Number(values.seeds) }, (_, i) => i);
   const steps = values.steps ? Number(values.steps) : undefined;
-  const work = await fs.mkdtemp(path.join(os.tmpdir(), 'ir2f-bench-ablation-'));
-  await fs.mkdir(RUNS_DIR, { recursive: true });
-  const commit = gitCommit();
-  if (!values['table-only']) {
-    // started for the UDA runs' replicas (the wasm module's threads are fixed once it has started)
-    await initBackend('wasm', { wasmThreads: replicaPlan('uda', 'wasm').threads });
-    // seed by seed, so that an interrupted ladder still has whole pairs on both benchmarks
-    for (const seed of values.reverse ? [...seeds].reverse() : seeds) {
-      for (const name of benchmarks) {
-        const bench = await ensureBenchmark(name);
-        for (const variant of variants) {
-          const spec = VARIANTS[variant];
-          const raw = await loadRawConfig(name);
-          const config = resolveConfig(raw, { steps, set: [`train.seed=${seed}`, ...spec.set] });
-          const done = await readRun(name, variant, seed);
-          if (done && !values.fresh && done.steps === config.train.steps) {
-            console.log(`${name} ${variant} seed ${seed}: stored (${done.commit}, ${done.date}); --fresh to rerun`);
-            continue;
-          }
-          const dir = path.join(work, `${name}-${variant}-${seed}`);
-          const r = await runTraining(config, { workDir: dir, quiet: true });
-          const m = await measure(r.checkpoint!, bench, spec, variant !== 'source-only' && variant !== 'oracle');
-          const record: RunRecord = {
-            method: 2, benchmark: name, variant, seed, steps: config.train.steps, msPerStep: r.msPerStep, commit,
-            date: new Date().toISOString().slice(0, 10), ...m,
-          };
-          await writeAtomic(fileURLToPath(runFile(name, variant, seed)), new TextEncoder().encode(`${JSON.stringify(record, null, 2)}\n`));
-          const ece = (k: string, v?: number) => (v != null ? `, ECE ${k} ${v.toFixed(3)}` : '');
-          console.log(`${name} ${variant} seed ${seed}: mIoU ${(m.miou * 100).toFixed(1)}, boundary ${(m.boundaryMiou * 100).toFixed(1)}` +
-            `${ece('r', m.eceR)}${ece('γ', m.eceGamma)}${ece('teacher', m.eceTeacher)}, ${r.msPerStep.toFixed(0)} ms/it`);
-          await fs.rm(dir, { recursive: true, force: true });
-        }
-      }
-    }
-  }
-  await fs.rm(work, { recursive: true, force: true });
-
+  if (!values['table-only']) await runStored({ benchmarks, variants, seeds, steps, fresh: values.fresh, reverse: values.reverse });
   // the tables cover every stored run of the chosen variants and seeds, whichever process made it
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const rows: string[] = [

@@ -3,12 +3,14 @@
  * Names: backend (kernel and training-step cost), shift (domain shift of the embedded benchmarks),
  * models (inference cost per model preset: tfjs, onnxruntime, PyTorch), train (one UDA iteration vs PyTorch,
  * peak RSS), ablation (DESIGN §5.3's ladder, 3 seeds, both benchmarks), rectifier (its baseline and INR rungs),
- * rectifier-cost (the INR rectifier's time against the decode head's).
+ * rectifier-cost (the INR rectifier's time against the decode head's), family (the small preset across the
+ * embedded family: source-only, baseline, oracle, and the share of the gap closed).
  */
 import { benchBackend } from './backend.js';
 import { benchDomainShift } from './domain-shift.js';
 import { benchModels } from './models.js';
 import { benchAblation, benchRectifier } from './ablation.js';
+import { benchFamily } from './family.js';
 import { benchRectifierCost } from './rectifier-cost.js';
 import { benchTrain } from './train.js';
 
@@ -16,6 +18,7 @@ const BENCHES: Record<string, () => Promise<void>> = {
   backend: benchBackend, shift: benchDomainShift, models: benchModels, train: benchTrain, rectifier: benchRectifier,
   'rectifier-cost': benchRectifierCost,
   ablation: () => benchAblation(),
+  family: benchFamily,
 };
 
 async function main(): Promise<void> {

@@ -82,4 +82,9 @@ export const PRESETS: Record<string, Preset> = {
   },
   synth2real: { description: 'the embedded synthetic → real benchmark, small preset, CPU scale', config: embedded('synth2real') },
   day2night: { description: 'the embedded day → night benchmark, small preset, CPU scale', config: embedded('day2night') },
+  // the rest of the embedded family, at the same small preset
+  camera: { description: 'embedded family: another camera (height, field of view, object scale and density), small preset', config: embedded('camera') },
+  fog: { description: 'embedded family: clear → fog, small preset', config: embedded('fog') },
+  sensor: { description: 'embedded family: good → poor camera sensor, small preset', config: embedded('sensor') },
+  city19: { description: 'embedded family: synthetic → real with all 19 Cityscapes classes, small preset', config: embedded('city19') },
 };

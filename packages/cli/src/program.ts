@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { BACKEND_NAMES, describeBackend, Ir2fError } from '@ir2f/core';
-import { EMBEDDED_BENCHMARKS } from '@ir2f/datasets';
+import { EMBEDDED_BENCHMARKS, EMBEDDED_DESCRIPTIONS } from '@ir2f/datasets';
 import { benchStep } from './bench-step.js';
 import { loadRawConfig, parseDataArg, resolveConfig } from './config.js';
 import { dataMake } from './data-make.js';
@@ -146,7 +146,8 @@ export function buildProgram(io: CliIo = {}): Command {
   data.command('list')
     .description('the embedded benchmarks and the real dataset layouts')
     .action(() => {
-      log(`embedded benchmarks (ir2f data make <name> --out <dir>): ${EMBEDDED_BENCHMARKS.join(', ')}`);
+      log('embedded benchmarks (ir2f data make <name> --out <dir>; ir2f train --config <name>):');
+      for (const name of EMBEDDED_BENCHMARKS) log(`  ${name.padEnd(11)} ${EMBEDDED_DESCRIPTIONS[name]}`);
       log('layouts for --source/--target/--data <layout>:<dir>: gta, synthia, cityscapes, acdc, dark_zurich, and folder');
       log('  folder:<dir> is your own data: images/ and labels/ with matching stems (optionally images/train, images/val, …),');
       log('  read through a label-spec file: --classes spec.yaml (see "Adapt to your own domain" in the README)');
@@ -162,7 +163,7 @@ export function buildProgram(io: CliIo = {}): Command {
     });
   data.command('make')
     .description('generate an embedded domain-shift benchmark in the real dataset layouts')
-    .argument('<name>', 'synth2real | day2night')
+    .argument('<name>', EMBEDDED_BENCHMARKS.join(' | '))
     .requiredOption('-o, --out <dir>', 'output folder (new or empty)')
     .option('--seed <n>', 'generation seed', '0')
     .option('--size <WxH>', 'image size', '128x96')

@@ -29,10 +29,13 @@ export {
   type Batch, type LoaderOptions, type LoaderStats, type Sampler,
 } from './loader.js';
 export {
-  benchmarkLayouts, defaultCacheDir, EMBEDDED_BENCHMARKS, EMBEDDED_VERSION, ensureBenchmark, makeBenchmark,
+  benchmarkLayouts, defaultCacheDir, EMBEDDED_BENCHMARKS, EMBEDDED_DESCRIPTIONS, EMBEDDED_VERSION, ensureBenchmark, makeBenchmark,
   type EmbeddedBenchmark, type EmbeddedBenchmarkName, type MakeOptions,
 } from './embedded/benchmarks.js';
 export { imageGridPng, writeImageGrid, writePreviewGrid } from './embedded/preview.js';
-export { EMBEDDED_CLASS_IDS, layoutScene, SOURCE_PRIORS, TARGET_PRIORS, type GeometryPriors, type LightSource, type Scene, type SceneObject } from './embedded/street-scene.js';
+export {
+  ALL_CLASS_IDS, EMBEDDED_CLASS_IDS, EXTRA_PRIORS, HIGH_WIDE_PRIORS, layoutScene, SOURCE_PRIORS, TARGET_PRIORS,
+  type ExtraPriors, type GeometryPriors, type LightSource, type Scene, type SceneObject,
+} from './embedded/street-scene.js';
 export { renderScene, type DomainStyleName } from './embedded/render.js';
 export { evalSamples, udaData, type UdaDataOptions } from './uda-data.js';

@@ -4,14 +4,26 @@ import { readFile, stat, writeFile, mkdir } from 'node:fs/promises';
 import sharp from 'sharp';
 import { initBackend } from '@ir2f/core';
 import {
-  CITYSCAPES_CLASSES, ensureBenchmark, loadSample, makeBenchmark, scanDataset, writePreviewGrid, type EmbeddedBenchmarkName,
+  CITYSCAPES_CLASSES, EMBEDDED_BENCHMARKS, EMBEDDED_DESCRIPTIONS, ensureBenchmark, loadSample, makeBenchmark, scanDataset, writePreviewGrid,
+  type EmbeddedBenchmarkName,
 } from '@ir2f/datasets';
 import { evaluateToy, trainToyOn } from '../../../examples/toy/train-on-dataset.js';
 import { tempDir } from './fixtures.js';
 
 const small = { size: [64, 48] as [number, number], counts: { source: 40, targetTrain: 40, targetVal: 20 } };
 
-for (const name of ['synth2real', 'day2night'] as EmbeddedBenchmarkName[]) {
+/** The layouts each member is written in: [source, target val]. */
+const LAYOUTS: Record<EmbeddedBenchmarkName, [string, string]> = {
+  synth2real: ['gta', 'cityscapes'], day2night: ['cityscapes', 'dark_zurich'], camera: ['gta', 'cityscapes'], fog: ['cityscapes', 'acdc'],
+  sensor: ['gta', 'cityscapes'], city19: ['gta', 'cityscapes'],
+};
+
+test('the family: every member is listed with a description and written in its layouts', (t) => {
+  t.deepEqual([...EMBEDDED_BENCHMARKS].sort(), Object.keys(LAYOUTS).sort());
+  for (const name of EMBEDDED_BENCHMARKS) t.true(EMBEDDED_DESCRIPTIONS[name].length > 20, name);
+});
+
+for (const name of EMBEDDED_BENCHMARKS) {
   test(`${name}: written in the real layouts, deterministic in the seed, read back by the same readers`, async (t) => {
     const { dir, cleanup } = await tempDir();
     try {
@@ -22,8 +34,8 @@ for (const name of ['synth2real', 'day2night'] as EmbeddedBenchmarkName[]) {
       const train = await scanDataset(a.targetTrain, { labelled: false });
       const val = await scanDataset(a.targetVal);
       t.deepEqual([src.items.length, train.items.length, val.items.length], [6, 5, 4]);
-      t.is(a.source.name.split(' ')[0], name === 'synth2real' ? 'gta' : 'cityscapes');
-      t.is(a.targetVal.name.split(' ')[0], name === 'synth2real' ? 'cityscapes' : 'dark_zurich');
+      t.is(a.source.name.split(' ')[0], LAYOUTS[name][0]);
+      t.is(a.targetVal.name.split(' ')[0], LAYOUTS[name][1]);
       const rel = (ds: typeof src, i: number) => path.relative(a.root, ds.items[i].image);
       const bytes = (root: string, p: string) => readFile(path.join(root, p));
       t.deepEqual(await bytes(a.root, rel(src, 3)), await bytes(b.root, rel(src, 3)));
@@ -34,6 +46,11 @@ for (const name of ['synth2real', 'day2night'] as EmbeddedBenchmarkName[]) {
       for (const item of [...src.items, ...val.items]) for (const v of (await loadSample(item)).label!.data) seen.add(v);
       t.true([...seen].every((v) => a.classes.includes(v)), `classes ${[...seen]}`);
       t.true(seen.size >= 6, `only ${[...seen].map((v) => CITYSCAPES_CLASSES[v])}`);
+      if (name === 'city19') {
+        t.is(a.classes.length, 19);
+        // the thin classes are there: poles, traffic lights and signs
+        for (const thin of [5, 6, 7]) t.true(seen.has(thin), `no ${CITYSCAPES_CLASSES[thin]} in ${[...seen].map((v) => CITYSCAPES_CLASSES[v])}`);
+      }
       const img = (await loadSample(val.items[0])).image;
       t.deepEqual([img.width, img.height], [64, 48]);
     } finally {
@@ -50,7 +67,7 @@ test('generation refuses a non-empty folder, and ensureBenchmark caches', async 
     const err = await t.throwsAsync(makeBenchmark('synth2real', path.join(dir, 'full'), small));
     t.regex(err!.message, /not empty/);
     t.is(await readFile(path.join(dir, 'full', 'x.txt'), 'utf8'), 'mine');
-    await t.throwsAsync(makeBenchmark('nope' as never, path.join(dir, 'n')), { message: /available: synth2real, day2night/ });
+    await t.throwsAsync(makeBenchmark('nope' as never, path.join(dir, 'n')), { message: /available: synth2real, day2night, camera, fog, sensor, city19/ });
     const opts = { ...small, counts: { source: 3, targetTrain: 3, targetVal: 2 }, cacheDir: dir };
     const first = await ensureBenchmark('day2night', opts);
     const m1 = (await stat(path.join(first.root, 'manifest.json'))).mtimeMs;
@@ -80,7 +97,18 @@ test('the domain shift is real: a tiny model trained on source loses clearly on 
   await initBackend('wasm');
   const { dir, cleanup } = await tempDir();
   try {
-    for (const name of ['synth2real', 'day2night'] as EmbeddedBenchmarkName[]) {
+    /** The layouts each member is written in: [source, target val]. */
+const LAYOUTS: Record<EmbeddedBenchmarkName, [string, string]> = {
+  synth2real: ['gta', 'cityscapes'], day2night: ['cityscapes', 'dark_zurich'], camera: ['gta', 'cityscapes'], fog: ['cityscapes', 'acdc'],
+  sensor: ['gta', 'cityscapes'], city19: ['gta', 'cityscapes'],
+};
+
+test('the family: every member is listed with a description and written in its layouts', (t) => {
+  t.deepEqual([...EMBEDDED_BENCHMARKS].sort(), Object.keys(LAYOUTS).sort());
+  for (const name of EMBEDDED_BENCHMARKS) t.true(EMBEDDED_DESCRIPTIONS[name].length > 20, name);
+});
+
+for (const name of EMBEDDED_BENCHMARKS) {
       const b = await makeBenchmark(name, path.join(dir, name), small);
       const [src, tgt, val] = await Promise.all([scanDataset(b.source), scanDataset(b.targetTrain), scanDataset(b.targetVal)]);
       const sourceOnly = await trainToyOn(src, { steps: 80, seed: 1 });

@@ -6,6 +6,15 @@
  *   target `cityscapes/` (real style: other textures and colours, blur, noise, JPEG, shifted geometry priors).
  * - `day2night`: source `cityscapes/` (real style, day) → target `dark_zurich/` (the same kind of scenes at night).
  *
+ * The family (DESIGN's small presets are chosen across all of them; each shifts one thing of another kind):
+ * - `camera`: synthetic → synthetic through another camera: mounted higher, wider field of view (the horizon
+ *   high in the frame, small objects, denser traffic); appearance unchanged.
+ * - `fog`: real, clear → real in fog (depth-dependent haze), in the ACDC layout (`acdc/rgb_anon/fog/…`).
+ * - `sensor`: real → real through a poor camera (resolution loss, motion blur, vignetting, colour cast, strong
+ *   noise, heavy JPEG).
+ * - `city19`: synthetic → real with all 19 Cityscapes classes, thin ones included (traffic lights and signs on
+ *   poles, fences, bicycles, riders), evaluated over the 19.
+ *
  * Each has a labelled source train split, an unlabelled target train split (its labels are written too, for
  * the target-oracle bound only; UDA never reads them) and a labelled target val split. Generation is
  * deterministic in the seed, writes into a temporary folder and renames it into place when complete.
@@ -18,11 +27,13 @@ import { writeGrayPng, writeIndexedPng, writeRgbPng } from '../image-io.js';
 import {
   CITYSCAPES_CLASSES, CITYSCAPES_LABELS, CITYSCAPES_TRAIN_IDS, IGNORE_INDEX, type LabelSpec,
 } from '../label-specs.js';
-import { cityscapes, darkZurich, gta5, type DatasetLayout } from '../layouts.js';
+import { acdc, cityscapes, darkZurich, gta5, type DatasetLayout } from '../layouts.js';
 import { renderScene, type DomainStyleName } from './render.js';
-import { EMBEDDED_CLASS_IDS, layoutScene, SOURCE_PRIORS, TARGET_PRIORS, type GeometryPriors } from './street-scene.js';
+import {
+  ALL_CLASS_IDS, EMBEDDED_CLASS_IDS, EXTRA_PRIORS, HIGH_WIDE_PRIORS, layoutScene, SOURCE_PRIORS, TARGET_PRIORS, type GeometryPriors,
+} from './street-scene.js';
 
-export const EMBEDDED_BENCHMARKS = ['synth2real', 'day2night'] as const;
+export const EMBEDDED_BENCHMARKS = ['synth2real', 'day2night', 'camera', 'fog', 'sensor', 'city19'] as const;
 export type EmbeddedBenchmarkName = (typeof EMBEDDED_BENCHMARKS)[number];
 
 /** Bumped when generation changes, so cached copies are regenerated. */
@@ -54,18 +65,62 @@ interface DomainPlan {
   style: DomainStyleName;
 }
 
-const PLANS: Record<EmbeddedBenchmarkName, { source: DomainPlan; target: DomainPlan }> = {
-  synth2real: { source: { priors: SOURCE_PRIORS, style: 'synthetic' }, target: { priors: TARGET_PRIORS, style: 'real' } },
-  day2night: { source: { priors: TARGET_PRIORS, style: 'real' }, target: { priors: TARGET_PRIORS, style: 'night' } },
+/** Which real layouts a benchmark is written in: synthetic → real, or a real source → a condition's target. */
+type LayoutPair = 'gta-cityscapes' | 'cityscapes-dark_zurich' | 'cityscapes-acdc';
+
+interface Plan {
+  source: DomainPlan;
+  target: DomainPlan;
+  layouts: LayoutPair;
+  classes: readonly number[];
+  /** For `ir2f data list`. */
+  describe: string;
+}
+
+const S19: GeometryPriors = { ...SOURCE_PRIORS, extras: EXTRA_PRIORS };
+const T19: GeometryPriors = { ...TARGET_PRIORS, extras: EXTRA_PRIORS };
+
+const PLANS: Record<EmbeddedBenchmarkName, Plan> = {
+  synth2real: {
+    source: { priors: SOURCE_PRIORS, style: 'synthetic' }, target: { priors: TARGET_PRIORS, style: 'real' }, layouts: 'gta-cityscapes',
+    classes: EMBEDDED_CLASS_IDS, describe: 'synthetic → real: textures, colours, sensor effects and camera priors (gta → cityscapes, 8 classes)',
+  },
+  day2night: {
+    source: { priors: TARGET_PRIORS, style: 'real' }, target: { priors: TARGET_PRIORS, style: 'night' }, layouts: 'cityscapes-dark_zurich',
+    classes: EMBEDDED_CLASS_IDS, describe: 'day → night: low light, colour casts, lamps and glare (cityscapes → dark_zurich, 8 classes)',
+  },
+  camera: {
+    source: { priors: SOURCE_PRIORS, style: 'synthetic' }, target: { priors: HIGH_WIDE_PRIORS, style: 'synthetic' }, layouts: 'gta-cityscapes',
+    classes: EMBEDDED_CLASS_IDS, describe: 'camera: higher mount, wider field of view, small objects, dense traffic; same appearance (8 classes)',
+  },
+  fog: {
+    source: { priors: TARGET_PRIORS, style: 'real' }, target: { priors: TARGET_PRIORS, style: 'fog' }, layouts: 'cityscapes-acdc',
+    classes: EMBEDDED_CLASS_IDS, describe: 'clear → fog: depth-dependent haze (cityscapes → acdc fog, 8 classes)',
+  },
+  sensor: {
+    source: { priors: TARGET_PRIORS, style: 'real' }, target: { priors: TARGET_PRIORS, style: 'degraded' }, layouts: 'gta-cityscapes',
+    classes: EMBEDDED_CLASS_IDS, describe: 'good → poor camera: resolution loss, motion blur, vignetting, colour cast, noise, heavy JPEG (8 classes)',
+  },
+  city19: {
+    source: { priors: S19, style: 'synthetic' }, target: { priors: T19, style: 'real' }, layouts: 'gta-cityscapes',
+    classes: ALL_CLASS_IDS, describe: 'synthetic → real with all 19 Cityscapes classes, thin ones included (traffic lights, signs, fences, bicycles)',
+  },
 };
+
+/** One line per benchmark for `ir2f data list`. */
+export const EMBEDDED_DESCRIPTIONS: Readonly<Record<EmbeddedBenchmarkName, string>> = Object.fromEntries(
+  Object.entries(PLANS).map(([k, p]) => [k, p.describe]),
+) as Record<EmbeddedBenchmarkName, string>;
 
 const pad = (n: number, w: number) => String(n).padStart(w, '0');
 
 /** Where each split lives and how it is read. */
 export function benchmarkLayouts(name: EmbeddedBenchmarkName, root: string): EmbeddedBenchmark {
-  const evalSpec: LabelSpec = { ...CITYSCAPES_TRAIN_IDS, name: `embedded-${name}`, evalClasses: EMBEDDED_CLASS_IDS };
-  const common = { name, root, classes: EMBEDDED_CLASS_IDS, evalSpec };
-  if (name === 'synth2real') {
+  const plan = PLANS[name];
+  if (!plan) throw new Ir2fError('INVALID_ARGUMENT', `unknown embedded benchmark '${String(name)}'; available: ${EMBEDDED_BENCHMARKS.join(', ')}`);
+  const evalSpec: LabelSpec = { ...CITYSCAPES_TRAIN_IDS, name: `embedded-${name}`, evalClasses: plan.classes };
+  const common = { name, root, classes: plan.classes, evalSpec };
+  if (plan.layouts === 'gta-cityscapes') {
     return {
       ...common,
       source: gta5(path.join(root, 'gta')),
@@ -73,7 +128,15 @@ export function benchmarkLayouts(name: EmbeddedBenchmarkName, root: string): Emb
       targetVal: cityscapes(path.join(root, 'cityscapes'), 'val'),
     };
   }
-  if (name === 'day2night') {
+  if (plan.layouts === 'cityscapes-acdc') {
+    return {
+      ...common,
+      source: cityscapes(path.join(root, 'cityscapes'), 'train'),
+      targetTrain: acdc(path.join(root, 'acdc'), { condition: 'fog', split: 'train' }),
+      targetVal: acdc(path.join(root, 'acdc'), { condition: 'fog', split: 'val' }),
+    };
+  }
+  {
     return {
       ...common,
       source: cityscapes(path.join(root, 'cityscapes'), 'train'),
@@ -81,7 +144,6 @@ export function benchmarkLayouts(name: EmbeddedBenchmarkName, root: string): Emb
       targetVal: darkZurich(path.join(root, 'dark_zurich'), { split: 'val' }),
     };
   }
-  throw new Ir2fError('INVALID_ARGUMENT', `unknown embedded benchmark '${String(name)}'; available: ${EMBEDDED_BENCHMARKS.join(', ')}`);
 }
 
 const TRAIN_TO_ID = new Map<number, number>();
@@ -118,6 +180,22 @@ function darkZurichWriter(split: 'train' | 'val'): Writer {
       { data: label, width: img.width, height: img.height });
   };
 }
+
+function acdcWriter(split: 'train' | 'val'): Writer {
+  const seq = split === 'train' ? 'GP010475' : 'GP010476';
+  return async (dir, i, img, label) => {
+    const stem = `${seq}_frame_${pad(i, 6)}`;
+    await writeRgbPng(path.join(dir, 'acdc', 'rgb_anon', 'fog', split, seq, `${stem}_rgb_anon.png`), img);
+    await writeGrayPng(path.join(dir, 'acdc', 'gt', 'fog', split, seq, `${stem}_gt_labelTrainIds.png`),
+      { data: label, width: img.width, height: img.height });
+  };
+}
+
+const WRITERS: Record<LayoutPair, () => [Writer, Writer, Writer]> = {
+  'gta-cityscapes': () => [gtaWriter(), cityscapesWriter('train'), cityscapesWriter('val')],
+  'cityscapes-dark_zurich': () => [cityscapesWriter('train'), darkZurichWriter('train'), darkZurichWriter('val')],
+  'cityscapes-acdc': () => [cityscapesWriter('train'), acdcWriter('train'), acdcWriter('val')],
+};
 
 async function renderSplit(
   rng: Rng, plan: DomainPlan, n: number, size: [number, number], write: Writer, dir: string,
@@ -161,15 +239,13 @@ export async function makeBenchmark(name: EmbeddedBenchmarkName, outDir: string,
   try {
     const rng = new Rng(`${name}:${seed}`);
     const plan = PLANS[name];
-    const [sourceWriter, trainWriter, valWriter] = name === 'synth2real'
-      ? [gtaWriter(), cityscapesWriter('train'), cityscapesWriter('val')]
-      : [cityscapesWriter('train'), darkZurichWriter('train'), darkZurichWriter('val')];
+    const [sourceWriter, trainWriter, valWriter] = WRITERS[plan.layouts]();
     await renderSplit(rng.fork('source'), plan.source, counts.source, size, sourceWriter, tmp);
     await renderSplit(rng.fork('target-train'), plan.target, counts.targetTrain, size, trainWriter, tmp);
     await renderSplit(rng.fork('target-val'), plan.target, counts.targetVal, size, valWriter, tmp);
     const manifest = {
       name, version: EMBEDDED_VERSION, seed, size, counts,
-      classes: EMBEDDED_CLASS_IDS.map((c) => CITYSCAPES_CLASSES[c]),
+      classes: plan.classes.map((c) => CITYSCAPES_CLASSES[c]),
     };
     await fs.writeFile(path.join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2));
     await fs.rm(root, { recursive: true, force: true });

@@ -10,9 +10,13 @@
 import sharp from 'sharp';
 import type { Rng } from '@ir2f/core';
 import type { RgbImage } from '../image-io.js';
-import { C, type Scene } from './street-scene.js';
+import { C, X, type Scene } from './street-scene.js';
 
-export type DomainStyleName = 'synthetic' | 'real' | 'night';
+/**
+ * `fog` (a weather shift): `real` under depth-dependent haze; `degraded` (a sensor shift): `real` through a
+ * poor camera (resolution loss, motion blur, vignetting, a colour cast, strong noise and JPEG).
+ */
+export type DomainStyleName = 'synthetic' | 'real' | 'night' | 'fog' | 'degraded';
 
 type RGB = [number, number, number];
 
@@ -42,11 +46,17 @@ function noise(x: number, y: number, scale: number, seed: number): number {
 const SYNTHETIC: Record<number, RGB> = {
   [C.road]: [110, 110, 118], [C.sidewalk]: [196, 150, 180], [C.building]: [150, 120, 95], [C.pole]: [140, 140, 150],
   [C.vegetation]: [60, 170, 60], [C.sky]: [90, 160, 235], [C.person]: [200, 60, 80], [C.car]: [40, 70, 200],
+  [X.wall]: [175, 160, 135], [X.fence]: [150, 110, 60], [X.trafficLight]: [235, 200, 40], [X.trafficSign]: [235, 235, 40],
+  [X.terrain]: [150, 210, 110], [X.rider]: [240, 120, 40], [X.truck]: [70, 60, 170], [X.bus]: [40, 150, 160],
+  [X.train]: [110, 70, 150], [X.motorcycle]: [30, 30, 235], [X.bicycle]: [170, 40, 40],
 };
 /** Target colours: the source's hues pulled toward muted, real-world ones (a shift, not a new palette). */
 const REAL_TARGET: Record<number, RGB> = {
   [C.road]: [72, 70, 74], [C.sidewalk]: [178, 174, 166], [C.building]: [120, 110, 104], [C.pole]: [48, 50, 54],
   [C.vegetation]: [70, 90, 45], [C.sky]: [190, 200, 212], [C.person]: [70, 60, 64], [C.car]: [105, 105, 112],
+  [X.wall]: [140, 134, 124], [X.fence]: [100, 94, 86], [X.trafficLight]: [38, 38, 40], [X.trafficSign]: [190, 192, 196],
+  [X.terrain]: [112, 118, 72], [X.rider]: [64, 56, 70], [X.truck]: [160, 158, 150], [X.bus]: [205, 190, 150],
+  [X.train]: [125, 128, 134], [X.motorcycle]: [52, 52, 58], [X.bicycle]: [72, 72, 78],
 };
 const REAL_MIX = 0.5;
 const REAL: Record<number, RGB> = Object.fromEntries(Object.entries(REAL_TARGET).map(([k, v]) => [
@@ -122,6 +132,8 @@ export async function renderScene(scene: Scene, style: DomainStyleName, rng: Rng
   const seed = rng.uint32() & 0x7fffffff;
   const px = new Float32Array(width * height * 3);
   const shade = style === 'synthetic' ? shadeSynthetic : shadeReal;
+  // the fog's and the camera's own draws come from forks, so 'real' renders stay as they were
+  const extra = rng.fork('style');
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       const i = y * width + x;
@@ -132,8 +144,10 @@ export async function renderScene(scene: Scene, style: DomainStyleName, rng: Rng
     }
   }
   if (style === 'night') applyNight(scene, px, rng);
+  if (style === 'fog') applyFog(scene, px, extra);
   let data = Uint8Array.from(px, clamp);
   if (style === 'synthetic') return { data, width, height };
+  if (style === 'degraded') return degrade(data, width, height, extra);
 
   // sensor: blur, noise, then JPEG compression
   const blurred = await sharp(data, { raw: { width, height, channels: 3 } }).blur(0.6 + 0.4 * rng.next()).raw().toBuffer();
@@ -143,6 +157,47 @@ export async function renderScene(scene: Scene, style: DomainStyleName, rng: Rng
   const jpeg = await sharp(data, { raw: { width, height, channels: 3 } }).jpeg({ quality: 35 + rng.int(30) }).toBuffer();
   const decoded = await sharp(jpeg).removeAlpha().raw().toBuffer();
   return { data: new Uint8Array(decoded), width, height };
+}
+
+/**
+ * Koschmieder haze: I = J·T + A·(1 − T), T = exp(−β·depth). Depth grows toward the horizon on the ground and is
+ * far above it (façades, sky); β and the airlight vary per image.
+ */
+function applyFog(scene: Scene, px: Float32Array, rng: Rng): void {
+  const { width, height, horizon } = scene;
+  const beta = 1.2 + 1.6 * rng.next();
+  const air = 185 + 35 * rng.next();
+  for (let y = 0; y < height; y++) {
+    const depth = y > horizon ? Math.min(1.6, 6 / (y - horizon + 6)) : 1.6;
+    const T = Math.exp(-beta * depth);
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 3;
+      for (let c = 0; c < 3; c++) px[i + c] = px[i + c] * T + air * (c === 2 ? 1.02 : 1) * (1 - T);
+    }
+  }
+}
+
+/** A poor camera: half resolution, horizontal motion blur, vignetting, a colour cast, strong noise, low JPEG quality. */
+async function degrade(data: Uint8Array, width: number, height: number, rng: Rng): Promise<RgbImage> {
+  const raw = { raw: { width, height, channels: 3 as const } };
+  const small = await sharp(data, raw).resize(Math.round(width / 2), Math.round(height / 2), { kernel: 'linear' }).toBuffer();
+  const k = 3 + 2 * rng.int(2);
+  let img = new Uint8Array(await sharp(small, { raw: { width: Math.round(width / 2), height: Math.round(height / 2), channels: 3 } })
+    .resize(width, height, { kernel: 'linear' })
+    // horizontal motion blur (sharp's kernels are at least 3 high: the middle row only)
+    .convolve({ width: k, height: 3, kernel: [...new Array<number>(k).fill(0), ...new Array<number>(k).fill(1 / k), ...new Array<number>(k).fill(0)] })
+    .raw().toBuffer());
+  const gain: RGB = [1 + 0.25 * (rng.next() - 0.3), 1, 1 - 0.25 * rng.next()];
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const v = 1 - 0.45 * (((x - width / 2) / width) ** 2 + ((y - height / 2) / height) ** 2) * 2;
+      const i = (y * width + x) * 3;
+      for (let c = 0; c < 3; c++) img[i + c] = clamp(Math.round(img[i + c] * v * gain[c] + rng.normal(0, 16)));
+    }
+  }
+  const jpeg = await sharp(img, raw).jpeg({ quality: 8 + rng.int(14) }).toBuffer();
+  img = new Uint8Array(await sharp(jpeg).removeAlpha().raw().toBuffer());
+  return { data: img, width, height };
 }
 
 /**

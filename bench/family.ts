@@ -1,0 +1,136 @@
+/**
+ * `npm run bench -- family`: the small preset across the embedded family (issue: presets that hold beyond one
+ * renderer). For each member: source-only, baseline and oracle over paired seeds, the baseline's paired gain over
+ * source-only (mean ± std, t) and the share of the source-only → oracle gap it closes; IR2F rungs, when named
+ * in --variants, against the baseline with §5.3's rule. With --curve, baseline and source-only at a longer
+ * schedule evaluated every 100 steps on two members: mIoU against steps, the evidence for the step budget.
+ *
+ *   npm run bench -- family [--members camera,fog,sensor,city19,synth2real,day2night] [--seeds 3]
+ *                           [--variants source-only,baseline,oracle,...] [--table-only] [--fresh]
+ *                           [--curve [--curve-steps 1200] [--curve-members camera,fog]]
+ */
+import { parseArgs } from 'node:util';
+import { promises as fs } from 'node:fs';
+import sharp from 'sharp';
+import { EMBEDDED_BENCHMARKS, type EmbeddedBenchmarkName } from '@ir2f/datasets';
+import { pairedStats, readRun, runStored, VARIANTS, type RunRecord, type VariantName } from './ablation.js';
+import { writeSection } from './timing.js';
+
+const pct = (x: number) => (100 * x).toFixed(1);
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const meanStd = (xs: number[]) => {
+  const m = mean(xs);
+  const sd = Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, xs.length - 1));
+  return xs.length > 1 ? `${pct(m)} ± ${pct(sd)}` : `${pct(m)} (1 seed)`;
+};
+const signed = (x: number, d = 2) => `${x >= 0 ? '+' : ''}${x.toFixed(d)}`;
+
+async function runsOf(member: string, variant: string, seeds: number[]): Promise<Map<number, RunRecord>> {
+  const runs = await Promise.all(seeds.map((s) => readRun(member, variant, s)));
+  return new Map(runs.filter((r): r is RunRecord => !!r).map((r) => [r.seed, r]));
+}
+
+export async function benchFamily(): Promise<void> {
+  const { values } = parseArgs({
+    args: process.argv.slice(3),
+    options: {
+      members: { type: 'string', default: 'camera,fog,sensor,city19,synth2real,day2night' }, seeds: { type: 'string', default: '3' },
+      variants: { type: 'string', default: 'source-only,baseline,oracle' }, 'table-only': { type: 'boolean', default: false },
+      fresh: { type: 'boolean', default: false }, curve: { type: 'boolean', default: false }, 'curve-steps': { type: 'string', default: '1200' },
+      'curve-members': { type: 'string', default: 'camera,fog' },
+    },
+  });
+  const members = values.members!.split(',') as EmbeddedBenchmarkName[];
+  for (const m of members) if (!(EMBEDDED_BENCHMARKS as readonly string[]).includes(m)) throw new Error(`unknown member '${m}'; known: ${EMBEDDED_BENCHMARKS.join(', ')}`);
+  const variants = values.variants!.split(',') as VariantName[];
+  for (const v of variants) if (!(v in VARIANTS)) throw new Error(`unknown variant '${v}'; known: ${Object.keys(VARIANTS).join(', ')}`);
+  for (const need of ['source-only', 'baseline', 'oracle'] as const) if (!variants.includes(need)) variants.unshift(need);
+  const seeds = Array.from({ length: Number(values.seeds) }, (_, i) => i);
+  if (!values['table-only']) await runStored({ benchmarks: members, variants, seeds, fresh: values.fresh });
+  if (values.curve) {
+    const steps = Number(values['curve-steps']);
+    await runStored({
+      benchmarks: values['curve-members']!.split(',') as EmbeddedBenchmarkName[], variants: ['source-only', 'baseline'], seeds: [0],
+      set: [`train.steps=${steps}`, 'train.evalEvery=100', `train.checkpointEvery=${steps}`], recordAs: (v) => `${v}@${steps}`, curve: true, fresh: values.fresh,
+    });
+  }
+
+  const rows = [
+    '| member | source-only | baseline | oracle | baseline − source-only (paired, mean ± std) | t | share of the gap closed | ms/it (baseline) |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  const rungs = ['| member | variant − baseline | paired seeds | Δ mIoU (mean ± std) | t | Δ boundary mIoU | ms/it (variant / baseline) |', '|---|---|---|---|---|---|---|'];
+  const shares: number[] = [];
+  const gains: { member: string; positive: boolean }[] = [];
+  for (const member of members) {
+    const [so, base, oracle] = await Promise.all(['source-only', 'baseline', 'oracle'].map((v) => runsOf(member, v, seeds)));
+    const paired = seeds.filter((s) => so.has(s) && base.has(s));
+    if (!paired.length) continue;
+    const d = pairedStats(paired.map((s) => 100 * (base.get(s)!.miou - so.get(s)!.miou)));
+    const closed = seeds.filter((s) => so.has(s) && base.has(s) && oracle.has(s))
+      .map((s) => (base.get(s)!.miou - so.get(s)!.miou) / (oracle.get(s)!.miou - so.get(s)!.miou));
+    if (closed.length) shares.push(mean(closed));
+    gains.push({ member, positive: d.mean > 0 });
+    const col = (m: Map<number, RunRecord>) => (m.size ? meanStd([...m.values()].map((r) => r.miou)) : '—');
+    rows.push(`| ${member} | ${col(so)} | ${col(base)} | ${col(oracle)} | ${signed(d.mean)} ± ${d.std.toFixed(2)} (${paired.length} seeds) | ` +
+      `${Number.isFinite(d.t) ? d.t.toFixed(2) : '—'} | ${closed.length ? `${(100 * mean(closed)).toFixed(0)} %` : '—'} | ${mean([...base.values()].map((r) => r.msPerStep)).toFixed(0)} |`);
+    for (const v of variants.filter((x) => !['source-only', 'baseline', 'oracle'].includes(x))) {
+      const runs = await runsOf(member, v, seeds);
+      const pairs = [...runs.keys()].filter((s) => base.has(s));
+      if (pairs.length < 2) continue;
+      const dv = pairedStats(pairs.map((s) => 100 * (runs.get(s)!.miou - base.get(s)!.miou)));
+      const db = pairedStats(pairs.map((s) => 100 * (runs.get(s)!.boundaryMiou - base.get(s)!.boundaryMiou)));
+      rungs.push(`| ${member} | ${VARIANTS[v].label} | ${pairs.join(',')} | ${signed(dv.mean)} ± ${dv.std.toFixed(2)} | ${dv.t.toFixed(2)} | ${signed(db.mean)} | ` +
+        `${mean(pairs.map((s) => runs.get(s)!.msPerStep)).toFixed(0)} / ${mean(pairs.map((s) => base.get(s)!.msPerStep)).toFixed(0)} |`);
+    }
+  }
+  const holds = gains.length > 0 && gains.every((g) => g.positive);
+  const verdict = `The preset ${holds ? 'holds' : 'does not hold'} across the family: the baseline beats source-only (paired mean > 0) on ` +
+    `${gains.filter((g) => g.positive).length} of ${gains.length} members${holds ? '' : ` (not on ${gains.filter((g) => !g.positive).map((g) => g.member).join(', ')})`}; ` +
+    `it closes ${shares.length ? (100 * mean(shares)).toFixed(0) : '—'} % of the source-only → oracle gap on average.`;
+  let curveText = '';
+  if (values.curve || values['table-only']) curveText = await curveSection(values['curve-members']!.split(','), Number(values['curve-steps']));
+  console.log(`\n${rows.join('\n')}\n\n${verdict}\n${rungs.length > 2 ? `\n${rungs.join('\n')}\n` : ''}${curveText}`);
+  await writeSection('The embedded family (small preset)',
+    `\`npm run bench -- ${process.argv.slice(2).join(' ')}\` (seeds ${seeds.join(', ')}; the small preset: mit-tiny-daformer, 96² crops, ` +
+    `400 steps; target mIoU on each member's 100 val images over its classes: 8, or 19 for city19; share of the gap = ` +
+    `(baseline − source-only) / (oracle − source-only), per seed, averaged).\n\n${rows.join('\n')}\n\n${verdict}\n` +
+    `${rungs.length > 2 ? `\nIR2F rungs against the baseline on the family:\n\n${rungs.join('\n')}\n` : ''}${curveText}`);
+}
+
+/** mIoU against steps from the curve runs that exist (a table, and a PNG next to the other figures). */
+async function curveSection(members: string[], steps: number): Promise<string> {
+  const series: { name: string; points: [number, number][] }[] = [];
+  for (const m of members) {
+    for (const v of ['source-only', 'baseline']) {
+      const r = await readRun(m, `${v}@${steps}`, 0);
+      if (r?.curve?.length) series.push({ name: `${m} ${v}`, points: r.curve });
+    }
+  }
+  if (!series.length) return '';
+  const stepsAt = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
+  const table = [`| step | ${series.map((s) => s.name).join(' | ')} |`, `|---|${series.map(() => '---|').join('')}`,
+    ...stepsAt.map((st) => `| ${st} | ${series.map((s) => { const p = s.points.find((q) => q[0] === st); return p ? pct(p[1]) : '—'; }).join(' | ')} |`)];
+  const file = new URL('../docs/images/family-curves.png', import.meta.url);
+  await fs.writeFile(file, await curvePng(series, steps));
+  return `\nStudent mIoU against steps at a ${steps}-step schedule (seed 0; \`--curve\`), figure docs/images/family-curves.png:\n\n${table.join('\n')}\n`;
+}
+
+async function curvePng(series: { name: string; points: [number, number][] }[], steps: number): Promise<Buffer> {
+  const [W, H, x0, y0, w, h] = [760, 420, 60, 30, 520, 340];
+  const ys = series.flatMap((s) => s.points.map((p) => p[1]));
+  const [lo, hi] = [Math.floor(Math.min(...ys) * 20) / 20, Math.ceil(Math.max(...ys) * 20) / 20];
+  const px = (x: number) => x0 + (x / steps) * w;
+  const py = (y: number) => y0 + h - ((y - lo) / Math.max(hi - lo, 0.05)) * h;
+  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
+  const lines = series.map((s, i) => `<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" stroke-dasharray="${s.name.endsWith('source-only') ? '5,4' : ''}" ` +
+    `points="${s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>` +
+    `<text x="${x0 + w + 12}" y="${y0 + 16 + i * 18}" font-size="12" fill="${colors[i % colors.length]}">${s.name}</text>`).join('\n');
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => `<text x="${px(f * steps)}" y="${y0 + h + 16}" font-size="11" text-anchor="middle">${Math.round(f * steps)}</text>` +
+    `<text x="${x0 - 6}" y="${py(lo + f * (hi - lo)) + 4}" font-size="11" text-anchor="end">${pct(lo + f * (hi - lo))}</text>`).join('');
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>
+<text x="${x0 + w / 2}" y="18" font-size="14" text-anchor="middle">student mIoU (%) against steps, ${steps}-step schedule</text>
+<rect x="${x0}" y="${y0}" width="${w}" height="${h}" fill="none" stroke="#888"/>${ticks}
+${lines}</svg>`;
+  return sharp(Buffer.from(svg)).png().toBuffer();
+}
