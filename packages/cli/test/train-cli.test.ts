@@ -188,7 +188,8 @@ test.serial('ir2f presets and data list print what exists', async (t) => {
   t.regex(p.out, /gta2cs-daformer +GTA5 → Cityscapes/);
   t.regex(p.out, /cs2dz-daformer/);
   const d = await run('data', 'list');
-  t.regex(d.out, /synth2real, day2night/);
+  for (const name of ['synth2real', 'day2night', 'camera', 'fog', 'sensor', 'city19']) t.regex(d.out, new RegExp(`^  ${name} +\\S`, 'm'));
+  t.regex(d.out, /folder:<dir> is your own data/);
 });
 
 test.serial('SIGTERM during ir2f train: the step finishes, a checkpoint is written, the run ends "interrupted"', async (t) => {
