@@ -50,22 +50,26 @@ export const VARIANTS: Record<string, Variant> = {
   'source-only': { label: 'source-only', set: ['train.mode="source-only"'], prior: undefined },
   baseline: { label: 'DAFormer-style baseline', set: [], prior: undefined },
   inr: { label: '+ INR rectifier (v2: redistribute)', set: [plugins([INR])], prior: 'inr' },
-  control: { label: 'control: RMM v2, r = teacher max-prob, no INR', set: [CONFIDENCE, plugins([RMM])], prior: 'confidence', gamma: true },
-  ir2f: { label: '+ INR + RMM v2 (IR2F)', set: [plugins([INR], [RMM])], prior: 'inr', gamma: true },
+  control: {
+    label: 'control: RMM v2 γ-weighted, r = teacher max-prob, no INR', set: [CONFIDENCE, plugins([RMM, { studentWeight: 'posterior' }])], prior: 'confidence', gamma: true,
+  },
+  ir2f: { label: '+ INR + RMM v2, γ-weighted student (§5.2 as written)', set: [plugins([INR], [RMM, { studentWeight: 'posterior' }])], prior: 'inr', gamma: true },
+  'ir2f-prior': {
+    label: '+ INR + RMM v2, student at the INR\'s weight, the mixture trains ψ (IR2F default)', set: [plugins([INR], [RMM, { studentWeight: 'rectifier' }])], prior: 'inr', gamma: true,
+  },
   oracle: { label: 'target oracle', set: ['train.mode="target-oracle"'], prior: undefined },
   // options (each one config value away from a rung)
   confidence: { label: 'r = teacher max-prob, redistribute, no RMM (option)', set: [CONFIDENCE], prior: 'confidence' },
   'inr-shift': { label: '+ INR, calibration on a shifted source view (option)', set: [plugins([INR, { calibrationView: 'shifted' }])], prior: 'inr' },
   'inr-replace': { label: '+ INR, r replaces q (v1 weighting, option)', set: [plugins([INR, { weighting: 'replace' }])], prior: 'inr' },
   'ir2f-shift': {
-    label: '+ INR (shifted calibration) + RMM v2 (option)', set: [plugins([INR, { calibrationView: 'shifted' }], [RMM])], prior: 'inr', gamma: true,
+    label: '+ INR (shifted calibration) + RMM v2 (option)', set: [plugins([INR, { calibrationView: 'shifted' }], [RMM, { studentWeight: 'posterior' }])], prior: 'inr', gamma: true,
   },
-  'ir2f-bootstrap': { label: '+ INR + RMM v2, bootstrapped soft target (option)', set: [plugins([INR], [RMM, { target: 'bootstrap' }])], prior: 'inr', gamma: true },
-  'ir2f-prior': {
-    label: '+ INR + RMM v2, student weighted by r, the mixture trains ψ (option)', set: [plugins([INR], [RMM, { studentWeight: 'rectifier' }])], prior: 'inr', gamma: true,
+  'ir2f-bootstrap': {
+    label: '+ INR + RMM v2, bootstrapped soft target (option)', set: [plugins([INR], [RMM, { studentWeight: 'posterior', target: 'bootstrap' }])], prior: 'inr', gamma: true,
   },
   'control-bootstrap': {
-    label: 'control, bootstrapped soft target (option)', set: [CONFIDENCE, plugins([RMM, { target: 'bootstrap' }])], prior: 'confidence', gamma: true,
+    label: 'control, bootstrapped soft target (option)', set: [CONFIDENCE, plugins([RMM, { studentWeight: 'posterior', target: 'bootstrap' }])], prior: 'confidence', gamma: true,
   },
   'ir2f-v1': { label: '+ INR + RMM v1 label mixture (option)', set: [plugins([INR], [RMM, { formulation: 'label-mixture' }])], prior: 'inr' },
 };
@@ -252,7 +256,7 @@ export async function runStored(o: {
 }
 
 export async function benchAblation(
-  defaultVariants: VariantName[] = ['source-only', 'baseline', 'inr', 'control', 'ir2f', 'oracle'], title = 'The ablation ladder (method v2)',
+  defaultVariants: VariantName[] = ['source-only', 'baseline', 'inr', 'control', 'ir2f', 'ir2f-prior', 'oracle'], title = 'The ablation ladder (method v2)',
 ): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(3), allowPositionals: true,

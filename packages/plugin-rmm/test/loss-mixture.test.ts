@@ -117,7 +117,7 @@ test('the gradient reaches r (ψ) through L_ψ and never the student through ℓ
   const labels = Array.from({ length: n }, (_, i) => i % K);
   const rs = Array.from({ length: n }, () => rng.uniform(0.1, 0.9));
   const source = Array.from({ length: n }, (_, i) => (i < 5 ? 1 : 0));
-  const loss = new RmmLoss({ lambda: 1 });
+  const loss = new RmmLoss({ lambda: 1, studentWeight: 'posterior' });
   loss.state!.set([1, 1, -1.5, 0.7, 0.3, 0.6]); // past the warm-up
   const base = input(logits, labels, rs, source);
   const z0 = base.studentLogits;
@@ -159,14 +159,14 @@ test('the gradient reaches r (ψ) through L_ψ and never the student through ℓ
 });
 
 test('during the warm-up the student\'s weight is q and L_ψ is reported but not trained', (t) => {
-  const loss = new RmmLoss();
+  const loss = new RmmLoss({ studentWeight: 'posterior' });
   const base = input([[2, 0, 0], [0, 2, 0], [0, 0, 2]], [0, 1, 2], [0.3, 0.6, 0.9], [0, 0, 0]);
   const [zv, rv] = [tf.variable(base.studentLogits, true, 'wu-z'), tf.variable(base.rectified!.rectification, true, 'wu-r')];
   const { grads } = tf.variableGrads(() => loss.compute({ ...base, studentLogits: zv, rectified: { ...base.rectified!, rectification: rv } }, ctx()).total, [zv, rv]);
   t.true(loss.mixture!.warmup, 'three equal losses do not separate');
   t.deepEqual(Object.keys(grads), ['wu-z'], 'no gradient reaches r');
   tf.dispose([zv, rv]);
-  const out = new RmmLoss().compute(base, ctx());
+  const out = new RmmLoss({ studentWeight: 'posterior' }).compute(base, ctx());
   const ce = -Math.log(softmax([2, 0, 0])[0]);
   t.true(Math.abs(out.parts.ce.dataSync()[0] - 0.5 * ce) < 1e-6, 'mean of q·CE with q = 0.5');
 });
@@ -177,7 +177,7 @@ test('redistribution class: γ̄ per pseudo-class, so each class keeps its share
   const rs = [0.6, 0.6, 0.6, 0.6];
   const state = [1, 1, -2, 0.5, 0, 0.5];
   const parts = (redistribution: 'batch' | 'class') => {
-    const loss = new RmmLoss({ redistribution });
+    const loss = new RmmLoss({ redistribution, studentWeight: 'posterior' });
     loss.state!.set(state);
     return loss.compute(input(logits, labels, rs, [0, 0, 0, 0]), ctx()).parts.ce.dataSync()[0];
   };
@@ -200,7 +200,8 @@ test('studentWeight rectifier: the student takes the rectifier\'s weight as with
   const rs = [0.9, 0.2, 0.7, 0.4];
   const weights = [0.8, 0.1, 0.6, 1];
   const source = [0, 0, 0, 1];
-  const loss = new RmmLoss({ studentWeight: 'rectifier' });
+  const loss = new RmmLoss();
+  t.is(loss.options.studentWeight, 'rectifier', 'the default');
   t.false(new RmmLoss({ studentWeight: 'rectifier', target: 'bootstrap' }).usesTeacherProbs, 'no soft target, so no teacher probabilities');
   loss.state!.set([1, 1, -2, 0.5, 0, 0.5]);
   const base = input(logits, labels, rs, source);
@@ -221,7 +222,7 @@ test('studentWeight rectifier: the student takes the rectifier\'s weight as with
 });
 
 test('bootstrap: the soft target γ·onehot(ŷ) + (1 − γ)·p_φ at weight q, and it asks for the teacher\'s probabilities', (t) => {
-  const loss = new RmmLoss({ target: 'bootstrap' });
+  const loss = new RmmLoss({ target: 'bootstrap', studentWeight: 'posterior' });
   t.true(loss.usesTeacherProbs);
   loss.state!.set([1, 1, -2, 0.5, 0, 0.5]);
   const logits = [[1, 0, 0], [0, 1, 0]];
