@@ -100,13 +100,15 @@ export async function dataCheck(arg: string, opts: DataCheckCliOptions, log: (li
     const imagesOnly = lone.size ? (await scanDataset(layout, { labelled: false })).items.filter((i) => lone.has(i.id)) : [];
     check.report = await checkDataset({ ...ds, items: [...ds.items, ...imagesOnly] }, {
       numClasses: spec.classes.length, scored: name === 'val' || (asTarget && ds.items.some((i) => i.label)),
-      collect: true, onProgress: opts.onProgress && ((done, total) => opts.onProgress!(name, done, total)),
+      collect: true, onProgress: opts.onProgress && ((done, total) => opts.onProgress!(split ?? 'folder', done, total)),
     });
   }
   if (!spec) throw new Ir2fError('DATASET_LAYOUT', splits.map((s) => s.scanError).filter(Boolean).join('; ') || `nothing to check under ${base.root}`);
   const problems = splits.flatMap((s) => [
     ...(s.scanError ? [{ split: s.split, file: s.layout.root, message: s.scanError }] : []),
-    ...s.orphanLabels.map((f) => ({ split: s.split, file: f, message: `label ${f} has no image (expected under ${path.join(s.layout.root, s.layout.imageDir)})` })),
+    ...s.orphanLabels.map((f) => ({
+      split: s.split, file: f, message: `label ${path.join(s.layout.root, s.layout.labels[0].dir, f)} has no image (expected under ${path.join(s.layout.root, s.layout.imageDir)})`,
+    })),
     ...(!asTarget && s.dataset?.labelSource ? s.unpaired.map((id) => ({ split: s.split, file: id, message: `image ${id} has no label (a source image needs one; pass --as target for a target set)` })) : []),
     ...(s.report?.problems ?? []).map((p) => ({ split: s.split, file: p.file, message: p.message })),
   ]);
@@ -134,7 +136,7 @@ function printReport(base: DataSpec, spec: LabelSpec, splits: SplitCheck[], prob
     const r = s.report!;
     const sizes = [...r.sizes].sort((a, b) => b[1] - a[1]);
     rows.push([
-      s.split, String(r.images + r.skipped.length), String(r.labels), String(s.unpaired.length), String(s.orphanLabels.length),
+      s.split, String((s.dataset?.items.length ?? 0) + s.unpaired.length), String(r.labels), String(s.unpaired.length), String(s.orphanLabels.length),
       String(r.problems.filter((p) => p.code === 'CORRUPT_IMAGE').length),
       sizes.slice(0, 3).map(([k, n]) => `${k} (${n})`).join(', ') + (sizes.length > 3 ? ` … ${sizes.length} sizes` : ''),
     ]);

@@ -284,3 +284,39 @@ test.serial('a 4×4 image and a 1800×1200 one (above AUTO_SLIDE_PIXELS) predict
     t.deepEqual([meta.width, meta.height], [w, h]);
   }
 });
+
+test.serial('data check lists each problem of a folder (unreadable, size, colours outside the spec, unpaired both ways) and exits 1; a clean one exits 0 with counts', async (t) => {
+  const own = await ownData();
+  const clean = await run('data', 'check', `folder:${own}/src`, '--classes', path.join(own, 'pal.yaml'), '--out', f('clean-check.png'));
+  t.is(clean.code, 0, clean.err);
+  t.regex(clean.out, /^ {2}all +2 +2 +0 +0 +0 +48×40 \(2\)$/m);
+  t.regex(clean.out, /^ {2}lava +50\.0 % +2$/m);
+  t.regex(clean.out, /no problems found/);
+  const root = f('own-broken');
+  for (const sub of ['images', 'labels']) await mkdir(path.join(root, sub), { recursive: true });
+  const image = (file: string) => sharp(Buffer.alloc(48 * 40 * 3, 90), { raw: { width: 48, height: 40, channels: 3 } }).png().toFile(file);
+  const label = (file: string, w = 48, colour = [200, 0, 0]) => {
+    const data = Buffer.alloc(w * 40 * 3);
+    for (let i = 0; i < w * 40; i++) data.set(colour, i * 3);
+    return sharp(data, { raw: { width: w, height: 40, channels: 3 } }).png().toFile(file);
+  };
+  await image(path.join(root, 'images/ok.png'));
+  await label(path.join(root, 'labels/ok.png'));
+  await writeFile(path.join(root, 'images/corrupt.png'), 'garbage');
+  await label(path.join(root, 'labels/corrupt.png'));
+  await image(path.join(root, 'images/small.png'));
+  await label(path.join(root, 'labels/small.png'), 20);
+  await image(path.join(root, 'images/odd.png'));
+  await label(path.join(root, 'labels/odd.png'), 48, [1, 2, 3]);
+  await image(path.join(root, 'images/nolabel.png'));
+  await label(path.join(root, 'labels/noimage.png'));
+  const r = await run('data', 'check', `folder:${root}`, '--classes', path.join(own, 'pal.yaml'), '--out', f('broken-check.png'));
+  t.is(r.code, 1);
+  t.regex(r.err, /^ir2f: data check: 5 problem\(s\) would stop training/);
+  t.regex(r.out, /^ {2}all +5 +1 +1 +1 +1 +48×40 \(4\)$/m);
+  for (const culprit of [/own-broken\/labels\/noimage\.png has no image/, /image nolabel has no label/, /corrupt\.png.*(corrupt|not an image)/, /small\.png is 20×40 but its image/, /odd\.png has colours outside .*\[1, 2, 3\]/]) {
+    t.regex(r.out, culprit);
+  }
+  t.regex(r.out, /label values outside the spec: \[1, 2, 3\] \(1920 px\)/);
+  t.true((await readdir(dir)).includes('broken-check.png'), 'the PNG is written even when problems are found');
+});

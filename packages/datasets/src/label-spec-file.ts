@@ -15,6 +15,7 @@
  * become source train ids by `mapping` or by equal name; source classes it lacks leave its mIoU.
  */
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import YAML from 'yaml';
 import { describeIssues, Ir2fError, z } from '@ir2f/core';
 import { IGNORE_INDEX, type LabelSpec } from './label-specs.js';
@@ -103,7 +104,7 @@ export function labelSpecFromObject(raw: unknown, where = '(inline)'): CustomLab
   const unknown = evalNames.filter((n) => !names.includes(n));
   if (unknown.length) throw invalid(where, `evalClasses name(s) not among the classes: ${unknown.join(', ')} (classes: ${names.join(', ')})`);
   return {
-    name: f.name ?? where, file: where, classes: names, ignoreIndex: IGNORE_INDEX,
+    name: f.name ?? path.basename(where), file: where, classes: names, ignoreIndex: IGNORE_INDEX,
     palette: f.classes.map((c, k) => c.color ?? displayColor(k)),
     rawToTrainId, colorToTrainId, evalClasses: names.map((_, k) => k).filter((k) => evalNames.includes(names[k])),
     mapping: f.mapping,
