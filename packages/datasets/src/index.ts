@@ -38,4 +38,5 @@ export {
   type ExtraPriors, type GeometryPriors, type LightSource, type Scene, type SceneObject,
 } from './embedded/street-scene.js';
 export { renderScene, type DomainStyleName } from './embedded/render.js';
+export { applyLens, type LensPriors } from './embedded/lens.js';
 export { evalSamples, udaData, type UdaDataOptions } from './uda-data.js';

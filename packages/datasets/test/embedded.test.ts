@@ -97,18 +97,7 @@ test('the domain shift is real: a tiny model trained on source loses clearly on 
   await initBackend('wasm');
   const { dir, cleanup } = await tempDir();
   try {
-    /** The layouts each member is written in: [source, target val]. */
-const LAYOUTS: Record<EmbeddedBenchmarkName, [string, string]> = {
-  synth2real: ['gta', 'cityscapes'], day2night: ['cityscapes', 'dark_zurich'], camera: ['gta', 'cityscapes'], fog: ['cityscapes', 'acdc'],
-  sensor: ['gta', 'cityscapes'], city19: ['gta', 'cityscapes'],
-};
-
-test('the family: every member is listed with a description and written in its layouts', (t) => {
-  t.deepEqual([...EMBEDDED_BENCHMARKS].sort(), Object.keys(LAYOUTS).sort());
-  for (const name of EMBEDDED_BENCHMARKS) t.true(EMBEDDED_DESCRIPTIONS[name].length > 20, name);
-});
-
-for (const name of EMBEDDED_BENCHMARKS) {
+    for (const name of EMBEDDED_BENCHMARKS) {
       const b = await makeBenchmark(name, path.join(dir, name), small);
       const [src, tgt, val] = await Promise.all([scanDataset(b.source), scanDataset(b.targetTrain), scanDataset(b.targetVal)]);
       const sourceOnly = await trainToyOn(src, { steps: 80, seed: 1 });

@@ -7,8 +7,10 @@
  * - `day2night`: source `cityscapes/` (real style, day) → target `dark_zurich/` (the same kind of scenes at night).
  *
  * The family (DESIGN's small presets are chosen across all of them; each shifts one thing of another kind):
- * - `camera`: synthetic → synthetic through another camera: mounted higher, wider field of view (the horizon
- *   high in the frame, small objects, denser traffic); appearance unchanged.
+ * - `camera`: real → real through another good camera: its colour response (white balance, tone curve,
+ *   saturation), a rolled mount and a wide-angle lens (barrel distortion), mounted higher (the horizon high in
+ *   the frame, small objects, denser traffic). Geometry alone barely moves a small model (measured: no gap at
+ *   the toy scale), the response is what two real cameras differ in first.
  * - `fog`: real, clear → real in fog (depth-dependent haze), in the ACDC layout (`acdc/rgb_anon/fog/…`).
  * - `sensor`: real → real through a poor camera (resolution loss, motion blur, vignetting, colour cast, strong
  *   noise, heavy JPEG).
@@ -29,6 +31,7 @@ import {
 } from '../label-specs.js';
 import { acdc, cityscapes, darkZurich, gta5, type DatasetLayout } from '../layouts.js';
 import { renderScene, type DomainStyleName } from './render.js';
+import { applyLens, type LensPriors } from './lens.js';
 import {
   ALL_CLASS_IDS, EMBEDDED_CLASS_IDS, EXTRA_PRIORS, HIGH_WIDE_PRIORS, layoutScene, SOURCE_PRIORS, TARGET_PRIORS, type GeometryPriors,
 } from './street-scene.js';
@@ -37,7 +40,7 @@ export const EMBEDDED_BENCHMARKS = ['synth2real', 'day2night', 'camera', 'fog', 
 export type EmbeddedBenchmarkName = (typeof EMBEDDED_BENCHMARKS)[number];
 
 /** Bumped when generation changes, so cached copies are regenerated. */
-export const EMBEDDED_VERSION = 1;
+export const EMBEDDED_VERSION = 2;
 
 export interface MakeOptions {
   seed?: number;
@@ -63,6 +66,8 @@ export interface EmbeddedBenchmark {
 interface DomainPlan {
   priors: GeometryPriors;
   style: DomainStyleName;
+  /** Another camera's optics (roll, wide-angle distortion), applied to image and label together. */
+  lens?: LensPriors;
 }
 
 /** Which real layouts a benchmark is written in: synthetic → real, or a real source → a condition's target. */
@@ -77,6 +82,11 @@ interface Plan {
   describe: string;
 }
 
+/** The other camera's optics: a rolled mount and a wide-angle lens. */
+const WIDE_ROLLED_LENS: LensPriors = {
+  roll: [4, 12], barrel: [0.15, 0.35], response: { red: [0.8, 0.9], blue: [1.1, 1.25], gamma: [0.7, 0.85], saturation: [0.55, 0.75] },
+};
+
 const S19: GeometryPriors = { ...SOURCE_PRIORS, extras: EXTRA_PRIORS };
 const T19: GeometryPriors = { ...TARGET_PRIORS, extras: EXTRA_PRIORS };
 
@@ -90,8 +100,8 @@ const PLANS: Record<EmbeddedBenchmarkName, Plan> = {
     classes: EMBEDDED_CLASS_IDS, describe: 'day → night: low light, colour casts, lamps and glare (cityscapes → dark_zurich, 8 classes)',
   },
   camera: {
-    source: { priors: SOURCE_PRIORS, style: 'synthetic' }, target: { priors: HIGH_WIDE_PRIORS, style: 'synthetic' }, layouts: 'gta-cityscapes',
-    classes: EMBEDDED_CLASS_IDS, describe: 'camera: higher mount, wider field of view, small objects, dense traffic; same appearance (8 classes)',
+    source: { priors: SOURCE_PRIORS, style: 'real' }, target: { priors: HIGH_WIDE_PRIORS, style: 'real', lens: WIDE_ROLLED_LENS }, layouts: 'gta-cityscapes',
+    classes: EMBEDDED_CLASS_IDS, describe: 'another camera: its colour response (white balance, tone curve, saturation), a rolled mount and a wide-angle lens, mounted higher: small objects, dense traffic (8 classes)',
   },
   fog: {
     source: { priors: TARGET_PRIORS, style: 'real' }, target: { priors: TARGET_PRIORS, style: 'fog' }, layouts: 'cityscapes-acdc',
@@ -206,7 +216,11 @@ async function renderSplit(
     for (let i = start; i < Math.min(n, start + batch); i++) {
       const r = rng.fork(`image-${i}`);
       const scene = layoutScene(r.fork('layout'), size[0], size[1], plan.priors);
-      jobs.push(renderScene(scene, plan.style, r.fork('render')).then((img) => write(dir, i, img, scene.label)));
+      jobs.push(renderScene(scene, plan.style, r.fork('render')).then((img) => {
+        if (!plan.lens) return write(dir, i, img, scene.label);
+        const seen = applyLens(img, scene.label, plan.lens, r.fork('lens'));
+        return write(dir, i, seen.image, seen.label);
+      }));
     }
     await Promise.all(jobs);
   }
