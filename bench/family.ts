@@ -3,11 +3,12 @@
  * renderer). For each member: source-only, baseline and oracle over paired seeds, the baseline's paired gain over
  * source-only (mean ± std, t) and the share of the source-only → oracle gap it closes; IR2F rungs, when named
  * in --variants, against the baseline with §5.3's rule. With --curve, baseline and source-only at a longer
- * schedule evaluated every 100 steps on two members: mIoU against steps, the evidence for the step budget.
+ * schedule evaluated every 100 steps on two members (and the oracle): mIoU and the share of the gap closed against
+ * steps, the evidence for the step budget.
  *
  *   npm run bench -- family [--members camera,fog,sensor,city19,synth2real,day2night] [--seeds 3]
  *                           [--variants source-only,baseline,oracle,...] [--table-only] [--fresh]
- *                           [--curve [--curve-steps 1200] [--curve-members camera,fog]]
+ *                           [--curve [--curve-steps 1200] [--curve-members sensor,city19]]
  */
 import { parseArgs } from 'node:util';
 import { promises as fs } from 'node:fs';
@@ -37,7 +38,7 @@ export async function benchFamily(): Promise<void> {
       members: { type: 'string', default: 'camera,fog,sensor,city19,synth2real,day2night' }, seeds: { type: 'string', default: '3' },
       variants: { type: 'string', default: 'source-only,baseline,oracle' }, 'table-only': { type: 'boolean', default: false },
       fresh: { type: 'boolean', default: false }, curve: { type: 'boolean', default: false }, 'curve-steps': { type: 'string', default: '1200' },
-      'curve-members': { type: 'string', default: 'camera,fog' },
+      'curve-members': { type: 'string', default: 'sensor,city19' },
     },
   });
   const members = values.members!.split(',') as EmbeddedBenchmarkName[];
@@ -50,7 +51,7 @@ export async function benchFamily(): Promise<void> {
   if (values.curve) {
     const steps = Number(values['curve-steps']);
     await runStored({
-      benchmarks: values['curve-members']!.split(',') as EmbeddedBenchmarkName[], variants: ['source-only', 'baseline'], seeds: [0],
+      benchmarks: values['curve-members']!.split(',') as EmbeddedBenchmarkName[], variants: ['source-only', 'baseline', 'oracle'], seeds: [0],
       set: [`train.steps=${steps}`, 'train.evalEvery=100', `train.checkpointEvery=${steps}`], recordAs: (v) => `${v}@${steps}`, curve: true, fresh: values.fresh,
     });
   }
@@ -101,19 +102,29 @@ export async function benchFamily(): Promise<void> {
 /** mIoU against steps from the curve runs that exist (a table, and a PNG next to the other figures). */
 async function curveSection(members: string[], steps: number): Promise<string> {
   const series: { name: string; points: [number, number][] }[] = [];
+  // the share of the source-only → oracle gap the baseline has closed at each step, per member with all three
+  const shares: { name: string; at: Map<number, number> }[] = [];
   for (const m of members) {
-    for (const v of ['source-only', 'baseline']) {
+    const runs = new Map<string, [number, number][]>();
+    for (const v of ['source-only', 'baseline', 'oracle']) {
       const r = await readRun(m, `${v}@${steps}`, 0);
-      if (r?.curve?.length) series.push({ name: `${m} ${v}`, points: r.curve });
+      if (r?.curve?.length) { series.push({ name: `${m} ${v}`, points: r.curve }); runs.set(v, r.curve); }
+    }
+    const [so, base, or] = ['source-only', 'baseline', 'oracle'].map((v) => new Map(runs.get(v) ?? []));
+    if (so.size && base.size && or.size) {
+      shares.push({ name: `${m} share`, at: new Map([...base.keys()].filter((st) => so.has(st) && or.has(st))
+        .map((st) => [st, (base.get(st)! - so.get(st)!) / (or.get(st)! - so.get(st)!)])) });
     }
   }
   if (!series.length) return '';
   const stepsAt = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
-  const table = [`| step | ${series.map((s) => s.name).join(' | ')} |`, `|---|${series.map(() => '---|').join('')}`,
-    ...stepsAt.map((st) => `| ${st} | ${series.map((s) => { const p = s.points.find((q) => q[0] === st); return p ? pct(p[1]) : '—'; }).join(' | ')} |`)];
+  const cell = (v: number | undefined, unit = '') => (v === undefined ? '—' : `${pct(v)}${unit}`);
+  const table = [`| step | ${[...series, ...shares].map((s) => s.name).join(' | ')} |`, `|---|${[...series, ...shares].map(() => '---|').join('')}`,
+    ...stepsAt.map((st) => `| ${st} | ${[...series.map((s) => cell(s.points.find((q) => q[0] === st)?.[1])), ...shares.map((s) => cell(s.at.get(st), ' %'))].join(' | ')} |`)];
   const file = new URL('../docs/images/family-curves.png', import.meta.url);
   await fs.writeFile(file, await curvePng(series, steps));
-  return `\nStudent mIoU against steps at a ${steps}-step schedule (seed 0; \`--curve\`), figure docs/images/family-curves.png:\n\n${table.join('\n')}\n`;
+  return `\nStudent mIoU against steps at a ${steps}-step schedule (seed 0; \`--curve\`; the share is (baseline − source-only) / ` +
+    `(oracle − source-only) at that step), figure docs/images/family-curves.png:\n\n${table.join('\n')}\n`;
 }
 
 async function curvePng(series: { name: string; points: [number, number][] }[], steps: number): Promise<Buffer> {
@@ -123,9 +134,12 @@ async function curvePng(series: { name: string; points: [number, number][] }[], 
   const px = (x: number) => x0 + (x / steps) * w;
   const py = (y: number) => y0 + h - ((y - lo) / Math.max(hi - lo, 0.05)) * h;
   const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
-  const lines = series.map((s, i) => `<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" stroke-dasharray="${s.name.endsWith('source-only') ? '5,4' : ''}" ` +
+  const dash = (name: string) => (name.endsWith('source-only') ? '5,4' : name.endsWith('oracle') ? '1,3' : '');
+  // one colour per member, one dash per variant
+  const memberColour = (name: string) => colors[[...new Set(series.map((x) => x.name.split(' ')[0]))].indexOf(name.split(' ')[0]) % colors.length];
+  const lines = series.map((s, i) => `<polyline fill="none" stroke="${memberColour(s.name)}" stroke-width="2" stroke-dasharray="${dash(s.name)}" ` +
     `points="${s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>` +
-    `<text x="${x0 + w + 12}" y="${y0 + 16 + i * 18}" font-size="12" fill="${colors[i % colors.length]}">${s.name}</text>`).join('\n');
+    `<text x="${x0 + w + 12}" y="${y0 + 16 + i * 18}" font-size="12" fill="${memberColour(s.name)}">${s.name}</text>`).join('\n');
   const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => `<text x="${px(f * steps)}" y="${y0 + h + 16}" font-size="11" text-anchor="middle">${Math.round(f * steps)}</text>` +
     `<text x="${x0 - 6}" y="${py(lo + f * (hi - lo)) + 4}" font-size="11" text-anchor="end">${pct(lo + f * (hi - lo))}</text>`).join('');
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>
