@@ -9,6 +9,11 @@
  *   npm run bench -- family [--members camera,fog,sensor,city19,synth2real,day2night] [--seeds 3]
  *                           [--variants source-only,baseline,oracle,...] [--table-only] [--fresh]
  *                           [--curve [--curve-steps 1200] [--curve-members sensor,city19]]
+ *                           [--tag NAME --set key=value ... [--tag-variants baseline]]
+ *
+ * A preset candidate is a tag and its --sets: the tagged variants run with them and are stored as
+ * `<variant>+<tag>`; the others are the untagged (preset) runs, so a change that only the baseline sees (τ, the
+ * mixer) costs only the baseline's runs. Each candidate keeps its own section in bench/RESULTS.md.
  */
 import { parseArgs } from 'node:util';
 import { promises as fs } from 'node:fs';
@@ -39,21 +44,38 @@ export async function benchFamily(): Promise<void> {
       variants: { type: 'string', default: 'source-only,baseline,oracle' }, 'table-only': { type: 'boolean', default: false },
       fresh: { type: 'boolean', default: false }, curve: { type: 'boolean', default: false }, 'curve-steps': { type: 'string', default: '1200' },
       'curve-members': { type: 'string', default: 'sensor,city19' },
+      tag: { type: 'string' }, set: { type: 'string', multiple: true, default: [] },
+      'tag-variants': { type: 'string', default: 'source-only,baseline,oracle' },
     },
   });
+  const tag = values.tag;
+  if (values.set!.length && !tag) throw new Error('--set needs --tag NAME: the candidate\'s runs are stored under it');
+  if (tag && !/^[\w.=-]+$/.test(tag)) throw new Error(`--tag '${tag}': letters, digits, '.', '=', '-' and '_' only (it names files)`);
+  const tagged = new Set(tag ? values['tag-variants']!.split(',') : []);
+  const stored = (v: string) => (tagged.has(v) ? `${v}+${tag}` : v);
   const members = values.members!.split(',') as EmbeddedBenchmarkName[];
   for (const m of members) if (!(EMBEDDED_BENCHMARKS as readonly string[]).includes(m)) throw new Error(`unknown member '${m}'; known: ${EMBEDDED_BENCHMARKS.join(', ')}`);
   const variants = values.variants!.split(',') as VariantName[];
   for (const v of variants) if (!(v in VARIANTS)) throw new Error(`unknown variant '${v}'; known: ${Object.keys(VARIANTS).join(', ')}`);
   for (const need of ['source-only', 'baseline', 'oracle'] as const) if (!variants.includes(need)) variants.unshift(need);
   const seeds = Array.from({ length: Number(values.seeds) }, (_, i) => i);
-  if (!values['table-only']) await runStored({ benchmarks: members, variants, seeds, fresh: values.fresh });
+  if (!values['table-only']) {
+    const plain = variants.filter((v) => !tagged.has(v));
+    const candidate = variants.filter((v) => tagged.has(v));
+    if (plain.length) await runStored({ benchmarks: members, variants: plain, seeds, fresh: values.fresh });
+    if (candidate.length) await runStored({ benchmarks: members, variants: candidate, seeds, fresh: values.fresh, set: values.set, recordAs: stored });
+  }
   if (values.curve) {
     const steps = Number(values['curve-steps']);
-    await runStored({
-      benchmarks: values['curve-members']!.split(',') as EmbeddedBenchmarkName[], variants: ['source-only', 'baseline', 'oracle'], seeds: [0],
-      set: [`train.steps=${steps}`, 'train.evalEvery=100', `train.checkpointEvery=${steps}`], recordAs: (v) => `${v}@${steps}`, curve: true, fresh: values.fresh,
-    });
+    const at = [`train.steps=${steps}`, 'train.evalEvery=100', `train.checkpointEvery=${steps}`];
+    for (const candidate of [false, true]) {
+      const vs = (['source-only', 'baseline', 'oracle'] as const).filter((v) => tagged.has(v) === candidate);
+      if (!vs.length) continue;
+      await runStored({
+        benchmarks: values['curve-members']!.split(',') as EmbeddedBenchmarkName[], variants: vs, seeds: [0], curve: true, fresh: values.fresh,
+        set: candidate ? [...at, ...values.set!] : at, recordAs: (v) => `${stored(v)}@${steps}`,
+      });
+    }
   }
 
   const rows = [
@@ -64,7 +86,7 @@ export async function benchFamily(): Promise<void> {
   const shares: number[] = [];
   const gains: { member: string; positive: boolean }[] = [];
   for (const member of members) {
-    const [so, base, oracle] = await Promise.all(['source-only', 'baseline', 'oracle'].map((v) => runsOf(member, v, seeds)));
+    const [so, base, oracle] = await Promise.all(['source-only', 'baseline', 'oracle'].map((v) => runsOf(member, stored(v), seeds)));
     const paired = seeds.filter((s) => so.has(s) && base.has(s));
     if (!paired.length) continue;
     const d = pairedStats(paired.map((s) => 100 * (base.get(s)!.miou - so.get(s)!.miou)));
@@ -76,7 +98,7 @@ export async function benchFamily(): Promise<void> {
     rows.push(`| ${member} | ${col(so)} | ${col(base)} | ${col(oracle)} | ${signed(d.mean)} ± ${d.std.toFixed(2)} (${paired.length} seeds) | ` +
       `${Number.isFinite(d.t) ? d.t.toFixed(2) : '—'} | ${closed.length ? `${(100 * mean(closed)).toFixed(0)} %` : '—'} | ${mean([...base.values()].map((r) => r.msPerStep)).toFixed(0)} |`);
     for (const v of variants.filter((x) => !['source-only', 'baseline', 'oracle'].includes(x))) {
-      const runs = await runsOf(member, v, seeds);
+      const runs = await runsOf(member, stored(v), seeds);
       const pairs = [...runs.keys()].filter((s) => base.has(s));
       if (pairs.length < 2) continue;
       const dv = pairedStats(pairs.map((s) => 100 * (runs.get(s)!.miou - base.get(s)!.miou)));
@@ -90,9 +112,9 @@ export async function benchFamily(): Promise<void> {
     `${gains.filter((g) => g.positive).length} of ${gains.length} members${holds ? '' : ` (not on ${gains.filter((g) => !g.positive).map((g) => g.member).join(', ')})`}; ` +
     `it closes ${shares.length ? (100 * mean(shares)).toFixed(0) : '—'} % of the source-only → oracle gap on average.`;
   let curveText = '';
-  if (values.curve || values['table-only']) curveText = await curveSection(values['curve-members']!.split(','), Number(values['curve-steps']));
+  if (values.curve || values['table-only']) curveText = await curveSection(values['curve-members']!.split(','), Number(values['curve-steps']), stored);
   console.log(`\n${rows.join('\n')}\n\n${verdict}\n${rungs.length > 2 ? `\n${rungs.join('\n')}\n` : ''}${curveText}`);
-  await writeSection('The embedded family (small preset)',
+  await writeSection(`The embedded family (small preset${tag ? `, candidate ${tag}: ${values.set!.join(' ')} on ${[...tagged].join(', ')}` : ''})`,
     `\`npm run bench -- ${process.argv.slice(2).join(' ')}\` (seeds ${seeds.join(', ')}; the small preset: mit-tiny-daformer, 96² crops, ` +
     `400 steps; target mIoU on each member's 100 val images over its classes: 8, or 19 for city19; share of the gap = ` +
     `(baseline − source-only) / (oracle − source-only), per seed, averaged).\n\n${rows.join('\n')}\n\n${verdict}\n` +
@@ -100,14 +122,14 @@ export async function benchFamily(): Promise<void> {
 }
 
 /** mIoU against steps from the curve runs that exist (a table, and a PNG next to the other figures). */
-async function curveSection(members: string[], steps: number): Promise<string> {
+async function curveSection(members: string[], steps: number, stored: (v: string) => string): Promise<string> {
   const series: { name: string; points: [number, number][] }[] = [];
   // the share of the source-only → oracle gap the baseline has closed at each step, per member with all three
   const shares: { name: string; at: Map<number, number> }[] = [];
   for (const m of members) {
     const runs = new Map<string, [number, number][]>();
     for (const v of ['source-only', 'baseline', 'oracle']) {
-      const r = await readRun(m, `${v}@${steps}`, 0);
+      const r = await readRun(m, `${stored(v)}@${steps}`, 0);
       if (r?.curve?.length) { series.push({ name: `${m} ${v}`, points: r.curve }); runs.set(v, r.curve); }
     }
     const [so, base, or] = ['source-only', 'baseline', 'oracle'].map((v) => new Map(runs.get(v) ?? []));
@@ -121,10 +143,11 @@ async function curveSection(members: string[], steps: number): Promise<string> {
   const cell = (v: number | undefined, unit = '') => (v === undefined ? '—' : `${pct(v)}${unit}`);
   const table = [`| step | ${[...series, ...shares].map((s) => s.name).join(' | ')} |`, `|---|${[...series, ...shares].map(() => '---|').join('')}`,
     ...stepsAt.map((st) => `| ${st} | ${[...series.map((s) => cell(s.points.find((q) => q[0] === st)?.[1])), ...shares.map((s) => cell(s.at.get(st), ' %'))].join(' | ')} |`)];
-  const file = new URL('../docs/images/family-curves.png', import.meta.url);
+  const png = `family-curves${stored('baseline').slice('baseline'.length).replace('+', '-')}.png`;
+  const file = new URL(`../docs/images/${png}`, import.meta.url);
   await fs.writeFile(file, await curvePng(series, steps));
   return `\nStudent mIoU against steps at a ${steps}-step schedule (seed 0; \`--curve\`; the share is (baseline − source-only) / ` +
-    `(oracle − source-only) at that step), figure docs/images/family-curves.png:\n\n${table.join('\n')}\n`;
+    `(oracle − source-only) at that step), figure docs/images/${png}:\n\n${table.join('\n')}\n`;
 }
 
 async function curvePng(series: { name: string; points: [number, number][] }[], steps: number): Promise<Buffer> {

@@ -66,7 +66,7 @@ export interface EmbeddedBenchmark {
 interface DomainPlan {
   priors: GeometryPriors;
   style: DomainStyleName;
-  /** Another camera's optics (roll, wide-angle distortion), applied to image and label together. */
+  /** Another camera (colour response, roll, wide-angle distortion), applied to image and label together. */
   lens?: LensPriors;
 }
 
@@ -82,8 +82,8 @@ interface Plan {
   describe: string;
 }
 
-/** The other camera's optics: a rolled mount and a wide-angle lens. */
-const WIDE_ROLLED_LENS: LensPriors = {
+/** The camera member's other camera: a cool, flat colour response, a rolled mount and a wide-angle lens. */
+const OTHER_CAMERA: LensPriors = {
   roll: [4, 12], barrel: [0.15, 0.35], response: { red: [0.8, 0.9], blue: [1.1, 1.25], gamma: [0.7, 0.85], saturation: [0.55, 0.75] },
 };
 
@@ -100,7 +100,7 @@ const PLANS: Record<EmbeddedBenchmarkName, Plan> = {
     classes: EMBEDDED_CLASS_IDS, describe: 'day → night: low light, colour casts, lamps and glare (cityscapes → dark_zurich, 8 classes)',
   },
   camera: {
-    source: { priors: SOURCE_PRIORS, style: 'real' }, target: { priors: HIGH_WIDE_PRIORS, style: 'real', lens: WIDE_ROLLED_LENS }, layouts: 'gta-cityscapes',
+    source: { priors: SOURCE_PRIORS, style: 'real' }, target: { priors: HIGH_WIDE_PRIORS, style: 'real', lens: OTHER_CAMERA }, layouts: 'gta-cityscapes',
     classes: EMBEDDED_CLASS_IDS, describe: 'another camera: its colour response (white balance, tone curve, saturation), a rolled mount and a wide-angle lens, mounted higher: small objects, dense traffic (8 classes)',
   },
   fog: {
