@@ -236,6 +236,8 @@ export async function runStored(o: {
           }
           const dir = path.join(work, `${name}-${as}-${seed}`);
           const r = await runTraining(config, { workDir: dir, quiet: true });
+          // a run stopped by a signal is not a result: store nothing, and stop the bench as the user asked
+          if (r.reason !== 'completed') throw new Error(`${name} ${as} seed ${seed}: interrupted at step ${r.step}; nothing stored`);
           const m = await measure(r.checkpoint!, bench, spec, variant !== 'source-only' && variant !== 'oracle');
           const record: RunRecord = {
             method: 2, benchmark: name, variant: as, seed, steps: config.train.steps, msPerStep: r.msPerStep, commit,
