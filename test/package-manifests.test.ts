@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('..', import.meta.url));
-const PACKAGES = ['core', 'backbones', 'datasets', 'plugin-inr-rectifier', 'plugin-rmm', 'cli'];
+const PACKAGES = ['runtime', 'core', 'backbones', 'datasets', 'plugin-inr-rectifier', 'plugin-rmm', 'cli'];
 
 interface Manifest {
   name: string;
@@ -60,6 +60,11 @@ for (const pkg of PACKAGES) {
         t.true(declared.has(dep), `${path.relative(root, file)} imports '${dep}', which ${m.name}'s package.json does not declare`);
       }
     }
+
+    // the house: runtime at the bottom (no ir2f package below it), core on the runtime, everything else on core
+    const ir2f = [...declared].filter((d) => d.startsWith('@ir2f/')).sort();
+    if (pkg === 'runtime') t.deepEqual(ir2f, [], 'the runtime depends on no ir2f package');
+    if (pkg === 'core') t.deepEqual(ir2f, ['@ir2f/runtime']);
 
     const { stdout } = await run('npm', ['pack', '--dry-run', '--json'], { cwd: path.join(root, 'packages', pkg) });
     const files = (JSON.parse(stdout) as { files: { path: string }[] }[])[0].files.map((f) => f.path);

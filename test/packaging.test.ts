@@ -1,5 +1,5 @@
 /**
- * As an external user installs them: `npm pack` @ir2f/core and one plugin, install just those tarballs (and
+ * As an external user installs them: `npm pack` @ir2f/runtime, @ir2f/core and one plugin, install just those tarballs (and
  * @tensorflow/tfjs) into a fresh project (tarballs from the npm cache, metadata from the registry where the cache lacks it), and train there with a user-written
  * network, on one replica and on two (data parallelism from the installed dist: its worker script loads the
  * user's replica module). Without the optional peer onnxruntime-node the backend keeps its own kernels and
@@ -23,12 +23,12 @@ async function pack(pkg: string, dest: string): Promise<string> {
 }
 
 for (const [pkg, name] of [['plugin-inr-rectifier', '@ir2f/plugin-inr-rectifier'], ['plugin-rmm', '@ir2f/plugin-rmm']] as const) {
-  test.serial(`${name} installed alone with @ir2f/core from tarballs trains a user-written network`, async (t) => {
-    await run('npx', ['tsc', '-b', 'packages/core', `packages/${pkg}`], { cwd: root });
+  test.serial(`${name} installed alone with @ir2f/core and @ir2f/runtime from tarballs trains a user-written network`, async (t) => {
+    await run('npx', ['tsc', '-b', 'packages/runtime', 'packages/core', `packages/${pkg}`], { cwd: root });
     const dir = await mkdtemp(path.join(os.tmpdir(), 'ir2f-pack-'));
     try {
-      const tarballs = [await pack('core', dir), await pack(pkg, dir)];
-      const files = (await run('tar', ['-tzf', tarballs[1]])).stdout.split('\n').filter(Boolean);
+      const tarballs = [await pack(pkg, dir), await pack('core', dir), await pack('runtime', dir)];
+      const files = (await run('tar', ['-tzf', tarballs[0]])).stdout.split('\n').filter(Boolean);
       t.true(files.every((f) => !/\/(src|test)\//.test(f)), `no sources or tests in the tarball: ${files.join(', ')}`);
       const app = path.join(dir, 'app');
       await run('mkdir', [app]);
@@ -36,7 +36,7 @@ for (const [pkg, name] of [['plugin-inr-rectifier', '@ir2f/plugin-inr-rectifier'
       // it, so --offline failed with ERESOLVE on a fresh machine); @types/node pinned as in the workspace
       await writeFile(path.join(app, 'package.json'), JSON.stringify({ name: 'app', type: 'module', private: true, overrides: { '@types/node': '20.19.43' } }));
       await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...tarballs, '@tensorflow/tfjs@4.22.0'], { cwd: app });
-      t.deepEqual((await readdir(path.join(app, 'node_modules', '@ir2f'))).sort(), ['core', pkg]);
+      t.deepEqual((await readdir(path.join(app, 'node_modules', '@ir2f'))).sort(), ['core', pkg, 'runtime'].sort());
       await copyFile(path.join(root, 'test', 'fixtures', 'user-app.mjs'), path.join(app, 'app.mjs'));
       await copyFile(path.join(root, 'test', 'fixtures', 'user-replica.mjs'), path.join(app, 'replica.mjs'));
       const { stdout } = await run(process.execPath, ['app.mjs', name], { cwd: app });
@@ -59,3 +59,28 @@ for (const [pkg, name] of [['plugin-inr-rectifier', '@ir2f/plugin-inr-rectifier'
     }
   });
 }
+
+test.serial('@ir2f/runtime installed alone from its tarball trains a plain tfjs network (dilated and depthwise convolutions) on wasm, gradients as on cpu', async (t) => {
+  await run('npx', ['tsc', '-b', 'packages/runtime'], { cwd: root });
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ir2f-pack-'));
+  try {
+    const tarball = await pack('runtime', dir);
+    const files = (await run('tar', ['-tzf', tarball])).stdout.split('\n').filter(Boolean);
+    t.true(files.every((f) => !/\/(src|test)\//.test(f)), `no sources or tests in the tarball: ${files.join(', ')}`);
+    const app = path.join(dir, 'app');
+    await run('mkdir', [app]);
+    await writeFile(path.join(app, 'package.json'), JSON.stringify({ name: 'app', type: 'module', private: true, overrides: { '@types/node': '20.19.43' } }));
+    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, '@tensorflow/tfjs@4.22.0'], { cwd: app });
+    t.deepEqual(await readdir(path.join(app, 'node_modules', '@ir2f')), ['runtime']);
+    await copyFile(path.join(root, 'test', 'fixtures', 'runtime-app.mjs'), path.join(app, 'app.mjs'));
+    const { stdout } = await run(process.execPath, ['app.mjs'], { cwd: app });
+    const out = JSON.parse(stdout.trim().split('\n').pop()!) as { backend: string; losses: number[]; gradError: number; tensorsFlat: boolean };
+    t.is(out.backend, 'wasm');
+    t.log(`losses ${out.losses.map((l) => l.toFixed(3)).join(' → ')}, largest gradient error against cpu ${out.gradError.toExponential(2)}`);
+    t.true(out.losses.at(-1)! < 0.8 * out.losses[0], 'the loss falls');
+    t.true(out.gradError < 1e-4, `gradients match the cpu backend's (relative error ${out.gradError})`);
+    t.true(out.tensorsFlat, 'no tensors leak across steps');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -4,7 +4,7 @@
  */
 import { Observable, Subject } from 'rxjs';
 import type { EventBus } from './contracts.js';
-import type { BackendInfo } from './backend.js';
+import type { BackendInfo } from '@ir2f/runtime';
 
 /** Bumped when an event's shape changes incompatibly. */
 export const EVENT_SCHEMA_VERSION = 1;

@@ -1,6 +1,6 @@
 /**
- * @ir2f/core: extension points and their DI tokens, the plugin API, typed events, the backend resolver
- * with the wasm gradient kernels, and seeded randomness.
+ * @ir2f/core: extension points and their DI tokens, the plugin API, typed events, the UDA training loop, and
+ * seeded randomness, on @ir2f/runtime (backends, kernels, gradients).
  */
 export { container, inject, injectable, instanceCachingFactory, singleton, Lifecycle } from './di.js';
 export type { DependencyContainer, InjectionToken } from './di.js';
@@ -22,24 +22,20 @@ export { ConfidenceRectifier, ConfidenceRectifierOptionsSchema, confidenceRectif
 export { RECTIFIER_WEIGHTINGS, redistributeWeight, type RectifierWeighting } from './rectifier-weighting.js';
 export { Rng, type RngState } from './rng.js';
 export { boundaryMask, ConfusionMatrix, expectedCalibrationError } from './metrics.js';
+// the runtime's backend API, re-exported so that a pipeline needs one import (see README: why)
 export {
-  currentBackend, describeBackend, initBackend, wasmThreads, BACKEND_NAMES, DENSE_KERNELS, type BackendInfo, type BackendName, type BackendOptions, type DenseKernels,
-} from './backend.js';
-export { denseKernelCalls, MIN_ELEMENTS, MIN_MACS } from './kernels/ort-dense-kernels.js';
+  currentBackend, describeBackend, initBackend, wasmThreads, BACKEND_NAMES, DENSE_KERNELS, RuntimeError, stopGradient,
+  type BackendInfo, type BackendName, type BackendOptions, type DenseKernels, type RuntimeErrorCode,
+} from '@ir2f/runtime';
 export { Ir2fError, type Ir2fErrorCode } from './errors.js';
-export { hasHostKernel, HOST_BACKENDS, registerHostKernel, type HostArray, type HostInput, type HostKernel } from './kernels/host-kernel.js';
-export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';
-export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
-export { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
-export { registerReduceGradients } from './gradients/reduce-grads.js';
-export { bilinearMatrix, registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
-export { stopGradient } from './nn/stop-gradient.js';
 export { Layer, Module, ModuleList, fromTorch, toTorch, torchShape, type ParamLayout, type StateEntry } from './nn/module.js';
 export {
   BatchNorm2d, Conv2d, ConvBnReLU, Dropout, GELU, LayerNorm, Linear, MaxPool2d, ReLU, resizeTo, runningStats, Sequential, setRunningStats, snapshotRunningStats,
   type Conv2dOptions,
 } from './nn/layers.js';
-export { attr, OnnxGraph, unsupportedOp, type Dim, type OnnxAttr } from './onnx/graph.js';
+// the ONNX graph builder is the runtime's; emitters (Module.toOnnx) write into it, so it is core's export API too
+export { attr, OnnxGraph, type Dim, type OnnxAttr } from '@ir2f/runtime';
+export { unsupportedOp } from './onnx/unsupported-op.js';
 export { exportOnnx, writeOnnx, type ExportOptions, type OnnxExportable } from './onnx/export.js';
 export {
   decodeSafetensors, describeFsError, encodeSafetensors, loadState, saveState, stateTensors, writeAtomic,

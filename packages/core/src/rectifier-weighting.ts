@@ -9,7 +9,7 @@
  * (§5.2 v2: w = min(1, q · γ / γ̄)).
  */
 import * as tf from '@tensorflow/tfjs';
-import { stopGradient } from './nn/stop-gradient.js';
+import { stopGradient } from '@ir2f/runtime';
 
 /** `replace` (v1): w = r; `redistribute` (v2): w = min(1, q · r / r̄). */
 export type RectifierWeighting = 'replace' | 'redistribute';

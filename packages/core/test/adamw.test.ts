@@ -1,7 +1,8 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
-import { AdamW, emaUpdate, hasHostKernel, initBackend, paramGroups, polyLr, Rng, type StateEntry } from '@ir2f/core';
+import { AdamW, emaUpdate, initBackend, paramGroups, polyLr, Rng, type StateEntry } from '@ir2f/core';
+import { hasHostKernel } from '@ir2f/runtime';
 
 test.before(async () => {
   await initBackend('wasm');

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend, Rng } from '@ir2f/core';
 import { ToySegNet, weightedCrossEntropy } from '../../../examples/toy/toy-seg-net.js';
 import { makeToyBatch } from '../../../examples/toy/toy-task.js';
-import { onBackend, randomArray, relativeError } from './backend-helpers.js';
+import { onBackend, randomArray, relativeError } from '../../runtime/test/backend-helpers.js';
 
 test.before(async () => {
   await initBackend('wasm');

@@ -1,6 +1,7 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, initBackend, ofType, Rng, RxEventBus, type EventOf } from '@ir2f/core';
+import { initBackend, ofType, Rng, RxEventBus, type EventOf } from '@ir2f/core';
+import { hasHostKernel } from '@ir2f/runtime';
 import { firstLayerActivations, InrOptionsSchema, InrRectifier, type InrOptionsInput } from '@ir2f/plugin-inr-rectifier';
 
 test.before(async () => {

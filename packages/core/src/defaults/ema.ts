@@ -4,7 +4,7 @@
  * otherwise stay at their initial values).
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, registerHostKernel } from '../kernels/host-kernel.js';
+import { hasHostKernel, registerHostKernel } from '@ir2f/runtime';
 import type { Module } from '../nn/module.js';
 
 export function emaAlpha(step: number, max = 0.999): number {

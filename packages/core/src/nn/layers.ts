@@ -3,7 +3,7 @@
  * PyTorch (explicit, symmetric) so that ImageNet checkpoints behave as trained.
  */
 import * as tf from '@tensorflow/tfjs';
-import { attr, type OnnxGraph } from '../onnx/graph.js';
+import { attr, type OnnxGraph } from '@ir2f/runtime';
 import type { Rng } from '../rng.js';
 import { Layer, toTorch, type Module } from './module.js';
 

@@ -7,7 +7,7 @@
  * Modules run in training mode until `eval()` (batch-norm statistics, dropout, stochastic depth).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { OnnxGraph } from '../onnx/graph.js';
+import type { OnnxGraph } from '@ir2f/runtime';
 import type { Rng } from '../rng.js';
 
 /** How a tensor is laid out in tfjs vs PyTorch. */

@@ -6,7 +6,7 @@
  */
 import { Ir2fError } from '../errors.js';
 import { writeAtomic } from '../weights/safetensors.js';
-import { OnnxGraph } from './graph.js';
+import { OnnxGraph } from '@ir2f/runtime';
 
 export interface OnnxExportable {
   /** Emit the computation on NCHW `input`; return the name of the logits tensor [N, K, H', W']. */

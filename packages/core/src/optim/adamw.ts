@@ -5,7 +5,7 @@
  * norms and position blocks). State (moments, step) is exposed for checkpoints.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, registerHostKernel } from '../kernels/host-kernel.js';
+import { hasHostKernel, registerHostKernel } from '@ir2f/runtime';
 import type { StateEntry } from '../nn/module.js';
 
 export interface ParamRule {

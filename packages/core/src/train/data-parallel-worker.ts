@@ -7,7 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../backend.js';
+import { initBackend } from '@ir2f/runtime';
 import type { Ir2fEvent } from '../events.js';
 import { Rng } from '../rng.js';
 import { runningStats, setRunningStats, snapshotRunningStats } from '../nn/layers.js';

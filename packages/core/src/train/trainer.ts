@@ -9,7 +9,7 @@
 import { promises as fs } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { currentBackend, type BackendInfo, type BackendName } from '../backend.js';
+import { currentBackend, type BackendInfo, type BackendName } from '@ir2f/runtime';
 import type { EventBus } from '../contracts.js';
 import { Ir2fError } from '../errors.js';
 import { emaUpdateModule } from '../defaults/ema.js';

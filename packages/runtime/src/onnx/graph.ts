@@ -3,7 +3,6 @@
  * attributes, inputs/outputs with dynamic (named) dimensions, serialised to a ModelProto.
  */
 import pkg from 'onnx-proto';
-import { Ir2fError } from '../errors.js';
 
 const { onnx } = pkg;
 
@@ -45,12 +44,6 @@ function valueInfo(name: string, dims: Dim[], elemType = DT.FLOAT): pkg.onnx.IVa
       },
     },
   };
-}
-
-/** The error an emitter throws for a computation ONNX export does not cover. */
-export function unsupportedOp(layer: string, op: string, hint = ''): Ir2fError {
-  return new Ir2fError('INVALID_ARGUMENT',
-    `ONNX export: layer '${layer}' uses '${op}', which has no ONNX mapping${hint ? `: ${hint}` : ''}; nothing was written`);
 }
 
 export class OnnxGraph {

@@ -1,6 +1,6 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, replacedWasmKernels } from '@ir2f/core';
+import { initBackend, replacedWasmKernels } from '@ir2f/runtime';
 import { onBackend, randomArray, relativeError, type ConvCase, type Pad } from './backend-helpers.js';
 
 

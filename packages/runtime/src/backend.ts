@@ -9,7 +9,7 @@
  */
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
-import { Ir2fError } from './errors.js';
+import { RuntimeError } from './errors.js';
 import { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
 import { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
 import { registerReduceGradients } from './gradients/reduce-grads.js';
@@ -76,7 +76,7 @@ export function wasmThreads(opts: BackendOptions = {}): number {
   const raw = opts.wasmThreads ?? (env != null && env.trim() !== '' ? Number(env) : Math.min(MAX_WASM_THREADS, os.availableParallelism()));
   if (!Number.isInteger(raw) || raw < 1 || raw > MAX_WASM_THREADS) {
     const from = opts.wasmThreads != null ? 'wasmThreads' : 'IR2F_WASM_THREADS (ir2f --threads)';
-    throw new Ir2fError('INVALID_CONFIG', `${from} must be an integer from 1 to ${MAX_WASM_THREADS}, got '${opts.wasmThreads ?? env}'`);
+    throw new RuntimeError('INVALID_CONFIG', `${from} must be an integer from 1 to ${MAX_WASM_THREADS}, got '${opts.wasmThreads ?? env}'`);
   }
   return raw;
 }
@@ -94,7 +94,7 @@ async function importOptional(pkg: string): Promise<Record<string, unknown> | un
     return (await import(pkg)) as Record<string, unknown>;
   } catch (err) {
     if (isModuleNotFound(err, pkg)) return undefined;
-    throw new Ir2fError('BACKEND_INIT_FAILED', `${pkg} is installed but failed to load: ${(err as Error).message}`, {
+    throw new RuntimeError('BACKEND_INIT_FAILED', `${pkg} is installed but failed to load: ${(err as Error).message}`, {
       cause: err,
     });
   }
@@ -116,7 +116,7 @@ async function loadWasm(threads: number): Promise<BackendInfo> {
   const pkg = '@tensorflow/tfjs-backend-wasm';
   const mod = await importOptional(pkg);
   if (!mod) {
-    throw new Ir2fError('BACKEND_NOT_INSTALLED', `backend 'wasm' needs ${pkg}: npm install ${pkg}@${tf.version_core}`);
+    throw new RuntimeError('BACKEND_NOT_INSTALLED', `backend 'wasm' needs ${pkg}: npm install ${pkg}@${tf.version_core}`);
   }
   registerWasmGradientKernels();
   const info = { name: 'wasm' as const, version: String(mod.version_wasm ?? tf.version_core), package: pkg };
@@ -127,7 +127,7 @@ async function loadWasm(threads: number): Promise<BackendInfo> {
   try {
     return { ...info, threads: await startThreadedWasm(mod, threads) };
   } catch (err) {
-    throw new Ir2fError('BACKEND_INIT_FAILED',
+    throw new RuntimeError('BACKEND_INIT_FAILED',
       `the threaded wasm backend (${threads} threads) failed to start: ${(err as Error).message}; set IR2F_WASM_THREADS=1 for the single-thread build`,
       { cause: err });
   }
@@ -146,7 +146,7 @@ async function activateBackend(info: BackendInfo): Promise<BackendInfo> {
   quietCpuBanner();
   const ok = await tf.setBackend(info.name);
   if (!ok || tf.getBackend() !== info.name) {
-    throw new Ir2fError('BACKEND_INIT_FAILED', `backend '${info.name}' (${info.package}) failed to initialise`);
+    throw new RuntimeError('BACKEND_INIT_FAILED', `backend '${info.name}' (${info.package}) failed to initialise`);
   }
   await tf.ready();
   return info;
@@ -157,7 +157,7 @@ function denseChoice(opts: BackendOptions): DenseKernels | undefined {
   const raw = opts.denseKernels ?? (env != null && env.trim() !== '' ? env.trim() : undefined);
   if (raw == null || (DENSE_KERNELS as readonly string[]).includes(raw)) return raw as DenseKernels | undefined;
   const from = opts.denseKernels != null ? 'denseKernels' : 'IR2F_DENSE_KERNELS';
-  throw new Ir2fError('INVALID_CONFIG', `${from} must be one of ${DENSE_KERNELS.join(', ')}, got '${raw}'`);
+  throw new RuntimeError('INVALID_CONFIG', `${from} must be one of ${DENSE_KERNELS.join(', ')}, got '${raw}'`);
 }
 
 /**
@@ -184,7 +184,7 @@ function denseRuntimeFor(choice: DenseKernels | undefined, threads: number): Ort
   const current = denseRuntime();
   const rt = current?.threads === threads ? current : OrtKernelRuntime.load(threads);
   if (typeof rt === 'string' && choice === 'onnxruntime') {
-    throw new Ir2fError('BACKEND_NOT_INSTALLED', `denseKernels 'onnxruntime': ${rt}; or set IR2F_DENSE_KERNELS=backend`);
+    throw new RuntimeError('BACKEND_NOT_INSTALLED', `denseKernels 'onnxruntime': ${rt}; or set IR2F_DENSE_KERNELS=backend`);
   }
   return rt;
 }
@@ -192,7 +192,7 @@ function denseRuntimeFor(choice: DenseKernels | undefined, threads: number): Ort
 function parseName(name: string, source: string): BackendName {
   const n = name.trim().toLowerCase();
   if ((BACKEND_NAMES as readonly string[]).includes(n)) return n as BackendName;
-  throw new Ir2fError('UNKNOWN_BACKEND',
+  throw new RuntimeError('UNKNOWN_BACKEND',
     `unknown backend '${name}' (from ${source}); valid backends: ${BACKEND_NAMES.join(', ')}`);
 }
 
@@ -233,7 +233,7 @@ async function selectBackend(name: string | undefined, opts: BackendOptions): Pr
     if (want === 'tensorflow') {
       const info = await loadTensorflow();
       if (!info) {
-        throw new Ir2fError('BACKEND_NOT_INSTALLED',
+        throw new RuntimeError('BACKEND_NOT_INSTALLED',
           `backend 'tensorflow' needs @tensorflow/tfjs-node (CPU) or @tensorflow/tfjs-node-gpu (libtensorflow 2.9.1: CUDA 11.2, cuDNN 8.1): ` +
           `npm install @tensorflow/tfjs-node@${tf.version_core}`);
       }

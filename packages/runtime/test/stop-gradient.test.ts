@@ -1,6 +1,6 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, stopGradient } from '@ir2f/core';
+import { initBackend, stopGradient } from '@ir2f/runtime';
 import { onBackend } from './backend-helpers.js';
 
 test.before(async () => {

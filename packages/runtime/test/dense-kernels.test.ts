@@ -1,8 +1,7 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
-import { denseKernelCalls, initBackend, MIN_MACS } from '@ir2f/core';
+import { denseKernelCalls, initBackend, MIN_MACS, OnnxGraph } from '@ir2f/runtime';
 import { OrtKernelRuntime } from '../src/kernels/ort-runtime.js';
-import { OnnxGraph } from '../src/onnx/graph.js';
 import { onBackend, randomArray, relativeError, type ConvCase, type Pad } from './backend-helpers.js';
 
 

@@ -1,6 +1,6 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, Ir2fError } from '@ir2f/core';
+import { initBackend, RuntimeError } from '@ir2f/runtime';
 
 test.serial('auto selection picks wasm here (no tfjs-node installed) and reports its version', async (t) => {
   delete process.env.IR2F_BACKEND;
@@ -22,7 +22,7 @@ test.serial('IR2F_BACKEND overrides the automatic order; an explicit name wins o
 });
 
 test.serial('an unknown backend lists the valid names', async (t) => {
-  const err = await t.throwsAsync(initBackend('webgpu'), { instanceOf: Ir2fError });
+  const err = await t.throwsAsync(initBackend('webgpu'), { instanceOf: RuntimeError });
   t.is(err?.code, 'UNKNOWN_BACKEND');
   t.regex(err!.message, /tensorflow, wasm, cpu/);
   process.env.IR2F_BACKEND = 'gpu';
@@ -35,7 +35,7 @@ test.serial('an unknown backend lists the valid names', async (t) => {
 });
 
 test.serial('a named backend that is not installed says which package to install', async (t) => {
-  const err = await t.throwsAsync(initBackend('tensorflow'), { instanceOf: Ir2fError });
+  const err = await t.throwsAsync(initBackend('tensorflow'), { instanceOf: RuntimeError });
   t.is(err?.code, 'BACKEND_NOT_INSTALLED');
   t.regex(err!.message, /npm install @tensorflow\/tfjs-node/);
 });

@@ -1,0 +1,20 @@
+/**
+ * @ir2f/runtime: train tfjs models in Node at native-library speed on the wasm or cpu backend. It adds to tfjs
+ * the backend resolver (tensorflow, wasm, cpu; threads), the gradient kernels tfjs-backend-wasm lacks, the
+ * gradients tfjs itself lacks (dilated convolutions, fused batch norm, reductions, bilinear resize),
+ * onnxruntime's CPU kernels for the dense work, host kernels (a JS loop over a tensor's memory on wasm and cpu),
+ * `stopGradient`, and the ONNX graph builder those kernels (and model export) use. It depends on no ir2f package.
+ */
+export {
+  currentBackend, describeBackend, initBackend, wasmThreads, BACKEND_NAMES, DENSE_KERNELS, type BackendInfo, type BackendName, type BackendOptions, type DenseKernels,
+} from './backend.js';
+export { RuntimeError, type RuntimeErrorCode } from './errors.js';
+export { denseKernelCalls, MIN_ELEMENTS, MIN_MACS } from './kernels/ort-dense-kernels.js';
+export { hasHostKernel, HOST_BACKENDS, registerHostKernel, type HostArray, type HostInput, type HostKernel } from './kernels/host-kernel.js';
+export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';
+export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
+export { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
+export { registerReduceGradients } from './gradients/reduce-grads.js';
+export { bilinearMatrix, registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
+export { stopGradient } from './stop-gradient.js';
+export { attr, OnnxGraph, type Dim, type OnnxAttr } from './onnx/graph.js';
