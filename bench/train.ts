@@ -8,8 +8,13 @@
  * the same step (bench/reference/models.py train) on 1 and N threads, as throughput ratios (> 1: tfjs is
  * faster); the iteration's convolution/matmul GFLOP/s against the machine's practical peak (PyTorch's 2048²
  * sgemm); the phases of the default; and the peak RSS of a training process at 256² (target ≤ 2 GiB).
+ *
+ * The default's ms per iteration is kept in bench/train-reference.json (with the CPU it was measured on);
+ * `npm run bench -- train --check` times only the default, compares with it and exits non-zero when a case is
+ * more than 25 % slower: a regression (such as the broadcast-Tile one) is caught in about a minute.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { benchStep, type StepBenchResult } from '@ir2f/cli';
@@ -70,8 +75,55 @@ function stepInChild(preset: string, size: number, threads: number, inr: boolean
   return JSON.parse(line) as ChildResult;
 }
 
+const REFERENCE = new URL('./train-reference.json', import.meta.url);
+/** A case's default step may take this much longer than the reference before `--check` fails. */
+const SLOWER_LIMIT = 1.25;
+
+interface TrainReference {
+  date: string;
+  commit: string;
+  cpu: string;
+  threads: number;
+  /** ms per iteration of the default (two replicas) per case, `preset[+inr]@size`. */
+  msPerStep: Record<string, number>;
+}
+
+const caseKey = ([preset, size, extra]: (typeof CASES)[number]) => `${preset}${extra ? `+${extra}` : ''}@${size}`;
+const cpuModel = () => os.cpus()[0]?.model.trim() ?? 'unknown';
+
+/** `--check`: the default step of each case against the committed reference of this machine. */
+async function checkAgainstReference(): Promise<void> {
+  const ref = JSON.parse(await fs.readFile(REFERENCE, 'utf8').catch(() => 'null')) as TrainReference | null;
+  if (!ref) throw new Error(`no ${fileURLToPath(REFERENCE)}: run \`npm run bench -- train\` once to record the reference`);
+  if (ref.cpu !== cpuModel() || ref.threads !== THREADS) {
+    throw new Error(`the reference was measured on '${ref.cpu}' with ${ref.threads} threads, this is '${cpuModel()}' with ${THREADS}: ` +
+      'run `npm run bench -- train` here to record one (timings only compare on the same machine)');
+  }
+  const half = Math.max(1, Math.floor(THREADS / 2));
+  const rows: (string | number)[][] = [['case', 'reference ms', 'now ms', 'now ÷ reference', 'verdict']];
+  let slower = 0;
+  for (const c of CASES) {
+    const was = ref.msPerStep[caseKey(c)];
+    const now = stepInChild(c[0], c[1], THREADS > 1 ? half : THREADS, c[2] === 'inr', THREADS > 1 ? 2 : 1).msPerStep;
+    const ratio = was ? now / was : NaN;
+    if (ratio > SLOWER_LIMIT) slower++;
+    rows.push([caseKey(c), was ? fmt(was, 0) : '—', fmt(now, 0), fmt(ratio, 2), !was ? 'no reference' : ratio > SLOWER_LIMIT ? 'SLOWER' : 'ok']);
+  }
+  console.log(`# the default training step against ${fileURLToPath(REFERENCE)} (${ref.commit}, ${ref.date}); limit ${SLOWER_LIMIT}×\n`);
+  console.log(table(rows));
+  if (slower) {
+    console.log(`\n${slower} case(s) more than ${Math.round((SLOWER_LIMIT - 1) * 100)} % slower than the reference`);
+    process.exitCode = 1;
+  }
+}
+
 export async function benchTrain(): Promise<void> {
+  if (process.argv.includes('--check')) return checkAgainstReference();
   const peak1 = sgemmPeak(1);
+  const reference: TrainReference = {
+    date: new Date().toISOString().slice(0, 10), commit: execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim(),
+    cpu: cpuModel(), threads: THREADS, msPerStep: {},
+  };
   const peakN = sgemmPeak(THREADS);
   console.log(`# one DAFormer-style training iteration, batch 2+2: tfjs-wasm on 1 and ${THREADS} threads with onnxruntime's dense kernels ` +
     `(and once with XNNPACK's), PyTorch CPU (${debianBlas()}) on the same threads`);
@@ -88,6 +140,7 @@ export async function benchTrain(): Promise<void> {
     const one = stepInChild(preset, size, 1, inr);
     const many = THREADS > 1 ? stepInChild(preset, size, THREADS, inr) : one;
     const dp = THREADS > 1 ? stepInChild(preset, size, half, inr, 2) : one;
+    reference.msPerStep[caseKey([preset, size, extra])] = dp.msPerStep;
     const t1 = extra ? undefined : torchStep(preset, size, 1);
     const tN = extra ? undefined : torchStep(preset, size, THREADS);
     // throughput ratio: > 1 means tfjs is faster
@@ -100,6 +153,8 @@ export async function benchTrain(): Promise<void> {
     phases.push([name, `${size}²`, ...(['teacher', 'student', 'rectifier', 'optimizer'] as const).map((k) => fmt(dp.phases[k], 0))]);
   }
   console.log(table(rows));
+  await fs.writeFile(REFERENCE, `${JSON.stringify(reference, null, 2)}\n`);
+  console.log(`\nthe default's ms per iteration: ${fileURLToPath(REFERENCE)} (\`npm run bench -- train --check\` compares with it)`);
   console.log(`\n# phases of the default iteration (2 replicas; ms; profiled steps sync after each phase; teacher and rectifier run in the worker, during the source pass)\n`);
   console.log(table(phases));
   // each replica's wasm heap grows to its own pass's peak: two replicas hold about twice one's
