@@ -1,14 +1,11 @@
 /**
  * Errors users can act on: each names the problem and the fix. `code` is stable for programs; the message
- * is for people.
+ * is for people. (A backend that cannot start throws @ir2f/runtime's `RuntimeError`, re-exported here.)
  */
 export type Ir2fErrorCode =
   | 'PLUGIN_OPTIONS'
   | 'PLUGIN_CONFLICT'
   | 'UNBOUND_TOKEN'
-  | 'UNKNOWN_BACKEND'
-  | 'BACKEND_NOT_INSTALLED'
-  | 'BACKEND_INIT_FAILED'
   | 'INVALID_ARGUMENT'
   | 'DATASET_LAYOUT'
   | 'DATASET_PAIRING'
