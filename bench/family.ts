@@ -59,23 +59,23 @@ export async function benchFamily(): Promise<void> {
   for (const v of variants) if (!(v in VARIANTS)) throw new Error(`unknown variant '${v}'; known: ${Object.keys(VARIANTS).join(', ')}`);
   for (const need of ['source-only', 'baseline', 'oracle'] as const) if (!variants.includes(need)) variants.unshift(need);
   const seeds = Array.from({ length: Number(values.seeds) }, (_, i) => i);
-  if (!values['table-only']) {
-    const plain = variants.filter((v) => !tagged.has(v));
-    const candidate = variants.filter((v) => tagged.has(v));
-    if (plain.length) await runStored({ benchmarks: members, variants: plain, seeds, fresh: values.fresh });
-    if (candidate.length) await runStored({ benchmarks: members, variants: candidate, seeds, fresh: values.fresh, set: values.set, recordAs: stored });
-  }
-  if (values.curve) {
-    const steps = Number(values['curve-steps']);
-    const at = [`train.steps=${steps}`, 'train.evalEvery=100', `train.checkpointEvery=${steps}`];
+  /** The untagged variants at the preset, the tagged ones with the candidate's --sets; each stored under its own name. */
+  const runSplit = async (benchmarks: EmbeddedBenchmarkName[], vs: readonly VariantName[], runSeeds: number[], extra: { set?: string[]; suffix?: string; curve?: boolean } = {}) => {
     for (const candidate of [false, true]) {
-      const vs = (['source-only', 'baseline', 'oracle'] as const).filter((v) => tagged.has(v) === candidate);
-      if (!vs.length) continue;
+      const part = vs.filter((v) => tagged.has(v) === candidate);
+      if (!part.length) continue;
       await runStored({
-        benchmarks: values['curve-members']!.split(',') as EmbeddedBenchmarkName[], variants: vs, seeds: [0], curve: true, fresh: values.fresh,
-        set: candidate ? [...at, ...values.set!] : at, recordAs: (v) => `${stored(v)}@${steps}`,
+        benchmarks, variants: part, seeds: runSeeds, fresh: values.fresh, curve: extra.curve,
+        set: [...(extra.set ?? []), ...(candidate ? values.set! : [])], recordAs: (v) => `${stored(v)}${extra.suffix ?? ''}`,
       });
     }
+  };
+  if (!values['table-only']) await runSplit(members, variants, seeds);
+  if (values.curve) {
+    const steps = Number(values['curve-steps']);
+    await runSplit(values['curve-members']!.split(',') as EmbeddedBenchmarkName[], ['source-only', 'baseline', 'oracle'], [0], {
+      set: [`train.steps=${steps}`, 'train.evalEvery=100', `train.checkpointEvery=${steps}`], suffix: `@${steps}`, curve: true,
+    });
   }
 
   const rows = [
@@ -118,7 +118,8 @@ export async function benchFamily(): Promise<void> {
     `it closes ${Number.isFinite(avgShare) ? (100 * avgShare).toFixed(0) : '—'} % of the source-only → oracle gap on average.` +
     `${missing.length ? ` Not in this table: ${missing.join(', ')}.` : ''}`;
   let curveText = '';
-  if (values.curve || values['table-only']) curveText = await curveSection(values['curve-members']!.split(','), Number(values['curve-steps']), stored);
+  if (values.curve || values['table-only']) curveText = await curveSection(values['curve-members']!.split(','), Number(values['curve-steps']), stored,
+    tagged.has('baseline') ? `family-curves-${tag}.png` : 'family-curves.png');
   console.log(`\n${rows.join('\n')}\n\n${verdict}\n${rungs.length > 2 ? `\n${rungs.join('\n')}\n` : ''}${curveText}`);
   await writeSection(`The embedded family (small preset${tag ? `, candidate ${tag}: ${values.set!.join(' ')} on ${[...tagged].join(', ')}` : ''})`,
     `\`npm run bench -- ${process.argv.slice(2).join(' ')}\` (seeds ${seeds.join(', ')}; the small preset: mit-tiny-daformer, 96² crops, ` +
@@ -128,7 +129,7 @@ export async function benchFamily(): Promise<void> {
 }
 
 /** mIoU against steps from the curve runs that exist (a table, and a PNG next to the other figures). */
-async function curveSection(members: string[], steps: number, stored: (v: string) => string): Promise<string> {
+async function curveSection(members: string[], steps: number, stored: (v: string) => string, png: string): Promise<string> {
   const series: { name: string; points: [number, number][] }[] = [];
   // the share of the source-only → oracle gap the baseline has closed at each step, per member with all three
   const shares: { name: string; at: Map<number, number> }[] = [];
@@ -149,7 +150,6 @@ async function curveSection(members: string[], steps: number, stored: (v: string
   const cell = (v: number | undefined, unit = '') => (v === undefined ? '—' : `${pct(v)}${unit}`);
   const table = [`| step | ${[...series, ...shares].map((s) => s.name).join(' | ')} |`, `|---|${[...series, ...shares].map(() => '---|').join('')}`,
     ...stepsAt.map((st) => `| ${st} | ${[...series.map((s) => cell(s.points.find((q) => q[0] === st)?.[1])), ...shares.map((s) => cell(s.at.get(st), ' %'))].join(' | ')} |`)];
-  const png = `family-curves${stored('baseline').slice('baseline'.length).replace('+', '-')}.png`;
   const file = new URL(`../docs/images/${png}`, import.meta.url);
   await fs.writeFile(file, await curvePng(series, steps));
   return `\nStudent mIoU against steps at a ${steps}-step schedule (seed 0; \`--curve\`; the share is (baseline − source-only) / ` +
@@ -165,7 +165,8 @@ async function curvePng(series: { name: string; points: [number, number][] }[], 
   const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
   const dash = (name: string) => (name.endsWith('source-only') ? '5,4' : name.endsWith('oracle') ? '1,3' : '');
   // one colour per member, one dash per variant
-  const memberColour = (name: string) => colors[[...new Set(series.map((x) => x.name.split(' ')[0]))].indexOf(name.split(' ')[0]) % colors.length];
+  const members = [...new Set(series.map((x) => x.name.split(' ')[0]))];
+  const memberColour = (name: string) => colors[members.indexOf(name.split(' ')[0]) % colors.length];
   const lines = series.map((s, i) => `<polyline fill="none" stroke="${memberColour(s.name)}" stroke-width="2" stroke-dasharray="${dash(s.name)}" ` +
     `points="${s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>` +
     `<text x="${x0 + w + 12}" y="${y0 + 16 + i * 18}" font-size="12" fill="${memberColour(s.name)}">${s.name}</text>`).join('\n');

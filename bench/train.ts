@@ -75,6 +75,13 @@ function stepInChild(preset: string, size: number, threads: number, inr: boolean
   return JSON.parse(line) as ChildResult;
 }
 
+const HALF = Math.max(1, Math.floor(THREADS / 2));
+
+/** The default of `ir2f train`: two replicas on half the threads each where there are 2+ cores, else one. */
+function defaultStep(preset: string, size: number, inr: boolean): ChildResult {
+  return THREADS > 1 ? stepInChild(preset, size, HALF, inr, 2) : stepInChild(preset, size, 1, inr);
+}
+
 const REFERENCE = new URL('./train-reference.json', import.meta.url);
 /** A case's default step may take this much longer than the reference before `--check` fails. */
 const SLOWER_LIMIT = 1.25;
@@ -99,12 +106,11 @@ async function checkAgainstReference(): Promise<void> {
     throw new Error(`the reference was measured on '${ref.cpu}' with ${ref.threads} threads, this is '${cpuModel()}' with ${THREADS}: ` +
       'run `npm run bench -- train` here to record one (timings only compare on the same machine)');
   }
-  const half = Math.max(1, Math.floor(THREADS / 2));
   const rows: (string | number)[][] = [['case', 'reference ms', 'now ms', 'now ÷ reference', 'verdict']];
   let slower = 0;
   for (const c of CASES) {
     const was = ref.msPerStep[caseKey(c)];
-    const now = stepInChild(c[0], c[1], THREADS > 1 ? half : THREADS, c[2] === 'inr', THREADS > 1 ? 2 : 1).msPerStep;
+    const now = defaultStep(c[0], c[1], c[2] === 'inr').msPerStep;
     const ratio = was ? now / was : NaN;
     if (ratio > SLOWER_LIMIT) slower++;
     rows.push([caseKey(c), was ? fmt(was, 0) : '—', fmt(now, 0), fmt(ratio, 2), !was ? 'no reference' : ratio > SLOWER_LIMIT ? 'SLOWER' : 'ok']);
@@ -128,9 +134,8 @@ export async function benchTrain(): Promise<void> {
   console.log(`# one DAFormer-style training iteration, batch 2+2: tfjs-wasm on 1 and ${THREADS} threads with onnxruntime's dense kernels ` +
     `(and once with XNNPACK's), PyTorch CPU (${debianBlas()}) on the same threads`);
   console.log(`# practical peak (PyTorch 2048² sgemm): ${fmt(peak1 ?? NaN, 0)} GFLOP/s on 1 thread, ${fmt(peakN ?? NaN, 0)} on ${THREADS}\n`);
-  const half = Math.max(1, Math.floor(THREADS / 2));
   const rows: (string | number)[][] = [[
-    'preset', 'crop', 'GFLOP/it', '1 thr, wasm kernels ms', 'wasm 1 thr ms', `wasm ${THREADS} thr ms`, `2 replicas × ${half} thr ms`, 'default GFLOP/s',
+    'preset', 'crop', 'GFLOP/it', '1 thr, wasm kernels ms', 'wasm 1 thr ms', `wasm ${THREADS} thr ms`, `2 replicas × ${HALF} thr ms`, 'default GFLOP/s',
     'torch 1 thr ms', `torch ${THREADS} thr ms`, 'default ÷ torch 1 thr', `default ÷ torch ${THREADS} thr`, 'default ÷ torch best',
   ]];
   const phases: (string | number)[][] = [['preset', 'crop', 'teacher', 'student f+b', 'rectifier', 'optim+EMA']];
@@ -139,7 +144,7 @@ export async function benchTrain(): Promise<void> {
     const plainWasm = stepInChild(preset, size, 1, inr, 1, 'backend');
     const one = stepInChild(preset, size, 1, inr);
     const many = THREADS > 1 ? stepInChild(preset, size, THREADS, inr) : one;
-    const dp = THREADS > 1 ? stepInChild(preset, size, half, inr, 2) : one;
+    const dp = THREADS > 1 ? defaultStep(preset, size, inr) : one;
     reference.msPerStep[caseKey([preset, size, extra])] = dp.msPerStep;
     const t1 = extra ? undefined : torchStep(preset, size, 1);
     const tN = extra ? undefined : torchStep(preset, size, THREADS);
@@ -158,9 +163,9 @@ export async function benchTrain(): Promise<void> {
   console.log(`\n# phases of the default iteration (2 replicas; ms; profiled steps sync after each phase; teacher and rectifier run in the worker, during the source pass)\n`);
   console.log(table(phases));
   // each replica's wasm heap grows to its own pass's peak: two replicas hold about twice one's
-  const rss = (workers: number) => stepInChild('mit-tiny-daformer', 256, workers > 1 ? half : THREADS, false, workers, 'onnxruntime', 3).maxRssKiB / 1024;
+  const rss = (workers: number) => stepInChild('mit-tiny-daformer', 256, workers > 1 ? HALF : THREADS, false, workers, 'onnxruntime', 3).maxRssKiB / 1024;
   console.log(`\npeak RSS, mit-tiny-daformer 2+2 at 256² on wasm: ${fmt(rss(1), 0)} MiB with one replica (${THREADS} threads), ` +
-    `${fmt(rss(2), 0)} MiB with two (${half} thread each; target ≤ 2048 with one)`);
+    `${fmt(rss(2), 0)} MiB with two (${HALF} thread each; target ≤ 2048 with one)`);
 }
 
 if (process.argv[2] === '--step-child') {

@@ -22,21 +22,31 @@ async function pack(pkg: string, dest: string): Promise<string> {
   return path.join(dest, stdout.trim().split('\n').pop()!);
 }
 
+/** The files of a tarball that an installed package should not carry (sources, tests). */
+async function sourcesIn(tarball: string): Promise<string[]> {
+  return (await run('tar', ['-tzf', tarball])).stdout.split('\n').filter((f) => /\/(src|test)\//.test(f));
+}
+
+/** A fresh project in `dir`/app with just these tarballs and tfjs installed; returns its folder and its @ir2f packages. */
+async function installInFreshApp(dir: string, tarballs: string[]): Promise<{ app: string; installed: string[] }> {
+  const app = path.join(dir, 'app');
+  await run('mkdir', [app]);
+  // --prefer-offline: tarballs from the cache that `npm ci` filled, registry metadata fetched when the cache lacks it (`npm ci` never caches
+  // it, so --offline failed with ERESOLVE on a fresh machine); @types/node pinned as in the workspace
+  await writeFile(path.join(app, 'package.json'), JSON.stringify({ name: 'app', type: 'module', private: true, overrides: { '@types/node': '20.19.43' } }));
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...tarballs, '@tensorflow/tfjs@4.22.0'], { cwd: app });
+  return { app, installed: (await readdir(path.join(app, 'node_modules', '@ir2f'))).sort() };
+}
+
 for (const [pkg, name] of [['plugin-inr-rectifier', '@ir2f/plugin-inr-rectifier'], ['plugin-rmm', '@ir2f/plugin-rmm']] as const) {
   test.serial(`${name} installed alone with @ir2f/core and @ir2f/runtime from tarballs trains a user-written network`, async (t) => {
     await run('npx', ['tsc', '-b', 'packages/runtime', 'packages/core', `packages/${pkg}`], { cwd: root });
     const dir = await mkdtemp(path.join(os.tmpdir(), 'ir2f-pack-'));
     try {
       const tarballs = [await pack(pkg, dir), await pack('core', dir), await pack('runtime', dir)];
-      const files = (await run('tar', ['-tzf', tarballs[0]])).stdout.split('\n').filter(Boolean);
-      t.true(files.every((f) => !/\/(src|test)\//.test(f)), `no sources or tests in the tarball: ${files.join(', ')}`);
-      const app = path.join(dir, 'app');
-      await run('mkdir', [app]);
-      // --prefer-offline: tarballs from the cache that `npm ci` filled, registry metadata fetched when the cache lacks it (`npm ci` never caches
-      // it, so --offline failed with ERESOLVE on a fresh machine); @types/node pinned as in the workspace
-      await writeFile(path.join(app, 'package.json'), JSON.stringify({ name: 'app', type: 'module', private: true, overrides: { '@types/node': '20.19.43' } }));
-      await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...tarballs, '@tensorflow/tfjs@4.22.0'], { cwd: app });
-      t.deepEqual((await readdir(path.join(app, 'node_modules', '@ir2f'))).sort(), ['core', pkg, 'runtime'].sort());
+      t.deepEqual(await sourcesIn(tarballs[0]), [], 'no sources or tests in the tarball');
+      const { app, installed } = await installInFreshApp(dir, tarballs);
+      t.deepEqual(installed, ['core', pkg, 'runtime'].sort());
       await copyFile(path.join(root, 'test', 'fixtures', 'user-app.mjs'), path.join(app, 'app.mjs'));
       await copyFile(path.join(root, 'test', 'fixtures', 'user-replica.mjs'), path.join(app, 'replica.mjs'));
       const { stdout } = await run(process.execPath, ['app.mjs', name], { cwd: app });
@@ -65,13 +75,9 @@ test.serial('@ir2f/runtime installed alone from its tarball trains a plain tfjs 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ir2f-pack-'));
   try {
     const tarball = await pack('runtime', dir);
-    const files = (await run('tar', ['-tzf', tarball])).stdout.split('\n').filter(Boolean);
-    t.true(files.every((f) => !/\/(src|test)\//.test(f)), `no sources or tests in the tarball: ${files.join(', ')}`);
-    const app = path.join(dir, 'app');
-    await run('mkdir', [app]);
-    await writeFile(path.join(app, 'package.json'), JSON.stringify({ name: 'app', type: 'module', private: true, overrides: { '@types/node': '20.19.43' } }));
-    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, '@tensorflow/tfjs@4.22.0'], { cwd: app });
-    t.deepEqual(await readdir(path.join(app, 'node_modules', '@ir2f')), ['runtime']);
+    t.deepEqual(await sourcesIn(tarball), [], 'no sources or tests in the tarball');
+    const { app, installed } = await installInFreshApp(dir, [tarball]);
+    t.deepEqual(installed, ['runtime']);
     await copyFile(path.join(root, 'test', 'fixtures', 'runtime-app.mjs'), path.join(app, 'app.mjs'));
     const { stdout } = await run(process.execPath, ['app.mjs'], { cwd: app });
     const out = JSON.parse(stdout.trim().split('\n').pop()!) as { backend: string; losses: number[]; gradError: number; tensorsFlat: boolean };
