@@ -7,7 +7,7 @@
  * column "1 thr, wasm kernels" is the same step with IR2F_DENSE_KERNELS=backend (XNNPACK and ir2f's kernels). Next to it the PyTorch twin running
  * the same step (bench/reference/models.py train) on 1 and N threads, as throughput ratios (> 1: tfjs is
  * faster); the iteration's convolution/matmul GFLOP/s against the machine's practical peak (PyTorch's 2048²
- * sgemm); the phases of the default; and the peak RSS of a training process at 256² (target ≤ 2 GiB).
+ * sgemm); the phases of the default, its kernel dispatches per iteration and the top kernels by time; and the peak RSS of a training process at 256² (target ≤ 2 GiB).
  *
  * The default's ms per iteration is kept in bench/train-reference.json (with the CPU it was measured on);
  * `npm run bench -- train --check` times only the default, compares with it and exits non-zero when a case is
@@ -138,7 +138,8 @@ export async function benchTrain(): Promise<void> {
     'preset', 'crop', 'GFLOP/it', '1 thr, wasm kernels ms', 'wasm 1 thr ms', `wasm ${THREADS} thr ms`, `2 replicas × ${HALF} thr ms`, 'default GFLOP/s',
     'torch 1 thr ms', `torch ${THREADS} thr ms`, 'default ÷ torch 1 thr', `default ÷ torch ${THREADS} thr`, 'default ÷ torch best',
   ]];
-  const phases: (string | number)[][] = [['preset', 'crop', 'teacher', 'student f+b', 'rectifier', 'optim+EMA']];
+  const phases: (string | number)[][] = [['preset', 'crop', 'teacher', 'student f+b', 'rectifier', 'optim+EMA', 'kernels/it']];
+  const kernelTables: string[] = [];
   for (const [preset, size, extra] of CASES) {
     const inr = extra === 'inr';
     const plainWasm = stepInChild(preset, size, 1, inr, 1, 'backend');
@@ -155,13 +156,17 @@ export async function benchTrain(): Promise<void> {
     rows.push([name, `${size}²`, fmt(dp.flops / 1e9, 2), fmt(plainWasm.msPerStep, 0), fmt(one.msPerStep, 0), fmt(many.msPerStep, 0), fmt(dp.msPerStep, 0),
       fmt(dp.flops / dp.msPerStep / 1e6, 1), t1 ? fmt(t1.ms, 0) : 'n/a', tN ? fmt(tN.ms, 0) : 'n/a',
       ratio(dp.msPerStep, t1?.ms), ratio(dp.msPerStep, tN?.ms), ratio(dp.msPerStep, best)]);
-    phases.push([name, `${size}²`, ...(['teacher', 'student', 'rectifier', 'optimizer'] as const).map((k) => fmt(dp.phases[k], 0))]);
+    phases.push([name, `${size}²`, ...(['teacher', 'student', 'rectifier', 'optimizer'] as const).map((k) => fmt(dp.phases[k], 0)), dp.kernels.count]);
+    // timed on one thread and one replica, where the kernels' wall times add up to the step
+    kernelTables.push(`${name} ${size}² (1 replica, 1 thread: ${one.kernels.count} kernels, ${fmt(one.kernels.top.reduce((a, k) => a + k.ms, 0), 0)} ms in the top ${one.kernels.top.length})\n` +
+      table([['kernel', 'calls', 'ms', 'ms/call'], ...one.kernels.top.map((k) => [k.name, k.calls, fmt(k.ms, 1), fmt(k.ms / k.calls, 3)])]));
   }
   console.log(table(rows));
   await fs.writeFile(REFERENCE, `${JSON.stringify(reference, null, 2)}\n`);
   console.log(`\nthe default's ms per iteration: ${fileURLToPath(REFERENCE)} (\`npm run bench -- train --check\` compares with it)`);
   console.log(`\n# phases of the default iteration (2 replicas; ms; profiled steps sync after each phase; teacher and rectifier run in the worker, during the source pass)\n`);
   console.log(table(phases));
+  console.log(`\n# the top kernels by time of one profiled iteration (tf.profile; dense kernels on onnxruntime)\n\n${kernelTables.join('\n\n')}`);
   // each replica's wasm heap grows to its own pass's peak: two replicas hold about twice one's
   const rss = (workers: number) => stepInChild('mit-tiny-daformer', 256, workers > 1 ? HALF : THREADS, false, workers, 'onnxruntime', 3).maxRssKiB / 1024;
   console.log(`\npeak RSS, mit-tiny-daformer 2+2 at 256² on wasm: ${fmt(rss(1), 0)} MiB with one replica (${THREADS} threads), ` +

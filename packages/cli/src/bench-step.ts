@@ -107,6 +107,26 @@ export interface StepBenchResult {
   numTensorsDelta: number;
   /** Convolution and matrix-product FLOPs of one iteration (`kernelFlops`). */
   flops: number;
+  /** Kernel dispatches of one iteration on one replica (both passes), and the kernels by total time. */
+  kernels: { count: number; top: KernelTotal[] };
+}
+
+export interface KernelTotal {
+  name: string;
+  calls: number;
+  ms: number;
+}
+
+/** A profiled iteration's kernels summed by name, slowest first (the wasm backend times each kernel by wall clock). */
+export function kernelTotals(kernels: { name: string; kernelTimeMs?: unknown }[]): KernelTotal[] {
+  const by = new Map<string, KernelTotal>();
+  for (const k of kernels) {
+    const t = by.get(k.name) ?? { name: k.name, calls: 0, ms: 0 };
+    t.calls++;
+    if (typeof k.kernelTimeMs === 'number') t.ms += k.kernelTimeMs;
+    by.set(k.name, t);
+  }
+  return [...by.values()].sort((a, b) => b.ms - a.ms || b.calls - a.calls);
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -157,6 +177,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
       backend: `${describeBackend(backend)}${workers > 1 ? ' × 2 replicas' : ''}`, msPerStep: median(plain),
       phases: { teacher: phase('teacher'), student: phase('student'), rectifier: phase('rectifier'), optimizer: phase('optimizer') },
       numTensorsDelta, flops: kernelFlops(record.kernels as unknown as KernelRecord[]),
+      kernels: { count: record.kernels.length, top: kernelTotals(record.kernels).slice(0, 12) },
     };
   } finally {
     await stepper?.close();

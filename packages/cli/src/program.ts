@@ -190,7 +190,8 @@ export function buildProgram(io: CliIo = {}): Command {
       const r = await benchStep({ preset: o.model, size: o.size, batch: o.batch, steps: o.steps, backend: o.backend, workers: plan.workers, threads: plan.threads });
       log(`${o.model}, ${o.batch}+${o.batch} at ${o.size}², ${r.backend}: ${r.msPerStep.toFixed(0)} ms/iteration ` +
         `(teacher ${r.phases.teacher.toFixed(0)}, student fwd+bwd ${r.phases.student.toFixed(0)}, rectifier ${r.phases.rectifier.toFixed(0)}, ` +
-        `optimiser+EMA ${r.phases.optimizer.toFixed(0)} ms)`);
+        `optimiser+EMA ${r.phases.optimizer.toFixed(0)} ms); ${r.kernels.count} kernels/iteration, slowest: ` +
+        r.kernels.top.slice(0, 5).map((k) => `${k.name} ${k.ms.toFixed(0)} ms/${k.calls}`).join(', '));
     });
   return program;
 }

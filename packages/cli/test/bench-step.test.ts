@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ir2f/core';
-import { kernelFlops } from '@ir2f/cli';
+import { kernelFlops, kernelTotals } from '@ir2f/cli';
 
 test.before(async () => {
   await initBackend('wasm');
@@ -28,4 +28,14 @@ test('kernelFlops counts 2 per multiply-add of convolutions and matrix products,
   }));
   t.is(kernelFlops(bwd.kernels as never), 3 * conv + 3 * matmul);
   tf.dispose([x, w, a, b]);
+});
+
+test('kernelTotals sums calls and time per kernel name, slowest first, and counts kernels with no timing', (t) => {
+  const totals = kernelTotals([
+    { name: 'Relu', kernelTimeMs: 1 }, { name: 'Conv2D', kernelTimeMs: 4 }, { name: 'Relu', kernelTimeMs: 2 },
+    { name: 'Add', kernelTimeMs: { error: 'no timer' } }, { name: 'Conv2D', kernelTimeMs: 0.5 },
+  ]);
+  t.deepEqual(totals, [
+    { name: 'Conv2D', calls: 2, ms: 4.5 }, { name: 'Relu', calls: 2, ms: 3 }, { name: 'Add', calls: 1, ms: 0 },
+  ]);
 });
