@@ -154,11 +154,24 @@ const meanStd = (xs: number[]) => {
   return xs.length > 1 ? `${(m * 100).toFixed(1)} ± ${(sd * 100).toFixed(1)}` : `${(m * 100).toFixed(1)} (1 seed)`;
 };
 
+/**
+ * The version of the embedded small preset (packages/cli/src/presets.ts) the stored runs were trained at; a
+ * change to it re-bases every self-training run. 1: τ 0.968, EMA bound 0.99 (sessions 6–8; those runs are kept
+ * in bench/runs/preset-v1/). 2: τ 0.9, EMA bound 0.95 (session 9, chosen across the family).
+ */
+export const PRESET_VERSION = 2;
+/** Source-only and oracle runs read neither τ nor the EMA teacher: they hold at every preset version. */
+const selfTrains = (recordedVariant: string) => !['source-only', 'oracle'].includes(recordedVariant.split(/[+@]/)[0]);
+
 /** One finished run, stored as bench/runs/<benchmark>-<variant>-<seed>.json so that runs can be spread
  *  over processes (one per core) and over sessions, and the table is rendered from all of them. */
 export interface RunRecord extends RunMetrics {
   /** DESIGN §5's method version the run's defaults follow (runs without it are v1, kept in bench/runs/v1/). */
   method: 2;
+  /** PRESET_VERSION at the time of the run (absent: 1). */
+  preset?: number;
+  /** How the record came to be, where not by `runStored` at its preset (e.g. a candidate that became the preset). */
+  note?: string;
   benchmark: string;
   variant: string;
   seed: number;
@@ -173,9 +186,11 @@ export interface RunRecord extends RunMetrics {
 const RUNS_DIR = new URL('./runs/', import.meta.url);
 const runFile = (b: string, v: string, s: number) => new URL(`${b}-${v}-${s}.json`, RUNS_DIR);
 
+/** A stored run, or nothing when there is none or it self-trained at another preset version (stale). */
 export async function readRun(b: string, v: string, s: number): Promise<RunRecord | undefined> {
   const text = await fs.readFile(runFile(b, v, s), 'utf8').catch(() => undefined);
-  return text ? (JSON.parse(text) as RunRecord) : undefined;
+  const record = text ? (JSON.parse(text) as RunRecord) : undefined;
+  return record && selfTrains(v) && (record.preset ?? 1) !== PRESET_VERSION ? undefined : record;
 }
 
 function gitCommit(): string {
@@ -240,7 +255,7 @@ export async function runStored(o: {
           if (r.reason !== 'completed') throw new Error(`${name} ${as} seed ${seed}: interrupted at step ${r.step}; nothing stored`);
           const m = await measure(r.checkpoint!, bench, spec, variant !== 'source-only' && variant !== 'oracle');
           const record: RunRecord = {
-            method: 2, benchmark: name, variant: as, seed, steps: config.train.steps, msPerStep: r.msPerStep, commit,
+            method: 2, preset: PRESET_VERSION, benchmark: name, variant: as, seed, steps: config.train.steps, msPerStep: r.msPerStep, commit,
             date: new Date().toISOString().slice(0, 10), ...m,
             ...(o.curve ? { curve: await studentCurve(r.files.events) } : {}),
           };
@@ -258,7 +273,7 @@ export async function runStored(o: {
 }
 
 export async function benchAblation(
-  defaultVariants: VariantName[] = ['source-only', 'baseline', 'inr', 'control', 'ir2f', 'ir2f-prior', 'oracle'], title = 'The ablation ladder (method v2)',
+  defaultVariants: VariantName[] = ['source-only', 'baseline', 'inr', 'control', 'ir2f', 'ir2f-prior', 'oracle'], title = `The ablation ladder (method v2, preset v${PRESET_VERSION})`,
 ): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(3), allowPositionals: true,
@@ -326,5 +341,5 @@ export async function benchAblation(
 }
 
 export async function benchRectifier(): Promise<void> {
-  await benchAblation(['baseline', 'inr'], 'INR rectifier vs baseline');
+  await benchAblation(['baseline', 'inr'], `INR rectifier vs baseline (preset v${PRESET_VERSION})`);
 }

@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { promises as fs } from 'node:fs';
 import sharp from 'sharp';
 import { EMBEDDED_BENCHMARKS, type EmbeddedBenchmarkName } from '@ir2f/datasets';
-import { pairedStats, readRun, runStored, VARIANTS, type RunRecord, type VariantName } from './ablation.js';
+import { pairedStats, PRESET_VERSION, readRun, runStored, VARIANTS, type RunRecord, type VariantName } from './ablation.js';
 import { writeSection } from './timing.js';
 
 const pct = (x: number) => (100 * x).toFixed(1);
@@ -36,9 +36,10 @@ async function runsOf(member: string, variant: string, seeds: number[]): Promise
   return new Map(runs.filter((r): r is RunRecord => !!r).map((r) => [r.seed, r]));
 }
 
-export async function benchFamily(): Promise<void> {
+/** `args`: the options after `family` (refusals of bad ones come before any run). */
+export async function benchFamily(args = process.argv.slice(3)): Promise<void> {
   const { values } = parseArgs({
-    args: process.argv.slice(3),
+    args,
     options: {
       members: { type: 'string', default: 'camera,fog,sensor,city19,synth2real,day2night' }, seeds: { type: 'string', default: '3' },
       variants: { type: 'string', default: 'source-only,baseline,oracle' }, 'table-only': { type: 'boolean', default: false },
@@ -121,8 +122,8 @@ export async function benchFamily(): Promise<void> {
   if (values.curve || values['table-only']) curveText = await curveSection(values['curve-members']!.split(','), Number(values['curve-steps']), stored,
     tagged.has('baseline') ? `family-curves-${tag}.png` : 'family-curves.png');
   console.log(`\n${rows.join('\n')}\n\n${verdict}\n${rungs.length > 2 ? `\n${rungs.join('\n')}\n` : ''}${curveText}`);
-  await writeSection(`The embedded family (small preset${tag ? `, candidate ${tag}: ${values.set!.join(' ')} on ${[...tagged].join(', ')}` : ''})`,
-    `\`npm run bench -- ${process.argv.slice(2).join(' ')}\` (seeds ${seeds.join(', ')}; the small preset: mit-tiny-daformer, 96² crops, ` +
+  await writeSection(`The embedded family (small preset v${PRESET_VERSION}${tag ? `, candidate ${tag}: ${values.set!.join(' ')} on ${[...tagged].join(', ')}` : ''})`,
+    `\`npm run bench -- family ${args.join(' ')}\` (seeds ${seeds.join(', ')}; the small preset: mit-tiny-daformer, 96² crops, ` +
     `400 steps; target mIoU on each member's 100 val images over its classes: 8, or 19 for city19; share of the gap = ` +
     `(baseline − source-only) / (oracle − source-only), per seed, averaged).\n\n${rows.join('\n')}\n\n${verdict}\n` +
     `${rungs.length > 2 ? `\nIR2F rungs against the baseline on the family:\n\n${rungs.join('\n')}\n` : ''}${curveText}`);

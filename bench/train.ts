@@ -99,9 +99,9 @@ const caseKey = ([preset, size, extra]: (typeof CASES)[number]) => `${preset}${e
 const cpuModel = () => os.cpus()[0]?.model.trim() ?? 'unknown';
 
 /** `--check`: the default step of each case against the committed reference of this machine. */
-async function checkAgainstReference(): Promise<void> {
-  const ref = JSON.parse(await fs.readFile(REFERENCE, 'utf8').catch(() => 'null')) as TrainReference | null;
-  if (!ref) throw new Error(`no ${fileURLToPath(REFERENCE)}: run \`npm run bench -- train\` once to record the reference`);
+export async function checkAgainstReference(reference = REFERENCE): Promise<void> {
+  const ref = JSON.parse(await fs.readFile(reference, 'utf8').catch(() => 'null')) as TrainReference | null;
+  if (!ref) throw new Error(`no ${fileURLToPath(reference)}: run \`npm run bench -- train\` once to record the reference`);
   if (ref.cpu !== cpuModel() || ref.threads !== THREADS) {
     throw new Error(`the reference was measured on '${ref.cpu}' with ${ref.threads} threads, this is '${cpuModel()}' with ${THREADS}: ` +
       'run `npm run bench -- train` here to record one (timings only compare on the same machine)');
@@ -115,7 +115,7 @@ async function checkAgainstReference(): Promise<void> {
     if (ratio > SLOWER_LIMIT) slower++;
     rows.push([caseKey(c), was ? fmt(was, 0) : '—', fmt(now, 0), fmt(ratio, 2), !was ? 'no reference' : ratio > SLOWER_LIMIT ? 'SLOWER' : 'ok']);
   }
-  console.log(`# the default training step against ${fileURLToPath(REFERENCE)} (${ref.commit}, ${ref.date}); limit ${SLOWER_LIMIT}×\n`);
+  console.log(`# the default training step against ${fileURLToPath(reference)} (${ref.commit}, ${ref.date}); limit ${SLOWER_LIMIT}×\n`);
   console.log(table(rows));
   if (slower) {
     console.log(`\n${slower} case(s) more than ${Math.round((SLOWER_LIMIT - 1) * 100)} % slower than the reference`);
