@@ -253,7 +253,7 @@ export async function runStored(o: {
           const r = await runTraining(config, { workDir: dir, quiet: true });
           // a run stopped by a signal is not a result: store nothing, and stop the bench as the user asked
           if (r.reason !== 'completed') throw new Error(`${name} ${as} seed ${seed}: interrupted at step ${r.step}; nothing stored`);
-          const m = await measure(r.checkpoint!, bench, spec, variant !== 'source-only' && variant !== 'oracle');
+          const m = await measure(r.checkpoint!, bench, spec, selfTrains(variant));
           const record: RunRecord = {
             method: 2, preset: PRESET_VERSION, benchmark: name, variant: as, seed, steps: config.train.steps, msPerStep: r.msPerStep, commit,
             date: new Date().toISOString().slice(0, 10), ...m,
@@ -325,7 +325,7 @@ export async function benchAblation(
       paired.push(`| ${name} | ${VARIANTS[variant].label} | ${pairs.map((r) => r.seed).join(',')} | ${d.mean >= 0 ? '+' : ''}${d.mean.toFixed(2)} ± ${d.std.toFixed(2)} | ` +
         `${d.t.toFixed(2)} | ${db.mean >= 0 ? '+' : ''}${db.mean.toFixed(2)} ± ${db.std.toFixed(2)} | ${db.t.toFixed(2)} | ` +
         `${mean(pairs.map((r) => r.msPerStep)).toFixed(0)} / ${baseMs.toFixed(0)} |`);
-      if (variant !== 'source-only' && variant !== 'oracle') wins.set(variant, (wins.get(variant) ?? new Map()).set(name, d.mean > 0 && d.t >= 2));
+      if (selfTrains(variant)) wins.set(variant, (wins.get(variant) ?? new Map()).set(name, d.mean > 0 && d.t >= 2));
     }
   }
   const verdict = [...wins].map(([v, w]) => `${VARIANTS[v].label}: ${benchmarks.every((b) => w.get(b)) ? 'wins' : 'does not win'}` +

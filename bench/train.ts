@@ -18,6 +18,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { benchStep, type StepBenchResult } from '@ir2f/cli';
+import { writeAtomic } from '@ir2f/core';
 import { DEBIAN_PYTHON, debianBlas } from './python-reference.js';
 import { fmt, table } from './timing.js';
 
@@ -162,7 +163,7 @@ export async function benchTrain(): Promise<void> {
       table([['kernel', 'calls', 'ms', 'ms/call'], ...one.kernels.top.map((k) => [k.name, k.calls, fmt(k.ms, 1), fmt(k.ms / k.calls, 3)])]));
   }
   console.log(table(rows));
-  await fs.writeFile(REFERENCE, `${JSON.stringify(reference, null, 2)}\n`);
+  await writeAtomic(fileURLToPath(REFERENCE), new TextEncoder().encode(`${JSON.stringify(reference, null, 2)}\n`));
   console.log(`\nthe default's ms per iteration: ${fileURLToPath(REFERENCE)} (\`npm run bench -- train --check\` compares with it)`);
   console.log(`\n# phases of the default iteration (2 replicas; ms; profiled steps sync after each phase; teacher and rectifier run in the worker, during the source pass)\n`);
   console.log(table(phases));
