@@ -184,11 +184,14 @@ export interface RunRecord extends RunMetrics {
 }
 
 const RUNS_DIR = new URL('./runs/', import.meta.url);
-const runFile = (b: string, v: string, s: number) => new URL(`${b}-${v}-${s}.json`, RUNS_DIR);
+const runFile = (b: string, v: string, s: number, dir = RUNS_DIR) => new URL(`${b}-${v}-${s}.json`, dir);
 
-/** A stored run, or nothing when there is none or it self-trained at another preset version (stale). */
-export async function readRun(b: string, v: string, s: number): Promise<RunRecord | undefined> {
-  const text = await fs.readFile(runFile(b, v, s), 'utf8').catch(() => undefined);
+/**
+ * A stored run, or nothing when there is none or it self-trained at another preset version (stale: τ and the
+ * EMA bound changed what it measures). `dir`: the folder of records (a URL ending in '/'), bench/runs/ by default.
+ */
+export async function readRun(b: string, v: string, s: number, dir = RUNS_DIR): Promise<RunRecord | undefined> {
+  const text = await fs.readFile(runFile(b, v, s, dir), 'utf8').catch(() => undefined);
   const record = text ? (JSON.parse(text) as RunRecord) : undefined;
   return record && selfTrains(v) && (record.preset ?? 1) !== PRESET_VERSION ? undefined : record;
 }
