@@ -65,6 +65,10 @@ export const VARIANTS: Record<string, Variant> = {
   'ir2f-shift': {
     label: '+ INR (shifted calibration) + RMM v2 (option)', set: [plugins([INR, { calibrationView: 'shifted' }], [RMM, { studentWeight: 'posterior' }])], prior: 'inr', gamma: true,
   },
+  'ir2f-prior-shift': {
+    label: 'IR2F default, INR calibrated on a shifted source view (§5.1.8, option)',
+    set: [plugins([INR, { calibrationView: 'shifted' }], [RMM, { studentWeight: 'rectifier' }])], prior: 'inr', gamma: true,
+  },
   'ir2f-bootstrap': {
     label: '+ INR + RMM v2, bootstrapped soft target (option)', set: [plugins([INR], [RMM, { studentWeight: 'posterior', target: 'bootstrap' }])], prior: 'inr', gamma: true,
   },

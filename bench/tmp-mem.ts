@@ -1,0 +1,10 @@
+import * as tf from '@tensorflow/tfjs';
+import { benchStep } from '@ir2f/cli';
+const mb = (b: number) => (b / 2 ** 20).toFixed(0);
+const size = Number(process.env.SIZE ?? 256);
+const u0 = process.cpuUsage();
+const r = await benchStep({ preset: process.env.PRESET ?? 'mit-tiny-daformer', size, batch: 2, steps: Number(process.env.STEPS ?? 1), warmup: 1, backend: 'wasm', workers: 1 });
+const u = process.cpuUsage(u0);
+const m = process.memoryUsage();
+const heap = (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.byteLength;
+console.log(`${size}² ms ${r.msPerStep.toFixed(0)} (cpu total ${(u.user / 1000).toFixed(0)} ms) maxRSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB; wasm heap ${mb(heap)} MiB; kernels ${r.kernels.count}; phases ${JSON.stringify(r.phases)}`);
