@@ -100,3 +100,16 @@ for (const backend of ['wasm', 'cpu']) {
     }
   });
 }
+
+test('a NaN or ∞ input stays NaN through the fused norms and a relu after them (as through the composition)', async (t) => {
+  await onBackend('wasm', () => tf.tidy(() => {
+    for (const bad of [NaN, Infinity]) {
+      const x = tf.tensor4d(Float32Array.from({ length: 2 * 3 * 3 * 4 }, (_, i) => (i === 5 ? bad : i % 7)), [2, 3, 3, 4]);
+      const [g, b] = [tf.ones([4]) as tf.Tensor1D, tf.zeros([4]) as tf.Tensor1D];
+      for (const [name, y] of [['batchNormTrain', batchNormTrain(x, g, b).y], ['layerNorm', layerNorm(x, g, b)]] as const) {
+        const out = tf.relu(y).dataSync();
+        t.true(Number.isNaN(out[5]), `${name} with ${bad}: relu(y) at the bad element is ${out[5]}`);
+      }
+    }
+  }));
+});

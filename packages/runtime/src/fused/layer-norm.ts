@@ -57,7 +57,10 @@ function registerLayerNorm(): void {
       const C = G.length;
       for (let o = 0; o < X.length; o += C) {
         const [mu, rstd] = rowStats(X, o, C, eps);
-        for (let c = 0; c < C; c++) y[o + c] = (X[o + c] - mu) * rstd * G[c] + B[c];
+        // a row with a NaN or ±∞ in it is NaN throughout, as JS's own (positive) NaN: the wasm backend's relu
+        // zeroes a NaN whose sign bit is set, and a bad input must reach the loss as NaN
+        if (!Number.isFinite(mu * rstd)) y.fill(Number.NaN, o, o + C);
+        else for (let c = 0; c < C; c++) y[o + c] = (X[o + c] - mu) * rstd * G[c] + B[c];
       }
     },
   });
