@@ -3,7 +3,7 @@
  * PyTorch (explicit, symmetric) so that ImageNet checkpoints behave as trained.
  */
 import * as tf from '@tensorflow/tfjs';
-import { attr, type OnnxGraph } from '@ir2f/runtime';
+import { attr, batchNormTrain, gelu, layerNorm, type OnnxGraph } from '@ir2f/runtime';
 import type { Rng } from '../rng.js';
 import { Layer, toTorch, type Module } from './module.js';
 
@@ -110,21 +110,18 @@ export class BatchNorm2d extends Layer {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
-    if (!this.training && this.batchStats) {
-      const { mean, variance } = tf.moments(x, [0, 1, 2]);
-      return tf.batchNorm(x, mean, variance, this.bias, this.weight, this.eps);
-    }
-    if (!this.training) {
+    if (!this.training && !this.batchStats) {
       return tf.batchNorm(x, this.runningMean, this.runningVar, this.bias, this.weight, this.eps);
     }
-    const { mean, variance } = tf.moments(x, [0, 1, 2]);
+    const { y, mean, variance } = batchNormTrain(x, this.weight as tf.Tensor1D, this.bias as tf.Tensor1D, this.eps);
+    if (!this.training) return y;
     const n = x.size / this.channels;
     tf.tidy(() => {
       const m = this.momentum;
       this.runningMean.assign(tf.add(tf.mul(this.runningMean, 1 - m), tf.mul(mean, m)));
       this.runningVar.assign(tf.add(tf.mul(this.runningVar, 1 - m), tf.mul(variance, (m * n) / Math.max(1, n - 1))));
     });
-    return tf.batchNorm(x, mean, variance, this.bias, this.weight, this.eps);
+    return y;
   }
 
   toOnnx(g: OnnxGraph, input: string, prefix: string): string {
@@ -228,8 +225,7 @@ export class LayerNorm extends Layer {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
-    const { mean, variance } = tf.moments(x, -1, true);
-    return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.eps))), this.weight), this.bias);
+    return layerNorm(x, this.weight as tf.Tensor1D, this.bias as tf.Tensor1D, this.eps);
   }
 
   toOnnx(g: OnnxGraph, input: string, prefix: string): string {
@@ -244,7 +240,7 @@ export class LayerNorm extends Layer {
 /** GELU, exact (erf) form as PyTorch's nn.GELU. */
 export class GELU extends Layer {
   forward(x: tf.Tensor): tf.Tensor {
-    return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
+    return gelu(x);
   }
 
   toOnnx(g: OnnxGraph, input: string, prefix: string): string {

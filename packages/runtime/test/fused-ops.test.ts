@@ -1,0 +1,115 @@
+import test from 'ava';
+import * as tf from '@tensorflow/tfjs';
+import { batchNormTrain, batchNormTrainComposed, gelu, geluComposed, initBackend, layerNorm, layerNormComposed } from '@ir2f/runtime';
+import { onBackend, randomArray, relativeError } from './backend-helpers.js';
+
+test.before(async () => {
+  await initBackend('wasm', { denseKernels: 'backend' });
+});
+
+/** Values and the gradients of Σ y·w (w fixed, random) with respect to every input, as plain arrays. */
+function valueAndGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[], seed: number): Float32Array[] {
+  return tf.tidy(() => {
+    const y = f(...inputs);
+    const w = tf.tensor(randomArray(y.size, seed), y.shape);
+    const grads = tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(f(...xs), w)))(inputs);
+    return [y, ...grads].map((t) => t.dataSync() as Float32Array);
+  });
+}
+
+const LN_SHAPES: number[][] = [[2, 5, 7, 16], [3, 64], [1, 1, 1], [4, 9, 33]];
+
+for (const backend of ['wasm', 'cpu']) {
+  test(`layerNorm's fused kernel and gradient on ${backend} match the composition (values, dx, dγ, dβ)`, async (t) => {
+    for (const [i, shape] of LN_SHAPES.entries()) {
+      const C = shape[shape.length - 1];
+      const n = shape.reduce((a, b) => a * b, 1);
+      // an offset and a scale per row, as activations have: the statistics must not be taken as 0 and 1
+      const xs = randomArray(n, 10 + i).map((v, k) => 3 * v * (1 + (k % 3)) + 2);
+      const run = (fused: boolean) => onBackend(backend, () => valueAndGrads(
+        (x, g, b) => (fused ? layerNorm : layerNormComposed)(x, g as tf.Tensor1D, b as tf.Tensor1D, 1e-6),
+        [tf.tensor(xs, shape), tf.tensor1d(randomArray(C, 20 + i).map((v) => 1 + v)), tf.tensor1d(randomArray(C, 30 + i))], 40 + i,
+      ));
+      const [fused, composed] = [await run(true), await run(false)];
+      ['y', 'dx', 'dγ', 'dβ'].forEach((name, k) => {
+        const err = relativeError(fused[k], composed[k]);
+        t.true(err < 1e-4, `${JSON.stringify(shape)} ${name}: rel ${err}`);
+      });
+    }
+  });
+
+  test(`gelu's fused kernel and gradient on ${backend} match the composition, across erf's range`, async (t) => {
+    const xs = Float32Array.from({ length: 2001 }, (_, k) => (k - 1000) / 125); // −8 … 8
+    const run = (fused: boolean) => onBackend(backend, () => valueAndGrads((x) => (fused ? gelu : geluComposed)(x), [tf.tensor(xs)], 3));
+    const [fused, composed] = [await run(true), await run(false)];
+    for (const [k, name] of ['y', 'dx'].entries()) {
+      const err = relativeError(fused[k], composed[k]);
+      t.true(err < 1e-5, `${name}: rel ${err}`);
+    }
+    // and against the closed form at a few points: Φ(1) = 0.8413447, φ(1) = 0.2419707
+    const at = await onBackend(backend, () => valueAndGrads((x) => gelu(x), [tf.tensor([0, 1, -1])], 0).map((a) => Array.from(a)));
+    t.true(Math.abs(at[0][1] - 0.8413447) < 1e-6 && Math.abs(at[0][2] + 0.1586553) < 1e-6 && at[0][0] === 0);
+  });
+}
+
+test('layerNorm refuses a scale or shift that does not match the last axis, naming both sizes', (t) => {
+  tf.tidy(() => {
+    const err = t.throws(() => layerNorm(tf.zeros([2, 8]), tf.ones([4]) as tf.Tensor1D, tf.zeros([8]) as tf.Tensor1D));
+    t.regex(err!.message, /8 values.*got 4 and 8/);
+  });
+});
+
+test('the fused kernels leave no tensors behind across forward and backward passes', async (t) => {
+  await onBackend('wasm', () => {
+    const x = tf.variable(tf.tensor(randomArray(2 * 3 * 16, 1), [2, 3, 16]));
+    const g = tf.variable(tf.ones([16]));
+    const b = tf.variable(tf.zeros([16]));
+    const step = () => tf.tidy(() => {
+      const { grads, value } = tf.variableGrads(() => tf.sum(gelu(layerNorm(x, g as tf.Tensor1D, b as tf.Tensor1D))) as tf.Scalar);
+      value.dataSync();
+      tf.dispose(grads);
+    });
+    step();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) step();
+    t.is(tf.memory().numTensors, before);
+    tf.dispose([x, g, b]);
+  });
+});
+
+const BN_SHAPES: number[][] = [[2, 6, 5, 8], [1, 3, 3, 1], [7, 33]];
+
+for (const backend of ['wasm', 'cpu']) {
+  test(`batchNormTrain's fused kernel and gradient on ${backend} match the composition (y, μ, σ², dx, dγ, dβ)`, async (t) => {
+    for (const [i, shape] of BN_SHAPES.entries()) {
+      const C = shape[shape.length - 1];
+      const n = shape.reduce((a, b) => a * b, 1);
+      const xs = randomArray(n, 50 + i).map((v, k) => 2 * v * (1 + (k % C)) - 1 + (k % C));
+      // the loss reads y, μ and σ² (running averages differentiate through them only in odd pipelines: covered too)
+      const loss = (fused: boolean) => (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+        const r = (fused ? batchNormTrain : batchNormTrainComposed)(x, g as tf.Tensor1D, b as tf.Tensor1D, 1e-5);
+        return tf.concat([tf.reshape(r.y, [-1]), r.mean, r.variance]);
+      };
+      const run = (fused: boolean) => onBackend(backend, () => valueAndGrads(loss(fused),
+        [tf.tensor(xs, shape), tf.tensor1d(randomArray(C, 60 + i).map((v) => 1 + v)), tf.tensor1d(randomArray(C, 70 + i))], 80 + i));
+      const [fused, composed] = [await run(true), await run(false)];
+      ['y ‖ μ ‖ σ²', 'dx', 'dγ', 'dβ'].forEach((name, k) => {
+        const err = relativeError(fused[k], composed[k]);
+        t.true(err < 1e-4, `${JSON.stringify(shape)} ${name}: rel ${err}`);
+      });
+    }
+  });
+}
+
+test('a NaN or ∞ input stays NaN through the fused norms and a relu after them (as through the composition)', async (t) => {
+  await onBackend('wasm', () => tf.tidy(() => {
+    for (const bad of [NaN, Infinity]) {
+      const x = tf.tensor4d(Float32Array.from({ length: 2 * 3 * 3 * 4 }, (_, i) => (i === 5 ? bad : i % 7)), [2, 3, 3, 4]);
+      const [g, b] = [tf.ones([4]) as tf.Tensor1D, tf.zeros([4]) as tf.Tensor1D];
+      for (const [name, y] of [['batchNormTrain', batchNormTrain(x, g, b).y], ['layerNorm', layerNorm(x, g, b)]] as const) {
+        const out = tf.relu(y).dataSync();
+        t.true(Number.isNaN(out[5]), `${name} with ${bad}: relu(y) at the bad element is ${out[5]}`);
+      }
+    }
+  }));
+});
