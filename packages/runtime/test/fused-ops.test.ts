@@ -52,10 +52,12 @@ for (const backend of ['wasm', 'cpu']) {
   });
 }
 
-test('layerNorm refuses a scale or shift that does not match the last axis, naming both sizes', (t) => {
+test('layerNorm and batchNormTrain refuse a scale or shift that does not match the last axis, naming both sizes', (t) => {
   tf.tidy(() => {
     const err = t.throws(() => layerNorm(tf.zeros([2, 8]), tf.ones([4]) as tf.Tensor1D, tf.zeros([8]) as tf.Tensor1D));
-    t.regex(err!.message, /8 values.*got 4 and 8/);
+    t.regex(err!.message, /^layerNorm: .*8 values.*got 4 and 8/);
+    const bn = t.throws(() => batchNormTrain(tf.zeros([2, 3, 3, 8]), tf.ones([8]) as tf.Tensor1D, tf.zeros([5]) as tf.Tensor1D));
+    t.regex(bn!.message, /^batchNormTrain: .*8 values.*got 8 and 5/);
   });
 });
 

@@ -12,6 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasHostKernel, registerHostKernel } from '../kernels/host-kernel.js';
+import { checkScaleShift } from './scale-shift.js';
 
 const BN_TRAIN = 'Ir2fBatchNormTrain';
 const BN_TRAIN_GRAD = 'Ir2fBatchNormTrainGrad';
@@ -34,8 +35,7 @@ export function batchNormTrainComposed(x: tf.Tensor, gamma: tf.Tensor1D, beta: t
 
 /** Batch norm of `x` with its own batch statistics, scale `gamma` and shift `beta` (both [C]). */
 export function batchNormTrain(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps = 1e-5): BatchNormTrainResult {
-  const C = x.shape[x.shape.length - 1];
-  if (gamma.size !== C || beta.size !== C) throw new Error(`batchNormTrain: gamma and beta need ${C} values (x's last axis), got ${gamma.size} and ${beta.size}`);
+  checkScaleShift('batchNormTrain', x, gamma, beta);
   registerBatchNormTrain();
   if (x.dtype === 'float32' && hasHostKernel(BN_TRAIN)) {
     const [y, mean, variance] = tf.engine().runKernel(BN_TRAIN, { x, gamma, beta }, { eps }) as tf.Tensor[];

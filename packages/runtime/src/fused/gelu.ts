@@ -13,9 +13,11 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
 /**
  * Above this many elements the composition runs: the JS loop pays a Math.exp per element, which the wasm
- * backend's SIMD kernels beat once their dispatches stop dominating. Measured fwd+bwd on one wasm thread
- * (2 loaded cores, session 10): [4, 32, 64] 1.3 ms fused / 1.0 composed, [4, 8, 64] 3.5 / 6.3,
- * [4, 512, 64] 24 / 16.
+ * backend's SIMD kernels beat once their dispatches stop dominating. Measured fwd+bwd on one wasm thread on
+ * 2 cores loaded by other runs (session 10), so only indicative: wall time [4, 8, 64] 3.5 ms fused / 6.3
+ * composed, [4, 32, 64] 1.3 / 1.0, [4, 512, 64] 24 / 16; CPU time [4, 8, 64] 2.7 / 1.1, [4, 32, 64] 1.1 / 0.8.
+ * Below the bound the fused kernel still spares the tape the composition's four intermediates; whether it
+ * is faster there is to be re-measured on an idle machine.
  */
 export const GELU_MAX_HOST_ELEMENTS = 1 << 14;
 

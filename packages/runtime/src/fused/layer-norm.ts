@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasHostKernel, registerHostKernel } from '../kernels/host-kernel.js';
+import { checkScaleShift } from './scale-shift.js';
 
 const LAYER_NORM = 'Ir2fLayerNorm';
 const LAYER_NORM_GRAD = 'Ir2fLayerNormGrad';
@@ -21,8 +22,7 @@ export function layerNormComposed(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Ten
 
 /** Layer normalisation of `x` over its last axis with scale `gamma` and shift `beta` (both [C]). */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps = 1e-5): tf.Tensor {
-  const C = x.shape[x.shape.length - 1];
-  if (gamma.size !== C || beta.size !== C) throw new Error(`layerNorm: gamma and beta need ${C} values (x's last axis), got ${gamma.size} and ${beta.size}`);
+  checkScaleShift('layerNorm', x, gamma, beta);
   registerLayerNorm();
   if (x.dtype === 'float32' && hasHostKernel(LAYER_NORM)) return tf.engine().runKernel(LAYER_NORM, { x, gamma, beta }, { eps }) as tf.Tensor;
   return layerNormComposed(x, gamma, beta, eps);
