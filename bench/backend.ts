@@ -5,7 +5,8 @@
  *    Conv2DBackpropInput on wasm (target: backprop-filter ≤ 2× forward), the package's own scalar
  *    Conv2DBackpropInput that ir2f replaces, and the depthwise kernels; GFLOP/s for each.
  *    Then the same kernels with onnxruntime's dense kernels on (core's default when it is installed).
- * 2. One training step of the toy segmentation net (batch 4, 128×128, width 32): wasm (XNNPACK), wasm with
+ * 2. The runtime's fused layer norm, batch norm and GELU (wasm SIMD) against their compositions (fwd + bwd).
+ * 3. One training step of the toy segmentation net (batch 4, 128×128, width 32): wasm (XNNPACK), wasm with
  *    onnxruntime, cpu, and PyTorch CPU (bench/reference/toy_seg_net.py, Debian's python3-torch) on one
  *    thread, plus PyTorch on all cores for context.
  */
@@ -16,6 +17,7 @@ import { availableParallelism } from 'node:os';
 import { Rng } from '@ir2f/core';
 import { initBackend, replacedWasmKernels } from '@ir2f/runtime';
 import { ToySegNet, trainStep } from '../examples/toy/toy-seg-net.js';
+import { fusedKernelRows } from './fused-kernels.js';
 import { DEBIAN_PYTHON, debianBlas } from './python-reference.js';
 import { fmt, medianKernelMs, medianMs, table } from './timing.js';
 
@@ -116,6 +118,8 @@ export async function benchBackend(): Promise<void> {
   console.log(`\nbackprop-filter / forward conv: ${fmt(k.filterRatio, 2)} (target ≤ 2)\n`);
   await initBackend('wasm', ort);
   console.log(table(kernelBench('onnxruntime').rows));
+  console.log();
+  console.log(table(fusedKernelRows()));
   console.log();
 
   const opts = { batch: 4, size: 128, width: 32 };

@@ -4,14 +4,15 @@
  * one gradient kernel on the host backends (wasm, cpu). The composition (moments, then FusedBatchNorm) is ~8
  * kernels forward and ~20 backward, most of them broadcasts and reductions over the full activation; a
  * ResNet step runs one per convolution. μ and σ² are outputs (for running averages) and are differentiated
- * too. The gain is memory more than time: the tape keeps x alone instead of x − μ, its square and the
- * rest, which took a mit-tiny-daformer replica's wasm heap at 256² from 911 to 711 MiB (one replica, layer
- * norm fused already; session 10). Forward+backward time is on a par with the composition's at
- * [2, 64, 64, 256] (81 vs 79 ms CPU) and ahead below ~64k elements (0.6 vs 1.3 ms at [4, 32, 1, 64]).
+ * too. On wasm the two passes each way are SIMD (simd/kernels.wat), on cpu JS loops (a JS loop over the wasm
+ * heap ran 2–4× slower than the composition's SIMD kernels). The tape keeps x alone instead of x − μ, its
+ * square and the rest: a mit-tiny-daformer replica's wasm heap at 256² went from 911 to 711 MiB (one
+ * replica, layer norm fused already; session 10). Fwd+bwd on [2, 32, 32, 256], one wasm thread: 0.7 ms, the
+ * composition 3.6 ms, session 10's JS loops 7.4 ms (session 11; `npm run bench -- backend`).
  * Elsewhere (webgl, tfjs-node) the composition runs.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, registerHostKernel } from '../kernels/host-kernel.js';
+import { hasHostKernel, registerHostKernel, type WasmHostKernel } from '../kernels/host-kernel.js';
 import { checkScaleShift } from './scale-shift.js';
 
 const BN_TRAIN = 'Ir2fBatchNormTrain';
@@ -66,6 +67,69 @@ function channelStats(X: Float32Array, C: number): { mu: Float64Array; v: Float6
   return { mu, v };
 }
 
+/** The channel's y = x·a + b factors, NaN (JS's positive NaN) where the statistics are not finite. */
+function affineFactors(g: number, b: number, mu: number, v: number, eps: number): [number, number] {
+  const a = g / Math.sqrt(v + eps);
+  const shift = b - mu * a;
+  // a channel with a NaN or ±∞ in it is NaN throughout, as JS's own (positive) NaN: the wasm backend's relu
+  // zeroes a NaN whose sign bit is set, and a bad input must reach the loss as NaN
+  return Number.isFinite(a + shift) ? [a, shift] : [Number.NaN, Number.NaN];
+}
+
+/**
+ * On wasm: one SIMD pass for the statistics (shifted by row 0), one for y. Scratch: 2C float32 partial sums,
+ * 2C float64 sums, 2C float32 factors.
+ */
+const bnTrainSimd: WasmHostKernel = {
+  scratchBytes: (s) => 32 * s.gamma[0],
+  compute: ({ x, gamma, beta }, [y, mean, variance], scratch, { f32, f64, simd }, attrs) => {
+    const eps = attrs.eps as number;
+    const C = gamma.shape[0];
+    const n = x.shape.reduce((a, b) => a * b, 1) / C;
+    const [acc, s1, s2, pa, pb] = [scratch, scratch + 8 * C, scratch + 16 * C, scratch + 24 * C, scratch + 28 * C];
+    simd.colSums(x.ptr, x.ptr, n, C, x.ptr, x.ptr, acc, s1, s2);
+    for (let c = 0; c < C; c++) {
+      const m = f64[s1 / 8 + c] / n;
+      const mu = f32[x.ptr / 4 + c] + m;
+      const v = Math.max(0, f64[s2 / 8 + c] / n - m * m);
+      [f32[pa / 4 + c], f32[pb / 4 + c]] = affineFactors(f32[gamma.ptr / 4 + c], f32[beta.ptr / 4 + c], mu, v, eps);
+      f32[mean / 4 + c] = mu;
+      f32[variance / 4 + c] = v;
+    }
+    simd.colAffine(x.ptr, 0, n, C, pa, 0, pb, y);
+  },
+};
+
+/**
+ * On wasm: one SIMD pass for Σ dy and Σ dy·(x − μ), one for dx = k·dy + p·x + s (the factors as the JS
+ * kernel's). Scratch: 2C float32 partial sums, 2C float64 sums, 4C float32 (zeros, k, p, s).
+ */
+const bnTrainGradSimd: WasmHostKernel = {
+  scratchBytes: (s) => 40 * s.gamma[0],
+  compute: ({ dy, dmean, dvar, x, gamma, mean, variance }, [dx, dgamma, dbeta], scratch, { f32, f64, simd }, attrs) => {
+    const eps = attrs.eps as number;
+    const C = gamma.shape[0];
+    const n = x.shape.reduce((a, b) => a * b, 1) / C;
+    const [acc, s1, s2, zero, pk, pp, ps] = [scratch, scratch + 8 * C, scratch + 16 * C, scratch + 24 * C, scratch + 28 * C, scratch + 32 * C, scratch + 36 * C];
+    f32.fill(0, zero / 4, zero / 4 + C);
+    simd.colSums(dy.ptr, x.ptr, n, C, zero, mean.ptr, acc, s1, s2);
+    for (let c = 0; c < C; c++) {
+      const mu = f32[mean.ptr / 4 + c];
+      const rstd = 1 / Math.sqrt(f32[variance.ptr / 4 + c] + eps);
+      const sd = f64[s1 / 8 + c];
+      const sdx = rstd * f64[s2 / 8 + c];
+      const k = f32[gamma.ptr / 4 + c] * rstd;
+      const p = -k * rstd * sdx / n + 2 * f32[dvar.ptr / 4 + c] / n;
+      f32[pk / 4 + c] = k;
+      f32[pp / 4 + c] = p;
+      f32[ps / 4 + c] = -k * sd / n - p * mu + f32[dmean.ptr / 4 + c] / n;
+      f32[dgamma / 4 + c] = sdx;
+      f32[dbeta / 4 + c] = sd;
+    }
+    simd.colAffine(dy.ptr, x.ptr, n, C, pk, pp, ps, dx);
+  },
+};
+
 let registered = false;
 
 function registerBatchNormTrain(): void {
@@ -74,6 +138,7 @@ function registerBatchNormTrain(): void {
   registerHostKernel({
     name: BN_TRAIN,
     outputShapes: (s) => [s.x, [s.gamma[0]], [s.gamma[0]]],
+    wasm: bnTrainSimd,
     compute: ({ x, gamma, beta }, [y, mean, variance], attrs) => {
       const eps = attrs.eps as number;
       const X = x.values as Float32Array;
@@ -84,13 +149,7 @@ function registerBatchNormTrain(): void {
       // y = x·a + b per channel
       const a = new Float64Array(C);
       const b = new Float64Array(C);
-      for (let c = 0; c < C; c++) {
-        a[c] = G[c] / Math.sqrt(v[c] + eps);
-        b[c] = B[c] - mu[c] * a[c];
-        // a channel with a NaN or ±∞ in it is NaN throughout, as JS's own (positive) NaN: the wasm backend's
-        // relu zeroes a NaN whose sign bit is set, and a bad input must reach the loss as NaN
-        if (!Number.isFinite(a[c] + b[c])) a[c] = b[c] = Number.NaN;
-      }
+      for (let c = 0; c < C; c++) [a[c], b[c]] = affineFactors(G[c], B[c], mu[c], v[c], eps);
       for (let o = 0; o < X.length; o += C) for (let c = 0; c < C; c++) y[o + c] = X[o + c] * a[c] + b[c];
       mean.set(mu);
       variance.set(v);
@@ -101,6 +160,7 @@ function registerBatchNormTrain(): void {
   registerHostKernel({
     name: BN_TRAIN_GRAD,
     outputShapes: (s) => [s.x, [s.gamma[0]], [s.gamma[0]]],
+    wasm: bnTrainGradSimd,
     compute: ({ dy, dmean, dvar, x, gamma, mean, variance }, [dx, dgamma, dbeta], attrs) => {
       const eps = attrs.eps as number;
       const X = x.values as Float32Array;

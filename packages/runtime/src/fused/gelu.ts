@@ -2,7 +2,8 @@
  * GELU, exact (erf) form as PyTorch's nn.GELU: y = x·Φ(x) = ½x(1 + erf(x/√2)), as one kernel and one gradient
  * kernel (dy·(Φ(x) + x·φ(x))) on the host backends (wasm, cpu), instead of five kernels forward and ~10
  * backward over the Mix-FFN's widest activations. erf is Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), the
- * approximation tfjs's own Erf kernels use. Elsewhere (webgl, tfjs-node) the composition runs.
+ * approximation tfjs's own Erf kernels use. On wasm the kernels are SIMD (simd/kernels.wat, the exponential a
+ * polynomial), on cpu JS loops; elsewhere (webgl, tfjs-node) the composition runs.
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasHostKernel, registerHostKernel } from '../kernels/host-kernel.js';
@@ -11,15 +12,6 @@ const GELU = 'Ir2fGelu';
 const GELU_GRAD = 'Ir2fGeluGrad';
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
-/**
- * Above this many elements the composition runs: the JS loop pays a Math.exp per element, which the wasm
- * backend's SIMD kernels beat once their dispatches stop dominating. Measured fwd+bwd on one wasm thread on
- * 2 cores loaded by other runs (session 10), so only indicative: wall time [4, 8, 64] 3.5 ms fused / 6.3
- * composed, [4, 32, 64] 1.3 / 1.0, [4, 512, 64] 24 / 16; CPU time [4, 8, 64] 2.7 / 1.1, [4, 32, 64] 1.1 / 0.8.
- * Below the bound the fused kernel still spares the tape the composition's four intermediates; whether it
- * is faster there is to be re-measured on an idle machine.
- */
-export const GELU_MAX_HOST_ELEMENTS = 1 << 14;
 
 /** The composition the kernels replace (and the reference their tests compare with). */
 export function geluComposed(x: tf.Tensor): tf.Tensor {
@@ -29,7 +21,7 @@ export function geluComposed(x: tf.Tensor): tf.Tensor {
 /** GELU (erf form) of `x`. */
 export function gelu(x: tf.Tensor): tf.Tensor {
   registerGelu();
-  if (x.dtype === 'float32' && x.size <= GELU_MAX_HOST_ELEMENTS && hasHostKernel(GELU)) return tf.engine().runKernel(GELU, { x }, {}) as tf.Tensor;
+  if (x.dtype === 'float32' && hasHostKernel(GELU)) return tf.engine().runKernel(GELU, { x }, {}) as tf.Tensor;
   return geluComposed(x);
 }
 
@@ -49,28 +41,46 @@ function registerGelu(): void {
   if (registered) return;
   registered = true;
   const p = new Float64Array(2);
+  const forward = (X: Float32Array, y: Float32Array) => {
+    for (let i = 0; i < X.length; i++) {
+      phi(X[i], p);
+      y[i] = X[i] * p[0];
+    }
+  };
+  const backward = (D: Float32Array, X: Float32Array, dx: Float32Array) => {
+    for (let i = 0; i < X.length; i++) {
+      phi(X[i], p);
+      dx[i] = D[i] * (p[0] + X[i] * INV_SQRT_2PI * p[1]);
+    }
+  };
+  const view = (f32: Float32Array, ptr: number, n: number) => f32.subarray(ptr / 4, ptr / 4 + n);
+  const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
   registerHostKernel({
     name: GELU,
     outputShapes: (s) => [s.x],
-    compute: ({ x }, [y]) => {
-      const X = x.values as Float32Array;
-      for (let i = 0; i < X.length; i++) {
-        phi(X[i], p);
-        y[i] = X[i] * p[0];
-      }
+    // on wasm the same maths four lanes at a time (kernels.wat), the exponential a polynomial; below 4 elements the loop
+    wasm: {
+      scratchBytes: () => 0,
+      compute: ({ x }, [y], _s, { f32, simd }) => {
+        const n = count(x.shape);
+        if (n >= 4) simd.gelu(x.ptr, n, y);
+        else forward(view(f32, x.ptr, n), view(f32, y, n));
+      },
     },
+    compute: ({ x }, [y]) => forward(x.values as Float32Array, y),
   });
   registerHostKernel({
     name: GELU_GRAD,
     outputShapes: (s) => [s.x],
-    compute: ({ dy, x }, [dx]) => {
-      const X = x.values as Float32Array;
-      const D = dy.values as Float32Array;
-      for (let i = 0; i < X.length; i++) {
-        phi(X[i], p);
-        dx[i] = D[i] * (p[0] + X[i] * INV_SQRT_2PI * p[1]);
-      }
+    wasm: {
+      scratchBytes: () => 0,
+      compute: ({ dy, x }, [dx], _s, { f32, simd }) => {
+        const n = count(x.shape);
+        if (n >= 4) simd.geluGrad(dy.ptr, x.ptr, n, dx);
+        else backward(view(f32, dy.ptr, n), view(f32, x.ptr, n), view(f32, dx, n));
+      },
     },
+    compute: ({ dy, x }, [dx]) => backward(dy.values as Float32Array, x.values as Float32Array, dx),
   });
   tf.registerGradient({
     kernelName: GELU,

@@ -5,6 +5,7 @@
  * `hasHostKernel` says the active backend has it, and composes tensor ops elsewhere (webgl, tfjs-node).
  */
 import * as tf from '@tensorflow/tfjs';
+import { simdKernelsFor, type SimdKernels } from '../simd/simd-kernels.js';
 import { asWasm, type KernelArgs } from './wasm-heap.js';
 
 export type HostArray = Float32Array | Int32Array | Uint8Array;
@@ -21,6 +22,22 @@ export interface HostKernel {
   outputShapes(shapes: Record<string, number[]>, attrs: tf.NamedAttrMap): number[][];
   /** Fill the outputs from the inputs. Runs on the live heap: it must not create or dispose tensors. */
   compute(inputs: Record<string, HostInput>, outs: Float32Array[], attrs: tf.NamedAttrMap): void;
+  /** Optionally, the wasm backend's form: SIMD kernels working on the heap by byte offsets. */
+  wasm?: WasmHostKernel;
+}
+
+/** The heap of the wasm backend during a kernel (views taken after every allocation, valid until it returns). */
+export interface WasmHeap {
+  f32: Float32Array;
+  f64: Float64Array;
+  simd: SimdKernels;
+}
+
+export interface WasmHostKernel {
+  /** Bytes of scratch the kernel needs (8-byte aligned, freed when it returns). */
+  scratchBytes(shapes: Record<string, number[]>, attrs: tf.NamedAttrMap): number;
+  /** Fill the outputs: inputs, outputs and scratch given as byte offsets into `heap`. */
+  compute(inputs: Record<string, { ptr: number; shape: number[] }>, outs: number[], scratch: number, heap: WasmHeap, attrs: tf.NamedAttrMap): void;
 }
 
 /** The backends whose tensor data a JS loop can read and write in place. */
@@ -57,10 +74,37 @@ function shapesOf(inputs: Infos): Record<string, number[]> {
   return Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, v.shape]));
 }
 
+/** The SIMD form of `k` on the wasm backend; false where that backend cannot run it. */
+function runOnWasmHeap(k: WasmHostKernel, ins: Infos, backend: unknown, attrs: tf.NamedAttrMap, outShapes: number[][]): tf.TensorInfo[] | false {
+  const simd = simdKernelsFor(backend);
+  if (!simd) return false;
+  const wb = asWasm(backend);
+  const outs = outShapes.map((shape) => wb.makeOutput(shape, 'float32'));
+  const bytes = k.scratchBytes(shapesOf(ins), attrs);
+  // two floats more, to align the scratch to 8 bytes for its float64 parts
+  const scratch = bytes > 0 ? wb.makeOutput([Math.ceil(bytes / 4) + 2], 'float32') : undefined;
+  try {
+    // byte offsets after all allocations (one may grow the heap; offsets stay, views would not)
+    const ptr = (t: tf.TensorInfo) => wb.typedArrayFromHeap(t).byteOffset;
+    const buffer = wb.typedArrayFromHeap(outs[0]).buffer;
+    const heap: WasmHeap = { f32: new Float32Array(buffer), f64: new Float64Array(buffer, 0, buffer.byteLength >> 3), simd };
+    const base = scratch ? ptr(scratch) : 0;
+    const inputs = Object.fromEntries(Object.entries(ins).map(([name, t]) => [name, { ptr: ptr(t), shape: t.shape }]));
+    k.compute(inputs, outs.map(ptr), Math.ceil(base / 8) * 8, heap, attrs);
+  } finally {
+    if (scratch) wb.disposeData(scratch.dataId);
+  }
+  return outs;
+}
+
 function hostKernelFunc(k: HostKernel, backendName: HostBackend): tf.KernelFunc {
   return (({ inputs, backend, attrs }: KernelArgs) => {
-    const io = hostIO(backendName, backend);
     const ins = inputs as Infos;
+    if (backendName === 'wasm' && k.wasm && Object.values(ins).every((t) => t.dtype === 'float32')) {
+      const outs = runOnWasmHeap(k.wasm, ins, backend, attrs, k.outputShapes(shapesOf(ins), attrs));
+      if (outs) return outs.length === 1 ? outs[0] : outs;
+    }
+    const io = hostIO(backendName, backend);
     const outs = k.outputShapes(shapesOf(ins), attrs).map((shape) => io.alloc(shape));
     // views after the allocations: they may have grown (and so detached) the heap
     const views = Object.fromEntries(Object.entries(ins).map(([name, t]) => [name, { values: io.view(t), shape: t.shape }]));

@@ -1,0 +1,370 @@
+;; The norms' memory-bound loops as wasm SIMD, run in place on tfjs-backend-wasm's heap (the module imports
+;; the backend's memory). Pointers are byte offsets of float32 arrays; a [rows, C] array is row-major (NHWC
+;; activations with C channels). Columns go four at a time (f32x4), a tail of C mod 4 one at a time.
+;; `npm run build:simd` assembles this file (wabt) into kernels-wasm.ts; a test checks the two agree.
+;; A JS loop over the same data runs 2–4× slower than tfjs's own SIMD kernels, which is why these exist.
+(module
+  ;; MEMORY: the build writes the import here, plain or shared to match the backend's build
+  ;; MEMORY-END
+
+  ;; the four lanes of v, summed in float64
+  (func $hsum (param $v v128) (result f64)
+    (f64.add
+      (f64.add (f64.promote_f32 (f32x4.extract_lane 0 (local.get $v))) (f64.promote_f32 (f32x4.extract_lane 1 (local.get $v))))
+      (f64.add (f64.promote_f32 (f32x4.extract_lane 2 (local.get $v))) (f64.promote_f32 (f32x4.extract_lane 3 (local.get $v))))))
+
+  ;; Column sums of a [rows, C]: s1[c] = Σ_r (a[r,c] − sa[c]), s2[c] = Σ_r (a[r,c] − sa[c])·(b[r,c] − sb[c]).
+  ;; s1, s2 are float64 [C]; acc is scratch of 2C float32: float32 partial sums over blocks of 32 rows,
+  ;; float64 across blocks. The shifts keep the sums small (batch statistics shift by row 0: one pass,
+  ;; without E[x²] − μ²'s cancellation), and let a gradient take Σ dy·(x − μ) directly.
+  (func (export "col_sums")
+    (param $a i32) (param $b i32) (param $rows i32) (param $C i32) (param $sa i32) (param $sb i32)
+    (param $acc i32) (param $s1 i32) (param $s2 i32)
+    (local $r i32) (local $end i32) (local $o i32) (local $rowBytes i32) (local $vecBytes i32)
+    (local $pa i32) (local $pb i32) (local $acc2 i32) (local $va v128) (local $vb v128) (local $xa f32) (local $xb f32)
+    (local.set $rowBytes (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $vecBytes (i32.and (local.get $rowBytes) (i32.const -16)))
+    (local.set $acc2 (i32.add (local.get $acc) (local.get $rowBytes)))
+    (memory.fill (local.get $s1) (i32.const 0) (i32.shl (local.get $C) (i32.const 3)))
+    (memory.fill (local.get $s2) (i32.const 0) (i32.shl (local.get $C) (i32.const 3)))
+    (block $done (loop $blocks
+      (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $end (i32.add (local.get $r) (i32.const 32)))
+      (if (i32.gt_u (local.get $end) (local.get $rows)) (then (local.set $end (local.get $rows))))
+      (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $rowBytes) (i32.const 1)))
+      (loop $rowsLoop
+        (local.set $pa (i32.add (local.get $a) (i32.mul (local.get $r) (local.get $rowBytes))))
+        (local.set $pb (i32.add (local.get $b) (i32.mul (local.get $r) (local.get $rowBytes))))
+        (local.set $o (i32.const 0))
+        (block $vdone (loop $vec
+          (br_if $vdone (i32.ge_u (local.get $o) (local.get $vecBytes)))
+          (local.set $va (f32x4.sub (v128.load (i32.add (local.get $pa) (local.get $o))) (v128.load (i32.add (local.get $sa) (local.get $o)))))
+          (local.set $vb (f32x4.sub (v128.load (i32.add (local.get $pb) (local.get $o))) (v128.load (i32.add (local.get $sb) (local.get $o)))))
+          (v128.store (i32.add (local.get $acc) (local.get $o))
+            (f32x4.add (v128.load (i32.add (local.get $acc) (local.get $o))) (local.get $va)))
+          (v128.store (i32.add (local.get $acc2) (local.get $o))
+            (f32x4.add (v128.load (i32.add (local.get $acc2) (local.get $o))) (f32x4.mul (local.get $va) (local.get $vb))))
+          (local.set $o (i32.add (local.get $o) (i32.const 16)))
+          (br $vec)))
+        (block $sdone (loop $scalar
+          (br_if $sdone (i32.ge_u (local.get $o) (local.get $rowBytes)))
+          (local.set $xa (f32.sub (f32.load (i32.add (local.get $pa) (local.get $o))) (f32.load (i32.add (local.get $sa) (local.get $o)))))
+          (local.set $xb (f32.sub (f32.load (i32.add (local.get $pb) (local.get $o))) (f32.load (i32.add (local.get $sb) (local.get $o)))))
+          (f32.store (i32.add (local.get $acc) (local.get $o)) (f32.add (f32.load (i32.add (local.get $acc) (local.get $o))) (local.get $xa)))
+          (f32.store (i32.add (local.get $acc2) (local.get $o))
+            (f32.add (f32.load (i32.add (local.get $acc2) (local.get $o))) (f32.mul (local.get $xa) (local.get $xb))))
+          (local.set $o (i32.add (local.get $o) (i32.const 4)))
+          (br $scalar)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br_if $rowsLoop (i32.lt_u (local.get $r) (local.get $end))))
+      ;; fold the block's float32 partials into the float64 sums
+      (local.set $o (i32.const 0))
+      (block $fdone (loop $fold
+        (br_if $fdone (i32.ge_u (local.get $o) (local.get $rowBytes)))
+        (f64.store (i32.add (local.get $s1) (i32.shl (local.get $o) (i32.const 1)))
+          (f64.add (f64.load (i32.add (local.get $s1) (i32.shl (local.get $o) (i32.const 1))))
+                   (f64.promote_f32 (f32.load (i32.add (local.get $acc) (local.get $o))))))
+        (f64.store (i32.add (local.get $s2) (i32.shl (local.get $o) (i32.const 1)))
+          (f64.add (f64.load (i32.add (local.get $s2) (i32.shl (local.get $o) (i32.const 1))))
+                   (f64.promote_f32 (f32.load (i32.add (local.get $acc2) (local.get $o))))))
+        (local.set $o (i32.add (local.get $o) (i32.const 4)))
+        (br $fold)))
+      (br $blocks))))
+
+  ;; out[r,c] = a[r,c]·p[c] + b[r,c]·q[c] + s[c]; with b = 0 (no second input) out = a·p + s
+  (func (export "col_affine")
+    (param $a i32) (param $b i32) (param $rows i32) (param $C i32) (param $p i32) (param $q i32) (param $s i32) (param $out i32)
+    (local $r i32) (local $o i32) (local $rowBytes i32) (local $vecBytes i32) (local $pa i32) (local $pb i32) (local $po i32)
+    (local $v v128) (local $x f32)
+    (local.set $rowBytes (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $vecBytes (i32.and (local.get $rowBytes) (i32.const -16)))
+    (block $done (loop $rowsLoop
+      (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $pa (i32.add (local.get $a) (i32.mul (local.get $r) (local.get $rowBytes))))
+      (local.set $pb (i32.add (local.get $b) (i32.mul (local.get $r) (local.get $rowBytes))))
+      (local.set $po (i32.add (local.get $out) (i32.mul (local.get $r) (local.get $rowBytes))))
+      (local.set $o (i32.const 0))
+      (block $vdone (loop $vec
+        (br_if $vdone (i32.ge_u (local.get $o) (local.get $vecBytes)))
+        (local.set $v (f32x4.add
+          (f32x4.mul (v128.load (i32.add (local.get $pa) (local.get $o))) (v128.load (i32.add (local.get $p) (local.get $o))))
+          (v128.load (i32.add (local.get $s) (local.get $o)))))
+        (if (local.get $b) (then
+          (local.set $v (f32x4.add (local.get $v)
+            (f32x4.mul (v128.load (i32.add (local.get $pb) (local.get $o))) (v128.load (i32.add (local.get $q) (local.get $o))))))))
+        (v128.store (i32.add (local.get $po) (local.get $o)) (local.get $v))
+        (local.set $o (i32.add (local.get $o) (i32.const 16)))
+        (br $vec)))
+      (block $sdone (loop $scalar
+        (br_if $sdone (i32.ge_u (local.get $o) (local.get $rowBytes)))
+        (local.set $x (f32.add
+          (f32.mul (f32.load (i32.add (local.get $pa) (local.get $o))) (f32.load (i32.add (local.get $p) (local.get $o))))
+          (f32.load (i32.add (local.get $s) (local.get $o)))))
+        (if (local.get $b) (then
+          (local.set $x (f32.add (local.get $x)
+            (f32.mul (f32.load (i32.add (local.get $pb) (local.get $o))) (f32.load (i32.add (local.get $q) (local.get $o))))))))
+        (f32.store (i32.add (local.get $po) (local.get $o)) (local.get $x))
+        (local.set $o (i32.add (local.get $o) (i32.const 4)))
+        (br $scalar)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $rowsLoop))))
+
+  ;; One row's mean and 1/√(var + ε) (biased variance), shifted by the row's first value; float32 lanes over
+  ;; the row (C is a few hundred at most), float64 from there.
+  (func $row_stats (param $px i32) (param $C i32) (param $eps f64) (result f64 f64)
+    (local $o i32) (local $rowBytes i32) (local $vecBytes i32) (local $k f32) (local $kv v128) (local $d v128)
+    (local $s1 v128) (local $s2 v128) (local $t1 f64) (local $t2 f64) (local $x f64) (local $n f64) (local $m f64)
+    (local.set $rowBytes (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $vecBytes (i32.and (local.get $rowBytes) (i32.const -16)))
+    (local.set $k (f32.load (local.get $px)))
+    (local.set $kv (f32x4.splat (local.get $k)))
+    (block $vdone (loop $vec
+      (br_if $vdone (i32.ge_u (local.get $o) (local.get $vecBytes)))
+      (local.set $d (f32x4.sub (v128.load (i32.add (local.get $px) (local.get $o))) (local.get $kv)))
+      (local.set $s1 (f32x4.add (local.get $s1) (local.get $d)))
+      (local.set $s2 (f32x4.add (local.get $s2) (f32x4.mul (local.get $d) (local.get $d))))
+      (local.set $o (i32.add (local.get $o) (i32.const 16)))
+      (br $vec)))
+    (local.set $t1 (call $hsum (local.get $s1)))
+    (local.set $t2 (call $hsum (local.get $s2)))
+    (block $sdone (loop $scalar
+      (br_if $sdone (i32.ge_u (local.get $o) (local.get $rowBytes)))
+      (local.set $x (f64.promote_f32 (f32.sub (f32.load (i32.add (local.get $px) (local.get $o))) (local.get $k))))
+      (local.set $t1 (f64.add (local.get $t1) (local.get $x)))
+      (local.set $t2 (f64.add (local.get $t2) (f64.mul (local.get $x) (local.get $x))))
+      (local.set $o (i32.add (local.get $o) (i32.const 4)))
+      (br $scalar)))
+    (local.set $n (f64.convert_i32_u (local.get $C)))
+    (local.set $m (f64.div (local.get $t1) (local.get $n)))
+    (f64.add (f64.promote_f32 (local.get $k)) (local.get $m))
+    (f64.div (f64.const 1)
+      (f64.sqrt (f64.add (f64.max (f64.const 0) (f64.sub (f64.div (local.get $t2) (local.get $n)) (f64.mul (local.get $m) (local.get $m))))
+                         (local.get $eps)))))
+
+  ;; Layer norm over the last axis: y = (x − μ_r)·rstd_r·γ + β. A row whose statistics are not finite is
+  ;; written as a positive NaN throughout: x86 makes NaNs with the sign bit set, and the backend's relu
+  ;; zeroes those, so a bad input would not reach the loss as NaN.
+  (func (export "layer_norm")
+    (param $x i32) (param $rows i32) (param $C i32) (param $eps f64) (param $g i32) (param $beta i32) (param $y i32)
+    (local $r i32) (local $o i32) (local $rowBytes i32) (local $vecBytes i32) (local $px i32) (local $py i32)
+    (local $mu f64) (local $rstd f64) (local $muv v128) (local $rv v128)
+    (local.set $rowBytes (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $vecBytes (i32.and (local.get $rowBytes) (i32.const -16)))
+    (block $done (loop $rowsLoop
+      (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $px (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $rowBytes))))
+      (local.set $py (i32.add (local.get $y) (i32.mul (local.get $r) (local.get $rowBytes))))
+      (call $row_stats (local.get $px) (local.get $C) (local.get $eps))
+      (local.set $rstd)
+      (local.set $mu)
+      (local.set $o (i32.const 0))
+      (if (f64.eq (f64.sub (f64.mul (local.get $mu) (local.get $rstd)) (f64.mul (local.get $mu) (local.get $rstd))) (f64.const 0))
+        (then
+          (local.set $muv (f32x4.splat (f32.demote_f64 (local.get $mu))))
+          (local.set $rv (f32x4.splat (f32.demote_f64 (local.get $rstd))))
+          (block $vdone (loop $vec
+            (br_if $vdone (i32.ge_u (local.get $o) (local.get $vecBytes)))
+            (v128.store (i32.add (local.get $py) (local.get $o))
+              (f32x4.add
+                (f32x4.mul
+                  (f32x4.mul (f32x4.sub (v128.load (i32.add (local.get $px) (local.get $o))) (local.get $muv)) (local.get $rv))
+                  (v128.load (i32.add (local.get $g) (local.get $o))))
+                (v128.load (i32.add (local.get $beta) (local.get $o)))))
+            (local.set $o (i32.add (local.get $o) (i32.const 16)))
+            (br $vec)))
+          (block $sdone (loop $scalar
+            (br_if $sdone (i32.ge_u (local.get $o) (local.get $rowBytes)))
+            (f32.store (i32.add (local.get $py) (local.get $o))
+              (f32.add
+                (f32.mul
+                  (f32.mul (f32.sub (f32.load (i32.add (local.get $px) (local.get $o))) (f32.demote_f64 (local.get $mu)))
+                           (f32.demote_f64 (local.get $rstd)))
+                  (f32.load (i32.add (local.get $g) (local.get $o))))
+                (f32.load (i32.add (local.get $beta) (local.get $o)))))
+            (local.set $o (i32.add (local.get $o) (i32.const 4)))
+            (br $scalar))))
+        (else
+          (block $ndone (loop $nan
+            (br_if $ndone (i32.ge_u (local.get $o) (local.get $rowBytes)))
+            (i32.store (i32.add (local.get $py) (local.get $o)) (i32.const 0x7fc00000))
+            (local.set $o (i32.add (local.get $o) (i32.const 4)))
+            (br $nan)))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $rowsLoop))))
+
+  ;; Layer norm's gradient: with x̂ = (x − μ)·rstd and g = dy·γ, dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) per
+  ;; row; dγ = Σ_r dy·x̂ and dβ = Σ_r dy into float64 [C] (dg, db), through 2C float32 of scratch (acc) per
+  ;; block of 32 rows as col_sums. The statistics are recomputed from x (cheaper than keeping them on the tape).
+  (func (export "layer_norm_grad")
+    (param $dy i32) (param $x i32) (param $rows i32) (param $C i32) (param $eps f64) (param $g i32) (param $dx i32)
+    (param $acc i32) (param $dg i32) (param $db i32)
+    (local $r i32) (local $o i32) (local $rowBytes i32) (local $vecBytes i32) (local $px i32) (local $pd i32) (local $po i32)
+    (local $acc2 i32) (local $mu f64) (local $rstd f64) (local $muv v128) (local $rv v128)
+    (local $xh v128) (local $d v128) (local $gv v128) (local $sg v128) (local $sgx v128)
+    (local $xs f32) (local $ds f32) (local $gs f32) (local $tg f64) (local $tgx f64) (local $n f64)
+    (local $mgv v128) (local $mgxv v128) (local $mg f32) (local $mgx f32)
+    (local.set $rowBytes (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $vecBytes (i32.and (local.get $rowBytes) (i32.const -16)))
+    (local.set $acc2 (i32.add (local.get $acc) (local.get $rowBytes)))
+    (local.set $n (f64.convert_i32_u (local.get $C)))
+    (memory.fill (local.get $dg) (i32.const 0) (i32.shl (local.get $C) (i32.const 3)))
+    (memory.fill (local.get $db) (i32.const 0) (i32.shl (local.get $C) (i32.const 3)))
+    (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $rowBytes) (i32.const 1)))
+    (block $done (loop $rowsLoop
+      (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $px (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $rowBytes))))
+      (local.set $pd (i32.add (local.get $dy) (i32.mul (local.get $r) (local.get $rowBytes))))
+      (local.set $po (i32.add (local.get $dx) (i32.mul (local.get $r) (local.get $rowBytes))))
+      (call $row_stats (local.get $px) (local.get $C) (local.get $eps))
+      (local.set $rstd)
+      (local.set $mu)
+      (local.set $muv (f32x4.splat (f32.demote_f64 (local.get $mu))))
+      (local.set $rv (f32x4.splat (f32.demote_f64 (local.get $rstd))))
+      (local.set $sg (v128.const i32x4 0 0 0 0))
+      (local.set $sgx (v128.const i32x4 0 0 0 0))
+      ;; pass 1: the row sums of g and g·x̂, the column sums of dy·x̂ and dy
+      (local.set $o (i32.const 0))
+      (block $v1done (loop $vec1
+        (br_if $v1done (i32.ge_u (local.get $o) (local.get $vecBytes)))
+        (local.set $xh (f32x4.mul (f32x4.sub (v128.load (i32.add (local.get $px) (local.get $o))) (local.get $muv)) (local.get $rv)))
+        (local.set $d (v128.load (i32.add (local.get $pd) (local.get $o))))
+        (local.set $gv (f32x4.mul (local.get $d) (v128.load (i32.add (local.get $g) (local.get $o)))))
+        (local.set $sg (f32x4.add (local.get $sg) (local.get $gv)))
+        (local.set $sgx (f32x4.add (local.get $sgx) (f32x4.mul (local.get $gv) (local.get $xh))))
+        (v128.store (i32.add (local.get $acc) (local.get $o))
+          (f32x4.add (v128.load (i32.add (local.get $acc) (local.get $o))) (f32x4.mul (local.get $d) (local.get $xh))))
+        (v128.store (i32.add (local.get $acc2) (local.get $o))
+          (f32x4.add (v128.load (i32.add (local.get $acc2) (local.get $o))) (local.get $d)))
+        (local.set $o (i32.add (local.get $o) (i32.const 16)))
+        (br $vec1)))
+      (local.set $tg (call $hsum (local.get $sg)))
+      (local.set $tgx (call $hsum (local.get $sgx)))
+      (block $s1done (loop $scalar1
+        (br_if $s1done (i32.ge_u (local.get $o) (local.get $rowBytes)))
+        (local.set $xs (f32.mul (f32.sub (f32.load (i32.add (local.get $px) (local.get $o))) (f32.demote_f64 (local.get $mu)))
+                                (f32.demote_f64 (local.get $rstd))))
+        (local.set $ds (f32.load (i32.add (local.get $pd) (local.get $o))))
+        (local.set $gs (f32.mul (local.get $ds) (f32.load (i32.add (local.get $g) (local.get $o)))))
+        (local.set $tg (f64.add (local.get $tg) (f64.promote_f32 (local.get $gs))))
+        (local.set $tgx (f64.add (local.get $tgx) (f64.promote_f32 (f32.mul (local.get $gs) (local.get $xs)))))
+        (f32.store (i32.add (local.get $acc) (local.get $o))
+          (f32.add (f32.load (i32.add (local.get $acc) (local.get $o))) (f32.mul (local.get $ds) (local.get $xs))))
+        (f32.store (i32.add (local.get $acc2) (local.get $o))
+          (f32.add (f32.load (i32.add (local.get $acc2) (local.get $o))) (local.get $ds)))
+        (local.set $o (i32.add (local.get $o) (i32.const 4)))
+        (br $scalar1)))
+      ;; pass 2: dx
+      (local.set $mg (f32.demote_f64 (f64.div (local.get $tg) (local.get $n))))
+      (local.set $mgx (f32.demote_f64 (f64.div (local.get $tgx) (local.get $n))))
+      (local.set $mgv (f32x4.splat (local.get $mg)))
+      (local.set $mgxv (f32x4.splat (local.get $mgx)))
+      (local.set $o (i32.const 0))
+      (block $v2done (loop $vec2
+        (br_if $v2done (i32.ge_u (local.get $o) (local.get $vecBytes)))
+        (local.set $xh (f32x4.mul (f32x4.sub (v128.load (i32.add (local.get $px) (local.get $o))) (local.get $muv)) (local.get $rv)))
+        (v128.store (i32.add (local.get $po) (local.get $o))
+          (f32x4.mul (local.get $rv)
+            (f32x4.sub
+              (f32x4.sub
+                (f32x4.mul (v128.load (i32.add (local.get $pd) (local.get $o))) (v128.load (i32.add (local.get $g) (local.get $o))))
+                (local.get $mgv))
+              (f32x4.mul (local.get $xh) (local.get $mgxv)))))
+        (local.set $o (i32.add (local.get $o) (i32.const 16)))
+        (br $vec2)))
+      (block $s2done (loop $scalar2
+        (br_if $s2done (i32.ge_u (local.get $o) (local.get $rowBytes)))
+        (local.set $xs (f32.mul (f32.sub (f32.load (i32.add (local.get $px) (local.get $o))) (f32.demote_f64 (local.get $mu)))
+                                (f32.demote_f64 (local.get $rstd))))
+        (f32.store (i32.add (local.get $po) (local.get $o))
+          (f32.mul (f32.demote_f64 (local.get $rstd))
+            (f32.sub
+              (f32.sub
+                (f32.mul (f32.load (i32.add (local.get $pd) (local.get $o))) (f32.load (i32.add (local.get $g) (local.get $o))))
+                (local.get $mg))
+              (f32.mul (local.get $xs) (local.get $mgx)))))
+        (local.set $o (i32.add (local.get $o) (i32.const 4)))
+        (br $scalar2)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      ;; every 32 rows and at the end: fold the float32 column partials into dg, db
+      (if (i32.or (i32.eqz (i32.and (local.get $r) (i32.const 31))) (i32.ge_u (local.get $r) (local.get $rows)))
+        (then
+          (local.set $o (i32.const 0))
+          (block $fdone (loop $fold
+            (br_if $fdone (i32.ge_u (local.get $o) (local.get $rowBytes)))
+            (f64.store (i32.add (local.get $dg) (i32.shl (local.get $o) (i32.const 1)))
+              (f64.add (f64.load (i32.add (local.get $dg) (i32.shl (local.get $o) (i32.const 1))))
+                       (f64.promote_f32 (f32.load (i32.add (local.get $acc) (local.get $o))))))
+            (f64.store (i32.add (local.get $db) (i32.shl (local.get $o) (i32.const 1)))
+              (f64.add (f64.load (i32.add (local.get $db) (i32.shl (local.get $o) (i32.const 1))))
+                       (f64.promote_f32 (f32.load (i32.add (local.get $acc2) (local.get $o))))))
+            (local.set $o (i32.add (local.get $o) (i32.const 4)))
+            (br $fold)))
+          (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $rowBytes) (i32.const 1)))))
+      (br $rowsLoop))))
+
+  ;; GELU, exact (erf) form, four lanes at a time: Φ(x) = ½(1 + erf(x/√2)) by Abramowitz & Stegun 7.1.26
+  ;; (|error| ≤ 1.5e-7, as tfjs's Erf kernels), and g = e^(−x²/2), which φ(x) = g/√(2π) shares. The
+  ;; exponential is 2^u with u = −x²/2·log2(e) ≥ −126: 2^round(u) by the exponent bits times Cephes' exp2f
+  ;; polynomial on [−½, ½] (relative error ~1e-7).
+  (func $gelu_parts (param $x v128) (result v128 v128)
+    (local $z v128) (local $t v128) (local $u v128) (local $n v128) (local $f v128) (local $g v128) (local $q v128)
+    (local.set $z (f32x4.mul (f32x4.abs (local.get $x)) (f32x4.splat (f32.const 0.70710678118654752))))
+    (local.set $t (f32x4.div (f32x4.splat (f32.const 1))
+      (f32x4.add (f32x4.splat (f32.const 1)) (f32x4.mul (f32x4.splat (f32.const 0.3275911)) (local.get $z)))))
+    (local.set $u (f32x4.max (f32x4.splat (f32.const -126))
+      (f32x4.mul (f32x4.neg (f32x4.mul (local.get $z) (local.get $z))) (f32x4.splat (f32.const 1.4426950408889634)))))
+    (local.set $n (f32x4.nearest (local.get $u)))
+    (local.set $f (f32x4.sub (local.get $u) (local.get $n)))
+    ;; 2^f = 1 + f·P(f)
+    (local.set $g (f32x4.splat (f32.const 1.535336188319500e-4)))
+    (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 1.339887440266574e-3))))
+    (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 9.618437357674640e-3))))
+    (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 5.550332471162809e-2))))
+    (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 2.402264791363012e-1))))
+    (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 6.931472028550421e-1))))
+    (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 1))))
+    ;; × 2^n: n + 127 into the exponent bits
+    (local.set $g (f32x4.mul (local.get $g)
+      (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (i32x4.splat (i32.const 127))) (i32.const 23))))
+    ;; q = ½·(a1 t + … + a5 t⁵)·g = ½(1 − erf(|x|/√2)): Φ = 1 − q for x ≥ 0, q below
+    (local.set $q (f32x4.splat (f32.const 1.061405429)))
+    (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $t)) (f32x4.splat (f32.const -1.453152027))))
+    (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $t)) (f32x4.splat (f32.const 1.421413741))))
+    (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $t)) (f32x4.splat (f32.const -0.284496736))))
+    (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $t)) (f32x4.splat (f32.const 0.254829592))))
+    (local.set $q (f32x4.mul (f32x4.mul (local.get $q) (local.get $t)) (f32x4.mul (local.get $g) (f32x4.splat (f32.const 0.5)))))
+    (v128.bitselect (local.get $q) (f32x4.sub (f32x4.splat (f32.const 1)) (local.get $q))
+      (f32x4.lt (local.get $x) (f32x4.splat (f32.const 0))))
+    (local.get $g))
+
+  ;; y = x·Φ(x) over n ≥ 4 floats; the last vector overlaps the one before it where n is not a multiple of 4
+  (func (export "gelu") (param $x i32) (param $n i32) (param $y i32)
+    (local $o i32) (local $last i32) (local $v v128) (local $phi v128)
+    (local.set $last (i32.shl (i32.sub (local.get $n) (i32.const 4)) (i32.const 2)))
+    (loop $vec
+      (if (i32.gt_u (local.get $o) (local.get $last)) (then (local.set $o (local.get $last))))
+      (local.set $v (v128.load (i32.add (local.get $x) (local.get $o))))
+      (call $gelu_parts (local.get $v))
+      (drop)
+      (local.set $phi)
+      (v128.store (i32.add (local.get $y) (local.get $o)) (f32x4.mul (local.get $v) (local.get $phi)))
+      (local.set $o (i32.add (local.get $o) (i32.const 16)))
+      (br_if $vec (i32.lt_u (i32.sub (local.get $o) (i32.const 16)) (local.get $last)))))
+
+  ;; dx = dy·(Φ(x) + x·φ(x)) over n ≥ 4 floats, the tail as gelu's
+  (func (export "gelu_grad") (param $dy i32) (param $x i32) (param $n i32) (param $dx i32)
+    (local $o i32) (local $last i32) (local $v v128) (local $phi v128) (local $g v128)
+    (local.set $last (i32.shl (i32.sub (local.get $n) (i32.const 4)) (i32.const 2)))
+    (loop $vec
+      (if (i32.gt_u (local.get $o) (local.get $last)) (then (local.set $o (local.get $last))))
+      (local.set $v (v128.load (i32.add (local.get $x) (local.get $o))))
+      (call $gelu_parts (local.get $v))
+      (local.set $g)
+      (local.set $phi)
+      (v128.store (i32.add (local.get $dx) (local.get $o))
+        (f32x4.mul (v128.load (i32.add (local.get $dy) (local.get $o)))
+          (f32x4.add (local.get $phi)
+            (f32x4.mul (local.get $v) (f32x4.mul (local.get $g) (f32x4.splat (f32.const 0.3989422804014327)))))))
+      (local.set $o (i32.add (local.get $o) (i32.const 16)))
+      (br_if $vec (i32.lt_u (i32.sub (local.get $o) (i32.const 16)) (local.get $last)))))
+)

@@ -1,0 +1,62 @@
+/**
+ * The wasm SIMD kernels of kernels.wat, instantiated once per wasm backend on the backend's own memory, so they
+ * read and write tensors in place. All pointers are byte offsets into that memory.
+ */
+import { SIMD_KERNELS_WASM } from './kernels-wasm.js';
+
+export interface SimdKernels {
+  /** Column sums of [rows, C]: s1 = Σ (a − sa), s2 = Σ (a − sa)·(b − sb), float64 [C] each; acc: 2C float32 of scratch. */
+  colSums(a: number, b: number, rows: number, C: number, sa: number, sb: number, acc: number, s1: number, s2: number): void;
+  /** out = a·p + b·q + s per column (b = 0: out = a·p + s). */
+  colAffine(a: number, b: number, rows: number, C: number, p: number, q: number, s: number, out: number): void;
+  /** Layer norm of [rows, C] over C. */
+  layerNorm(x: number, rows: number, C: number, eps: number, gamma: number, beta: number, y: number): void;
+  /** Layer norm's gradient; dγ, dβ into float64 [C] (dg, db); acc: 2C float32 of scratch. */
+  layerNormGrad(dy: number, x: number, rows: number, C: number, eps: number, gamma: number, dx: number, acc: number, dg: number, db: number): void;
+  /** y = GELU(x) (erf form) over n ≥ 4 floats. */
+  gelu(x: number, n: number, y: number): void;
+  /** dx = dy·GELU'(x) over n ≥ 4 floats. */
+  geluGrad(dy: number, x: number, n: number, dx: number): void;
+}
+
+/** The slice of the WebAssembly JS API used here (lib ES2023 and @types/node 20 do not declare it). */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+}
+interface WasmApi {
+  Memory: abstract new (...a: never[]) => WasmMemory;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+}
+const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+/** What of tfjs-backend-wasm's emscripten module holds its memory: `asm.memory` (plain build), `wasmMemory` (threads). */
+interface EmscriptenModuleLike {
+  asm?: { memory?: WasmMemory };
+  wasmMemory?: WasmMemory;
+}
+
+const instances = new WeakMap<WasmMemory, SimdKernels>();
+let unsupported = false;
+const modules: Partial<Record<keyof typeof SIMD_KERNELS_WASM, object>> = {};
+
+/** The kernels on `backend`'s memory, or undefined where this runtime cannot run them (no SIMD, no memory found). */
+export function simdKernelsFor(backend: unknown): SimdKernels | undefined {
+  const wasm = (backend as { wasm?: EmscriptenModuleLike }).wasm;
+  const memory = wasm?.asm?.memory ?? wasm?.wasmMemory;
+  if (unsupported || !(memory instanceof WA.Memory)) return undefined;
+  let k = instances.get(memory);
+  if (k) return k;
+  const kind = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer ? 'shared' : 'plain';
+  try {
+    modules[kind] ??= new WA.Module(Buffer.from(SIMD_KERNELS_WASM[kind], 'base64'));
+    const e = new WA.Instance(modules[kind], { env: { memory } }).exports as Record<string, (...a: number[]) => void>;
+    k = { colSums: e.col_sums, colAffine: e.col_affine, layerNorm: e.layer_norm, layerNormGrad: e.layer_norm_grad, gelu: e.gelu, geluGrad: e.gelu_grad };
+  } catch {
+    // a runtime without wasm SIMD: the callers' JS loops run instead
+    unsupported = true;
+    return undefined;
+  }
+  instances.set(memory, k);
+  return k;
+}
