@@ -10,7 +10,10 @@ export {
 } from './backend.js';
 export { RuntimeError, type RuntimeErrorCode } from './errors.js';
 export { denseKernelCalls, MIN_ELEMENTS, MIN_MACS } from './kernels/ort-dense-kernels.js';
-export { hasHostKernel, HOST_BACKENDS, registerHostKernel, type HostArray, type HostInput, type HostKernel } from './kernels/host-kernel.js';
+export {
+  hasHostKernel, HOST_BACKENDS, registerHostKernel, type HostArray, type HostInput, type HostKernel, type WasmHeap, type WasmHostKernel,
+} from './kernels/host-kernel.js';
+export type { SimdKernels } from './simd/simd-kernels.js';
 export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';
 export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
 export { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
