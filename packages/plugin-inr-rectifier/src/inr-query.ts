@@ -15,7 +15,7 @@
  * Coordinates are (row, column) in [−1, 1], pixel centres at −1 + (2i + 1)/n, as LIIF's `make_coord`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, registerHostKernel } from '@ir2f/runtime';
+import { gatherAffineRelu } from '@ir2f/runtime';
 
 export interface InrShape {
   /** Latent channels: projection channels + classes. */
@@ -166,69 +166,6 @@ export function toHostCoords(coords: tf.Tensor3D | HostCoords): HostCoords {
   return { values: coords.dataSync() as Float32Array, B, Q };
 }
 
-const FIRST_LAYER = 'Ir2fInrFirstLayer';
-
-/**
- * The first layer's activations per query and neighbour, relu(T[index] + rel · W_coord), from the grid term
- * T [R, H₁] (feature part, bias and a constant cell term already in), cell indices [M], offsets [M, 2] and
- * W_coord [2, H₁] → [M, H₁]. As tensor ops this is four passes over M·H₁ values (gather, a K = 2 product,
- * add, relu) that cost as much as the whole next layer; on wasm and cpu it is one JS loop, with the same
- * gradient (registered below) as the composition.
- */
-export function firstLayerActivations(table: tf.Tensor2D, index: tf.Tensor1D, rel: tf.Tensor2D, wCoord: tf.Tensor2D): tf.Tensor2D {
-  registerFirstLayer();
-  if (hasHostKernel(FIRST_LAYER)) return tf.engine().runKernel(FIRST_LAYER, { table, index, rel, wCoord }, {}) as tf.Tensor2D;
-  return tf.relu(tf.add(tf.gather(table, index), tf.matMul(rel, wCoord))) as tf.Tensor2D;
-}
-
-let firstLayerRegistered = false;
-
-function registerFirstLayer(): void {
-  if (firstLayerRegistered) return;
-  firstLayerRegistered = true;
-  registerHostKernel({
-    name: FIRST_LAYER,
-    outputShapes: (s) => [[s.index[0], s.table[1]]],
-    compute: ({ table, index, rel, wCoord }, [out]) => {
-      const [R, H1] = table.shape;
-      // monomorphic typed views: the loop below runs M·H₁ times
-      const T = table.values as Float32Array;
-      const idx = index.values as Int32Array;
-      const rv = rel.values as Float32Array;
-      const wy = (wCoord.values as Float32Array).subarray(0, H1);
-      const wx = (wCoord.values as Float32Array).subarray(H1, 2 * H1);
-      for (let m = 0; m < idx.length; m++) {
-        const row = idx[m];
-        if (!(row >= 0 && row < R)) throw new Error(`${FIRST_LAYER}: cell index ${row} outside the grid's ${R} cells`);
-        const ry = rv[2 * m];
-        const rx = rv[2 * m + 1];
-        const t0 = row * H1;
-        const o0 = m * H1;
-        for (let j = 0; j < H1; j++) {
-          const z = T[t0 + j] + ry * wy[j] + rx * wx[j];
-          // relu without a branch: signs are random here, and mispredicted branches tripled the loop's time
-          out[o0 + j] = (z + Math.abs(z)) * 0.5;
-        }
-      }
-    },
-  });
-  tf.registerGradient({
-    kernelName: FIRST_LAYER,
-    inputsToSave: ['table', 'index', 'rel', 'wCoord'],
-    outputsToSave: [true],
-    gradFunc: (dy, saved) => {
-      const [table, index, rel, wCoord, y] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-      const dz = tf.mul(dy as tf.Tensor2D, tf.step(y)) as tf.Tensor2D; // relu': 1 where the output is positive
-      return {
-        table: () => tf.unsortedSegmentSum(dz, index, table.shape[0]),
-        index: () => tf.zerosLike(index),
-        rel: () => tf.matMul(dz, wCoord, false, true),
-        wCoord: () => tf.matMul(rel, dz, true, false),
-      };
-    },
-  });
-}
-
 /**
  * §5.1.3 on a geometry: all neighbours' MLP inputs as one batch, [N·B·Q, H₁] = gathered grid term +
  * coordinate term + cell term + bias, through the MLP, blended by the ensemble weights → s [B·Q].
@@ -253,7 +190,8 @@ export function mlpLogits(
       const z = tf.add(tf.gather(gridTerm, index), tf.matMul(rel, p.w1Coord));
       act = tf.relu(tf.reshape(tf.add(tf.reshape(z, [N, BQ, H1]), cellTerm(cell)), [N * BQ, H1])) as tf.Tensor2D;
     } else {
-      act = firstLayerActivations(gridTerm, index, rel, p.w1Coord);
+      // gather + coordinate term + ReLU as one kernel (and one gradient pass, no segment sum) on wasm and cpu
+      act = gatherAffineRelu(gridTerm, index, rel, p.w1Coord);
     }
     // fused product + bias (+ ReLU): one pass over the activations instead of three
     p.layers.forEach((l, i) => {

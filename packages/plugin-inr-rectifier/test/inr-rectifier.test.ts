@@ -1,8 +1,7 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, ofType, Rng, RxEventBus, type EventOf } from '@ir2f/core';
-import { hasHostKernel } from '@ir2f/runtime';
-import { firstLayerActivations, InrOptionsSchema, InrRectifier, type InrOptionsInput } from '@ir2f/plugin-inr-rectifier';
+import { InrOptionsSchema, InrRectifier, type InrOptionsInput } from '@ir2f/plugin-inr-rectifier';
 
 test.before(async () => {
   await initBackend('wasm');
@@ -199,33 +198,3 @@ test('weighting: redistribute (v2) spreads q by r with the same total, replace (
   tf.dispose([embedding, logProbs, q, pseudo.labels, pseudo.probs]);
 });
 
-test('the first layer\'s JS kernel (wasm and cpu) gives the values and gradients of its tensor-op composition', async (t) => {
-  const rng = new Rng(3);
-  const [R, H1, M] = [7, 5, 40];
-  const table = tf.tensor2d(rng.normalArray(R * H1), [R, H1]);
-  const rel = tf.tensor2d(rng.normalArray(M * 2), [M, 2]);
-  const wCoord = tf.tensor2d(rng.normalArray(2 * H1), [2, H1]);
-  // repeated rows: their gradients must add up
-  const index = tf.tensor1d(Int32Array.from({ length: M }, (_, i) => (i * 5) % R), 'int32');
-  const upstream = tf.tensor2d(rng.normalArray(M * H1), [M, H1]);
-  const composite = (tb: tf.Tensor2D, r: tf.Tensor2D, wc: tf.Tensor2D) => tf.relu(tf.add(tf.gather(tb, index), tf.matMul(r, wc))) as tf.Tensor2D;
-  const run = (f: typeof composite) => tf.tidy(() => {
-    const y = f(table, rel, wCoord);
-    const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(f(a as tf.Tensor2D, b as tf.Tensor2D, c as tf.Tensor2D), upstream)))([table, rel, wCoord]);
-    return [y, ...grads].map((x) => Array.from(x.dataSync()));
-  });
-  for (const backend of ['wasm', 'cpu']) {
-    await tf.setBackend(backend);
-    const kernel = run((a, b, c) => firstLayerActivations(a, index, b, c));
-    t.true(hasHostKernel('Ir2fInrFirstLayer'), `${backend} runs the JS kernel`);
-    const zeros = run(composite)[0].filter((v) => v === 0).length;
-    t.true(zeros > 10 && zeros < M * H1 - 10, 'both sides of the relu are exercised');
-    const reference = run(composite);
-    ['values', 'd table', 'd rel', 'd W_coord'].forEach((what, i) => {
-      const err = Math.max(...kernel[i].map((v, j) => Math.abs(v - reference[i][j])));
-      t.true(err < 1e-5, `${backend} ${what}: max difference ${err}`);
-    });
-  }
-  await tf.setBackend('wasm');
-  tf.dispose([table, rel, wCoord, index, upstream]);
-});

@@ -21,6 +21,7 @@ export { registerReduceGradients } from './gradients/reduce-grads.js';
 export { bilinearMatrix, registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
 export { stopGradient } from './stop-gradient.js';
 export { batchNormTrain, batchNormTrainComposed, type BatchNormTrainResult } from './fused/batch-norm-train.js';
+export { gatherAffineRelu, gatherAffineReluComposed } from './fused/gather-affine-relu.js';
 export { gelu, geluComposed } from './fused/gelu.js';
 export { layerNorm, layerNormComposed } from './fused/layer-norm.js';
 export { attr, OnnxGraph, type Dim, type OnnxAttr } from './onnx/graph.js';

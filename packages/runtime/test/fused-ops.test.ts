@@ -1,6 +1,8 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
-import { batchNormTrain, batchNormTrainComposed, gelu, geluComposed, initBackend, layerNorm, layerNormComposed } from '@ir2f/runtime';
+import {
+  batchNormTrain, batchNormTrainComposed, gatherAffineRelu, gatherAffineReluComposed, gelu, geluComposed, initBackend, layerNorm, layerNormComposed,
+} from '@ir2f/runtime';
 import { onBackend, randomArray, relativeError } from './backend-helpers.js';
 
 test.before(async () => {
@@ -115,3 +117,41 @@ test('a NaN or ∞ input stays NaN through the fused norms and a relu after them
     }
   }));
 });
+
+/** [R, H, M, K]: a LIIF-like case, a row tail (H mod 4), rows narrower than a SIMD lane, one row gathered by all. */
+const GAR_SHAPES: number[][] = [[12, 16, 70, 2], [5, 6, 33, 3], [3, 3, 4, 1], [1, 8, 9, 2]];
+
+for (const backend of ['wasm', 'cpu']) {
+  test(`gatherAffineRelu's fused kernel and gradient on ${backend} match the composition (y, dT, dX, dW), repeated rows included`, async (t) => {
+    for (const [i, [R, H, M, K]] of GAR_SHAPES.entries()) {
+      const rows = Int32Array.from({ length: M }, (_, m) => (m * 7 + i) % R);
+      const run = (fused: boolean) => onBackend(backend, () => {
+        const index = tf.tensor1d(rows, 'int32');
+        const f = (T: tf.Tensor, X: tf.Tensor, W: tf.Tensor) => (fused ? gatherAffineRelu : gatherAffineReluComposed)(T as tf.Tensor2D, index, X as tf.Tensor2D, W as tf.Tensor2D);
+        const out = valueAndGrads(f, [tf.tensor2d(randomArray(R * H, 90 + i), [R, H]), tf.tensor2d(randomArray(M * K, 100 + i), [M, K]),
+          tf.tensor2d(randomArray(K * H, 110 + i), [K, H])], 120 + i);
+        index.dispose();
+        return out;
+      });
+      const [fused, composed] = [await run(true), await run(false)];
+      // about half the pre-activations are negative: the mask must be the composition's
+      t.true(composed[0].some((v) => v === 0) && composed[0].some((v) => v > 0));
+      ['y', 'dT', 'dX', 'dW'].forEach((name, k) => {
+        const err = relativeError(fused[k], composed[k]);
+        t.true(err < 1e-5, `${JSON.stringify([R, H, M, K])} ${name}: rel ${err}`);
+      });
+    }
+  });
+
+  test(`gatherAffineRelu on ${backend} refuses an index outside the table, naming it, and a shape that does not fit`, async (t) => {
+    await onBackend(backend, () => tf.tidy(() => {
+      const [T, X, W] = [tf.ones([4, 8]) as tf.Tensor2D, tf.ones([3, 2]) as tf.Tensor2D, tf.ones([2, 8]) as tf.Tensor2D];
+      for (const bad of [4, -1]) {
+        const err = t.throws(() => gatherAffineRelu(T, tf.tensor1d([0, bad, 1], 'int32'), X, W));
+        t.is(err!.message, `gatherAffineRelu: index[1] = ${bad} is outside the table's 4 rows`);
+      }
+      const shape = t.throws(() => gatherAffineRelu(T, tf.tensor1d([0, 1], 'int32'), X, W));
+      t.regex(shape!.message, /^gatherAffineRelu: needs .*x \[3,2\]/);
+    }));
+  });
+}

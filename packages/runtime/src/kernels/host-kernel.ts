@@ -100,7 +100,7 @@ function runOnWasmHeap(k: WasmHostKernel, ins: Infos, backend: unknown, attrs: t
 function hostKernelFunc(k: HostKernel, backendName: HostBackend): tf.KernelFunc {
   return (({ inputs, backend, attrs }: KernelArgs) => {
     const ins = inputs as Infos;
-    if (backendName === 'wasm' && k.wasm && Object.values(ins).every((t) => t.dtype === 'float32')) {
+    if (backendName === 'wasm' && k.wasm && Object.values(ins).every((t) => t.dtype === 'float32' || t.dtype === 'int32')) {
       const outs = runOnWasmHeap(k.wasm, ins, backend, attrs, k.outputShapes(shapesOf(ins), attrs));
       if (outs) return outs.length === 1 ? outs[0] : outs;
     }

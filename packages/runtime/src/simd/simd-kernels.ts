@@ -17,6 +17,14 @@ export interface SimdKernels {
   gelu(x: number, n: number, y: number): void;
   /** dx = dy·GELU'(x) over n ≥ 4 floats. */
   geluGrad(dy: number, x: number, n: number, dx: number): void;
+  /** out = relu(T[idx] + X·W) for T [R, H], idx int32 [M], X [M, K], W [K, H]; −1, or the first row whose index is outside [0, R). */
+  gatherAffineRelu(T: number, idx: number, X: number, W: number, M: number, K: number, H: number, R: number, out: number): number;
+  /**
+   * Its gradient from dy and y: dT [R, H], dX [M, K], dW into float64 [K, H] (dW64); scratch: (K + 1)·H float32.
+   * −1, or the first row whose index is outside [0, R).
+   */
+  gatherAffineReluGrad(dy: number, y: number, idx: number, X: number, W: number, M: number, K: number, H: number, R: number,
+    dT: number, dX: number, scratch: number, dW64: number): number;
 }
 
 /** The slice of the WebAssembly JS API used here (lib ES2023 and @types/node 20 do not declare it). */
@@ -50,8 +58,11 @@ export function simdKernelsFor(backend: unknown): SimdKernels | undefined {
   const kind = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer ? 'shared' : 'plain';
   try {
     modules[kind] ??= new WA.Module(Buffer.from(SIMD_KERNELS_WASM[kind], 'base64'));
-    const e = new WA.Instance(modules[kind], { env: { memory } }).exports as Record<string, (...a: number[]) => void>;
-    k = { colSums: e.col_sums, colAffine: e.col_affine, layerNorm: e.layer_norm, layerNormGrad: e.layer_norm_grad, gelu: e.gelu, geluGrad: e.gelu_grad };
+    const e = new WA.Instance(modules[kind], { env: { memory } }).exports as Record<string, (...a: number[]) => number>;
+    k = {
+      colSums: e.col_sums, colAffine: e.col_affine, layerNorm: e.layer_norm, layerNormGrad: e.layer_norm_grad, gelu: e.gelu, geluGrad: e.gelu_grad,
+      gatherAffineRelu: e.gather_affine_relu, gatherAffineReluGrad: e.gather_affine_relu_grad,
+    };
   } catch {
     // a runtime without wasm SIMD: the callers' JS loops run instead
     unsupported = true;
