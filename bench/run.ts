@@ -13,6 +13,7 @@ import { benchAblation, benchRectifier } from './ablation.js';
 import { benchFamily } from './family.js';
 import { benchRectifierCost } from './rectifier-cost.js';
 import { benchTrain } from './train.js';
+import { relaunchWithMallocTunables } from '@ir2f/runtime';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   backend: benchBackend, shift: benchDomainShift, models: benchModels, train: benchTrain, rectifier: benchRectifier,
@@ -32,6 +33,10 @@ async function main(): Promise<void> {
     await bench();
   }
 }
+
+// glibc's malloc tunables for onnxruntime's kernels (see @ir2f/runtime's README): run again with them
+const relaunched = await relaunchWithMallocTunables();
+if (relaunched !== undefined) process.exit(relaunched);
 
 main().catch((err: unknown) => {
   console.error(`ir2f bench failed: ${err instanceof Error ? err.message : String(err)}`);

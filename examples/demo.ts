@@ -15,6 +15,7 @@ import {
   CITYSCAPES_PALETTE, colorize, ensureBenchmark, EMBEDDED_BENCHMARKS, loadSample, normalize, scanDataset, writeImageGrid,
   type RgbImage,
 } from '@ir2f/datasets';
+import { relaunchWithMallocTunables } from '@ir2f/runtime';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -84,6 +85,10 @@ async function main(): Promise<void> {
 
 // tfjs-backend-wasm rethrows unhandled errors from its own handler, burying the message under minified
 // source: report the error ourselves.
+// glibc's malloc tunables for onnxruntime's kernels (see @ir2f/runtime's README): run again with them
+const relaunched = await relaunchWithMallocTunables();
+if (relaunched !== undefined) process.exit(relaunched);
+
 main().catch((err: unknown) => {
   console.error(`ir2f demo failed: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);

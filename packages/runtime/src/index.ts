@@ -9,6 +9,7 @@ export {
   currentBackend, describeBackend, initBackend, wasmThreads, BACKEND_NAMES, DENSE_KERNELS, type BackendInfo, type BackendName, type BackendOptions, type DenseKernels,
 } from './backend.js';
 export { RuntimeError, type RuntimeErrorCode } from './errors.js';
+export { envWithMallocTunables, MALLOC_TUNABLES, mallocTunablesSet, onGlibc, relaunchWithMallocTunables } from './malloc-tunables.js';
 export { denseKernelCalls, MIN_ELEMENTS, MIN_MACS } from './kernels/ort-dense-kernels.js';
 export {
   hasHostKernel, HOST_BACKENDS, registerHostKernel, type HostArray, type HostInput, type HostKernel, type WasmHeap, type WasmHostKernel,

@@ -99,6 +99,25 @@ test('Conv2DBackpropFilter on wasm matches cpu over several im2col chunks (equal
   }
 });
 
+test('DepthwiseConv2dNativeBackpropFilter on wasm (ir2f: SIMD rows, one filter per channel) matches cpu on wide channels and every channel tail', async (t) => {
+  // 256: blocks of eight; 13 = 8 + 4 + 1; strided, padded and dilated-by-stride rows included
+  const cases: ConvCase[] = [
+    { x: [2, 16, 16, 256], filter: [3, 3, 256, 1], strides: [1, 1], pad: 'same', dilations: [1, 1] },
+    { x: [1, 11, 9, 13], filter: [3, 2, 13, 1], strides: [2, 1], pad: 'valid', dilations: [1, 1] },
+    { x: [2, 7, 10, 20], filter: [2, 3, 20, 1], strides: [1, 2], pad: [[0, 0], [1, 0], [0, 2], [0, 0]], dilations: [1, 1] },
+  ];
+  for (const c of cases) {
+    const out = outShape(c, true);
+    const xs = randomArray(c.x.reduce((a, b) => a * b, 1), 31).map((v) => v + 0.5);
+    const dys = randomArray(out.reduce((a, b) => a * b, 1), 32);
+    const { wasm, cpu } = await compare('filter', () => tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter',
+      { x: tf.tensor4d(xs, c.x), dy: tf.tensor(dys, out) },
+      { strides: c.strides, pad: c.pad, dilations: c.dilations, filterShape: c.filter }) as tf.Tensor);
+    const err = relativeError(wasm, cpu);
+    t.true(err <= 1e-5, `${JSON.stringify(c)}: relative error ${err}`);
+  }
+});
+
 test('UnsortedSegmentSum on wasm matches cpu, dropping out-of-range ids', async (t) => {
   for (const [n, d, segs] of [[7, 3, 4], [50, 1, 10], [33, 16, 5]]) {
     const x = randomArray(n * d, n);

@@ -10,7 +10,8 @@
  *   pixel a tap reads for output (h, w) is the row (h, w) plus kh·dh·Wp + kw·dw, so each tap is one GEMM on
  *   contiguous rows, no im2col; rows that wrap past a line end meet dy's zero padding. Strided, or mostly
  *   padding: the backend's kernel.
- * - `DepthwiseConv2dNativeBackpropFilter`: per tap, a product and a reduction over the valid rectangle.
+ * - `DepthwiseConv2dNativeBackpropFilter` (cpu; wasm without SIMD): per tap, a product and a reduction over the
+ *   valid rectangle.
  * - `BatchMatMul`, `_FusedMatMul` (bias, relu): Gemm with its transposition flags, or a batched MatMul.
  * - `Exp`, `Erf`, `Softmax`, `Max`, and `Sum` / `Mean` over leading axes: MLAS's vectorised loops (not `Log`:
  *   its results depended on buffer placement, see `DENSE`).
@@ -20,6 +21,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { attr, OnnxGraph, type OnnxAttr } from '../onnx/graph.js';
+import { simdKernelsFor } from '../simd/simd-kernels.js';
 import { HOST_BACKENDS, hostIO, type HostBackend, type HostIO } from './host-kernel.js';
 import type { OrtArray, OrtKernelRuntime } from './ort-runtime.js';
 import { validOutputRange, type ConvAttrs, type KernelArgs } from './wasm-heap.js';
@@ -30,7 +32,8 @@ const MAX_PADDED_ROWS = 1.5;
 
 /**
  * The depthwise filter gradient's slices stay in cache up to about this size: measured on one thread, a
- * [2, 32, 32, 256] input takes 3.5 ms here against 5.0 in ir2f's JS loop, a [2, 64, 64, 256] one 67 against 26.
+ * [2, 32, 32, 256] input takes 3.5 ms here against 5.0 in ir2f's JS loop, a [2, 64, 64, 256] one 67 against 26
+ * (session 9; in session 11 the larger one took 237 ms without glibc's malloc tunables, 22 with them).
  */
 const MAX_DEPTHWISE_ELEMENTS = 1 << 20;
 
@@ -238,12 +241,13 @@ const conv2DBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
 /**
  * The depthwise filter gradient (channel multiplier 1): per tap, dW[kh, kw, c] = Σ x·dy over the output
  * rectangle whose input pixels for that tap lie inside the image (strided slices of x and dy, one product,
- * one reduction); taps that only see padding are zero. MLAS's vectorised passes run ~2× the JS loop.
+ * one reduction); taps that only see padding are zero. MLAS's vectorised passes run ~2× the JS loop; on wasm
+ * with SIMD the backend's kernel (kernels.wat's rows) runs instead: [2, 32, 32, 256] 1.2 ms against 5.4 here.
  */
-const depthwiseBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
+const depthwiseBackpropFilter: Run = (rt, { inputs, attrs, backend }, io) => {
   const { x, dy } = inputs as { x: Info; dy: Info };
   const a = attrs as unknown as ConvAttrs & { filterShape: number[] };
-  if (!isF32(x, dy) || a.filterShape[3] !== 1 || !onnxGeometry(a)) return undefined;
+  if (!isF32(x, dy) || a.filterShape[3] !== 1 || !onnxGeometry(a) || simdKernelsFor(backend)) return undefined;
   const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number],
     a.filterShape as [number, number, number, number], a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode, true, 'channelsLast');
   const { batchSize: B, inHeight: H, inWidth: W, outHeight: OH, outWidth: OW, filterHeight: KH, filterWidth: KW } = info;

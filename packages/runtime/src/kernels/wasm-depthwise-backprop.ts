@@ -5,10 +5,12 @@
  * - input gradient: the stride-1 "valid" XNNPACK depthwise convolution of the zero-inserted, padded dy
  *   [B, ·, ·, C·M] with the filter rotated by 180° as [KH, KW, C·M, 1], then a sum over M.
  * - filter gradient: one pass over the output pixels accumulating x·dy per (offset, channel); it is a
- *   per-channel reduction with no matmul structure, so a single JS loop over the heap (both reads
- *   contiguous in the channel) beats slicing and reducing with kernels.
+ *   per-channel reduction with no matmul structure, so a single loop over the heap (both reads contiguous in
+ *   the channel) beats slicing and reducing with kernels: wasm SIMD (kernels.wat's dw_filter_row) with one
+ *   filter per channel, a JS loop otherwise or without SIMD.
  */
 import type * as tf from '@tensorflow/tfjs';
+import { simdKernelsFor } from '../simd/simd-kernels.js';
 import { rotateFilter } from './wasm-conv-backprop.js';
 import {
   asWasm, convInfo, dispose, f32, requireFloat32, runWasmKernel, validOutputRange, zeroInsertAndPad,
@@ -62,6 +64,34 @@ export function depthwiseBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   const { top, left } = info.padInfo;
   const CM = C * M;
   const out = wb.makeOutput([KH, KW, C, M], 'float32');
+  const simd = M === 1 ? simdKernelsFor(wb) : undefined;
+  if (simd) {
+    // the loop below as wasm SIMD, row by row: 3.5× the JS loop's speed at [2, 64, 64, 256]
+    const scratch = wb.makeOutput([2 * KH * KW * C + 2], 'float32');
+    const [xp, dyp, sp] = [f32(wb, x).byteOffset, f32(wb, dy).byteOffset, f32(wb, scratch).byteOffset];
+    const accPtr = Math.ceil(sp / 8) * 8;
+    const heap = f32(wb, out);
+    new Float64Array(heap.buffer, accPtr, KH * KW * C).fill(0);
+    for (let kh = 0; kh < KH; kh++) {
+      const [ohLo, ohHi] = validOutputRange(OH, H, sh, kh * dh - top);
+      for (let kw = 0; kw < KW; kw++) {
+        const [owLo, owHi] = validOutputRange(OW, W, sw, kw * dw - left);
+        if (owHi <= owLo) continue;
+        const tapAcc = accPtr + 8 * (kh * KW + kw) * C;
+        const xCol = owLo * sw + kw * dw - left;
+        for (let b = 0; b < B; b++) {
+          for (let oh = ohLo; oh < ohHi; oh++) {
+            const xRow = ((b * H + oh * sh + kh * dh - top) * W + xCol) * C;
+            const dRow = ((b * OH + oh) * OW + owLo) * C;
+            simd.dwFilterRow(xp + 4 * xRow, dyp + 4 * dRow, owHi - owLo, 4 * sw * C, C, tapAcc);
+          }
+        }
+      }
+    }
+    heap.set(new Float64Array(heap.buffer, accPtr, KH * KW * C));
+    dispose(wb, scratch);
+    return out;
+  }
   const xv = f32(wb, x);
   const dyv = f32(wb, dy);
   const acc = new Float64Array(KH * KW * CM);

@@ -514,4 +514,68 @@
         (br $fold)))
       (br $blocks)))
     (i32.const -1))
+
+  ;; acc[c..c+4) (float64) += the four lanes of v
+  (func $add_lanes (param $pa i32) (param $v v128)
+    (f64.store (local.get $pa) (f64.add (f64.load (local.get $pa)) (f64.promote_f32 (f32x4.extract_lane 0 (local.get $v)))))
+    (f64.store offset=8 (local.get $pa) (f64.add (f64.load offset=8 (local.get $pa)) (f64.promote_f32 (f32x4.extract_lane 1 (local.get $v)))))
+    (f64.store offset=16 (local.get $pa) (f64.add (f64.load offset=16 (local.get $pa)) (f64.promote_f32 (f32x4.extract_lane 2 (local.get $v)))))
+    (f64.store offset=24 (local.get $pa) (f64.add (f64.load offset=24 (local.get $pa)) (f64.promote_f32 (f32x4.extract_lane 3 (local.get $v))))))
+
+  ;; A depthwise filter gradient's row of one tap: acc[c] += Σ_p x[p, c]·dy[p, c] over n pixels, float64 acc
+  ;; [C]; x's pixel p at x + p·xStep bytes (the stride), dy's at dy + p·4C. Channels go eight at a time (two
+  ;; independent sums), then four, then one; each row's float32 sums are added into float64.
+  (func (export "dw_filter_row") (param $x i32) (param $dy i32) (param $n i32) (param $xStep i32) (param $C i32) (param $acc i32)
+    (local $o i32) (local $p i32) (local $px i32) (local $pd i32) (local $rowBytes i32) (local $s0 v128) (local $s1 v128) (local $ss f32)
+    (local.set $rowBytes (i32.shl (local.get $C) (i32.const 2)))
+    (block $d8 (loop $c8
+      (br_if $d8 (i32.gt_u (i32.add (local.get $o) (i32.const 32)) (local.get $rowBytes)))
+      (local.set $s0 (f32x4.splat (f32.const 0)))
+      (local.set $s1 (f32x4.splat (f32.const 0)))
+      (local.set $px (i32.add (local.get $x) (local.get $o)))
+      (local.set $pd (i32.add (local.get $dy) (local.get $o)))
+      (local.set $p (i32.const 0))
+      (block $pd8 (loop $p8
+        (br_if $pd8 (i32.ge_u (local.get $p) (local.get $n)))
+        (local.set $s0 (f32x4.add (local.get $s0) (f32x4.mul (v128.load (local.get $px)) (v128.load (local.get $pd)))))
+        (local.set $s1 (f32x4.add (local.get $s1) (f32x4.mul (v128.load offset=16 (local.get $px)) (v128.load offset=16 (local.get $pd)))))
+        (local.set $px (i32.add (local.get $px) (local.get $xStep)))
+        (local.set $pd (i32.add (local.get $pd) (local.get $rowBytes)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $p8)))
+      (call $add_lanes (i32.add (local.get $acc) (i32.shl (local.get $o) (i32.const 1))) (local.get $s0))
+      (call $add_lanes (i32.add (local.get $acc) (i32.shl (i32.add (local.get $o) (i32.const 16)) (i32.const 1))) (local.get $s1))
+      (local.set $o (i32.add (local.get $o) (i32.const 32)))
+      (br $c8)))
+    (if (i32.le_u (i32.add (local.get $o) (i32.const 16)) (local.get $rowBytes)) (then
+      (local.set $s0 (f32x4.splat (f32.const 0)))
+      (local.set $px (i32.add (local.get $x) (local.get $o)))
+      (local.set $pd (i32.add (local.get $dy) (local.get $o)))
+      (local.set $p (i32.const 0))
+      (block $pd4 (loop $p4
+        (br_if $pd4 (i32.ge_u (local.get $p) (local.get $n)))
+        (local.set $s0 (f32x4.add (local.get $s0) (f32x4.mul (v128.load (local.get $px)) (v128.load (local.get $pd)))))
+        (local.set $px (i32.add (local.get $px) (local.get $xStep)))
+        (local.set $pd (i32.add (local.get $pd) (local.get $rowBytes)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $p4)))
+      (call $add_lanes (i32.add (local.get $acc) (i32.shl (local.get $o) (i32.const 1))) (local.get $s0))
+      (local.set $o (i32.add (local.get $o) (i32.const 16)))))
+    (block $d1 (loop $c1
+      (br_if $d1 (i32.ge_u (local.get $o) (local.get $rowBytes)))
+      (local.set $ss (f32.const 0))
+      (local.set $px (i32.add (local.get $x) (local.get $o)))
+      (local.set $pd (i32.add (local.get $dy) (local.get $o)))
+      (local.set $p (i32.const 0))
+      (block $pd1 (loop $p1
+        (br_if $pd1 (i32.ge_u (local.get $p) (local.get $n)))
+        (local.set $ss (f32.add (local.get $ss) (f32.mul (f32.load (local.get $px)) (f32.load (local.get $pd)))))
+        (local.set $px (i32.add (local.get $px) (local.get $xStep)))
+        (local.set $pd (i32.add (local.get $pd) (local.get $rowBytes)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $p1)))
+      (f64.store (i32.add (local.get $acc) (i32.shl (local.get $o) (i32.const 1)))
+        (f64.add (f64.load (i32.add (local.get $acc) (i32.shl (local.get $o) (i32.const 1)))) (f64.promote_f32 (local.get $ss))))
+      (local.set $o (i32.add (local.get $o) (i32.const 4)))
+      (br $c1))))
 )

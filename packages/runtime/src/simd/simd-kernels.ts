@@ -25,6 +25,8 @@ export interface SimdKernels {
    */
   gatherAffineReluGrad(dy: number, y: number, idx: number, X: number, W: number, M: number, K: number, H: number, R: number,
     dT: number, dX: number, scratch: number, dW64: number): number;
+  /** A depthwise filter gradient's row: acc[c] += Σ_p x[p, c]·dy[p, c] over n pixels (x's at a stride of xStep bytes), acc float64 [C]. */
+  dwFilterRow(x: number, dy: number, n: number, xStep: number, C: number, acc: number): void;
 }
 
 /** The slice of the WebAssembly JS API used here (lib ES2023 and @types/node 20 do not declare it). */
@@ -61,7 +63,7 @@ export function simdKernelsFor(backend: unknown): SimdKernels | undefined {
     const e = new WA.Instance(modules[kind], { env: { memory } }).exports as Record<string, (...a: number[]) => number>;
     k = {
       colSums: e.col_sums, colAffine: e.col_affine, layerNorm: e.layer_norm, layerNormGrad: e.layer_norm_grad, gelu: e.gelu, geluGrad: e.gelu_grad,
-      gatherAffineRelu: e.gather_affine_relu, gatherAffineReluGrad: e.gather_affine_relu_grad,
+      gatherAffineRelu: e.gather_affine_relu, gatherAffineReluGrad: e.gather_affine_relu_grad, dwFilterRow: e.dw_filter_row,
     };
   } catch {
     // a runtime without wasm SIMD: the callers' JS loops run instead
