@@ -15,7 +15,7 @@
  * Coordinates are (row, column) in [−1, 1], pixel centres at −1 + (2i + 1)/n, as LIIF's `make_coord`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { gatherAffineRelu } from '@ir2f/runtime';
+import { dense, gatherAffineRelu } from '@ir2f/runtime';
 
 export interface InrShape {
   /** Latent channels: projection channels + classes. */
@@ -193,9 +193,9 @@ export function mlpLogits(
       // gather + coordinate term + ReLU as one kernel (and one gradient pass, no segment sum) on wasm and cpu
       act = gatherAffineRelu(gridTerm, index, rel, p.w1Coord);
     }
-    // fused product + bias (+ ReLU): one pass over the activations instead of three
+    // product + bias (+ ReLU) as one kernel, also under the gradient tape (tfjs's fused op unfuses there)
     p.layers.forEach((l, i) => {
-      act = tf.fused.matMul({ a: act, b: l.w, bias: l.b, activation: i < p.layers.length - 1 ? 'relu' : 'linear' }) as tf.Tensor2D;
+      act = dense(act, l.w, l.b, i < p.layers.length - 1 ? 'relu' : 'linear');
     });
     return tf.sum(tf.mul(tf.reshape(act, [N, BQ]), geo.weight), 0) as tf.Tensor1D;
   });

@@ -10,7 +10,7 @@ export {
 } from './backend.js';
 export { RuntimeError, type RuntimeErrorCode } from './errors.js';
 export { envWithMallocTunables, MALLOC_TUNABLES, mallocTunablesSet, onGlibc, relaunchWithMallocTunables } from './malloc-tunables.js';
-export { denseKernelCalls, MIN_ELEMENTS, MIN_MACS } from './kernels/ort-dense-kernels.js';
+export { denseKernelCalls, MIN_DEPTH, MIN_ELEMENTS, MIN_MACS } from './kernels/ort-dense-kernels.js';
 export {
   hasHostKernel, HOST_BACKENDS, registerHostKernel, type HostArray, type HostInput, type HostKernel, type WasmHeap, type WasmHostKernel,
 } from './kernels/host-kernel.js';
@@ -22,6 +22,7 @@ export { registerReduceGradients } from './gradients/reduce-grads.js';
 export { bilinearMatrix, registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
 export { stopGradient } from './stop-gradient.js';
 export { batchNormTrain, batchNormTrainComposed, type BatchNormTrainResult } from './fused/batch-norm-train.js';
+export { dense, denseComposed, type DenseActivation } from './fused/dense.js';
 export { gatherAffineRelu, gatherAffineReluComposed } from './fused/gather-affine-relu.js';
 export { gelu, geluComposed } from './fused/gelu.js';
 export { layerNorm, layerNormComposed } from './fused/layer-norm.js';

@@ -1,6 +1,6 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
-import { denseKernelCalls, initBackend, MIN_MACS, OnnxGraph } from '@ir2f/runtime';
+import { denseKernelCalls, initBackend, MIN_DEPTH, MIN_MACS, OnnxGraph } from '@ir2f/runtime';
 import { OrtKernelRuntime } from '../src/kernels/ort-runtime.js';
 import { onBackend, randomArray, relativeError, type ConvCase, type Pad } from './backend-helpers.js';
 
@@ -154,7 +154,7 @@ test.serial('convolutions, both their gradients, the depthwise filter gradient, 
   }
 });
 
-test.serial('kernels below the threshold, inner-axis sums and Log stay on the backend; memory is flat; denseKernels: backend switches onnxruntime off', async (t) => {
+test.serial('kernels below the threshold, shallow products, inner-axis sums and Log stay on the backend; memory is flat; denseKernels: backend switches onnxruntime off', async (t) => {
   await initBackend('wasm');
   const small = conv([1, 6, 6, 4], [3, 3, 4, 4], [1, 1], 'same');
   t.true(macs(small) < MIN_MACS);
@@ -163,6 +163,12 @@ test.serial('kernels below the threshold, inner-axis sums and Log stay on the ba
   const cpu = await read('cpu', forward);
   t.true(relativeError((await read('wasm', forward)).values, cpu.values) <= 1e-5);
   t.is(denseKernelCalls().Conv2D ?? 0, before);
+  // so does a product too shallow to pay for its output (an outer product, here ~1.3M multiply-adds)
+  const products = denseKernelCalls().BatchMatMul ?? 0;
+  const outer = () => tf.matMul(tf.tensor2d(randomArray(20000, 5), [20000, 1]), tf.tensor2d(randomArray(64, 6), [64, 1]), false, true);
+  t.true(20000 * 64 >= MIN_MACS && 1 < MIN_DEPTH);
+  t.true(relativeError((await read('wasm', outer)).values, (await read('cpu', outer)).values) <= 1e-6);
+  t.is(denseKernelCalls().BatchMatMul ?? 0, products);
 
   // sums along contiguous data stay on the backend (onnxruntime's order there follows the address)
   const sums = denseKernelCalls().Sum ?? 0;

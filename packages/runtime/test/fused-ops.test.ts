@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import {
-  batchNormTrain, batchNormTrainComposed, gatherAffineRelu, gatherAffineReluComposed, gelu, geluComposed, initBackend, layerNorm, layerNormComposed,
+  batchNormTrain, batchNormTrainComposed, dense, denseComposed, gatherAffineRelu, gatherAffineReluComposed, gelu, geluComposed, initBackend, layerNorm, layerNormComposed,
 } from '@ir2f/runtime';
 import { onBackend, randomArray, relativeError } from './backend-helpers.js';
 
@@ -155,3 +155,34 @@ for (const backend of ['wasm', 'cpu']) {
     }));
   });
 }
+
+/** [M, K, N]: onnxruntime-sized (when routed there), a column tail (N mod 4), one output column (a logit). */
+const DENSE_SHAPES: number[][] = [[1500, 64, 64], [37, 5, 7], [300, 16, 1]];
+
+for (const backend of ['wasm', 'cpu']) {
+  test(`dense on ${backend} matches the composition's values and gradients (linear and ReLU, with and without bias)`, async (t) => {
+    for (const [i, [M, K, N]] of DENSE_SHAPES.entries()) {
+      for (const activation of ['relu', 'linear'] as const) {
+        for (const withBias of [true, false]) {
+          const run = (fused: boolean) => onBackend(backend, () => valueAndGrads(
+            (x, w, b) => (fused ? dense : denseComposed)(x as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D | undefined, activation),
+            [tf.tensor2d(randomArray(M * K, 130 + i), [M, K]), tf.tensor2d(randomArray(K * N, 140 + i), [K, N]),
+              ...(withBias ? [tf.tensor1d(randomArray(N, 150 + i))] : [])], 160 + i));
+          const [fused, composed] = [await run(true), await run(false)];
+          ['y', 'dx', 'dw', ...(withBias ? ['db'] : [])].forEach((name, k) => {
+            const err = relativeError(fused[k], composed[k]);
+            t.true(err < 1e-5, `${JSON.stringify([M, K, N])} ${activation} bias ${withBias} ${name}: rel ${err}`);
+          });
+        }
+      }
+    }
+  });
+}
+
+test('dense refuses shapes that do not chain and an unknown activation, naming them', (t) => {
+  tf.tidy(() => {
+    t.regex(t.throws(() => dense(tf.zeros([4, 3]), tf.zeros([2, 5])))!.message, /^dense: needs .*x \[4,3\], w \[2,5\]/);
+    t.regex(t.throws(() => dense(tf.zeros([4, 3]), tf.zeros([3, 5]), tf.zeros([4])))!.message, /bias \[4\]/);
+    t.regex(t.throws(() => dense(tf.zeros([4, 3]), tf.zeros([3, 5]), undefined, 'gelu' as never))!.message, /activation 'gelu'/);
+  });
+});

@@ -12,7 +12,8 @@
  *   padding: the backend's kernel.
  * - `DepthwiseConv2dNativeBackpropFilter` (cpu; wasm without SIMD): per tap, a product and a reduction over the
  *   valid rectangle.
- * - `BatchMatMul`, `_FusedMatMul` (bias, relu): Gemm with its transposition flags, or a batched MatMul.
+ * - `BatchMatMul`, `_FusedMatMul` (bias, relu): Gemm with its transposition flags, or a batched MatMul (an
+ *   inner dimension of at least `MIN_DEPTH`).
  * - `Exp`, `Erf`, `Softmax`, `Max`, and `Sum` / `Mean` over leading axes: MLAS's vectorised loops (not `Log`:
  *   its results depended on buffer placement, see `DENSE`).
  *
@@ -39,6 +40,14 @@ const MAX_DEPTHWISE_ELEMENTS = 1 << 20;
 
 /** Below this many multiply-adds a kernel stays on the backend (measured: a 2.4M-MAC conv gains ~30%). */
 export const MIN_MACS = 1 << 16;
+
+/**
+ * A matrix product with a shorter inner dimension stays on the backend: its output costs more to write than to
+ * compute, and onnxruntime-node allocates each output afresh. Measured on one wasm thread (malloc tunables
+ * set): [131072, 1]·[1, 64] 5.8 ms here against 1.5 on XNNPACK, [131072, 2]·[2, 64] 5.8 against 1.7,
+ * [131072, 64]·[64, 64] 8.7 against 16.
+ */
+export const MIN_DEPTH = 16;
 
 let runtime: OrtKernelRuntime | undefined;
 const calls: Record<string, number> = {};
@@ -304,7 +313,7 @@ const batchMatMul: Run = (rt, { inputs, attrs }, io) => {
   const { a, b } = inputs as { a: Info; b: Info };
   const { transposeA: tA, transposeB: tB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
   const m = isF32(a, b) ? matmulCase(a, b, tA, tB) : undefined;
-  if (!m || m.macs < MIN_MACS) return undefined;
+  if (!m || m.macs < MIN_MACS || m.K < MIN_DEPTH) return undefined;
   if (m.bb === 1 && (m.ba === 1 || !tA)) {
     // one GEMM: a's batches stacked as rows against the shared b
     const dims = [m.ba === 1 ? m.dimsA.slice(1) : [m.ba * m.M, m.K], m.dimsB.slice(1)];
@@ -324,7 +333,7 @@ const fusedMatMul: Run = (rt, { inputs, attrs }, io) => {
   if (preluActivationWeights || (activation !== 'linear' && activation !== 'relu')) return undefined;
   const m = isF32(a, b, ...(bias ? [bias] : [])) ? matmulCase(a, b, tA, tB) : undefined;
   // one product with a bias along the columns (a row vector)
-  if (!m || m.batch !== 1 || m.macs < MIN_MACS || (bias && count(bias.shape) !== m.N && count(bias.shape) !== 1)) return undefined;
+  if (!m || m.batch !== 1 || m.macs < MIN_MACS || m.K < MIN_DEPTH || (bias && count(bias.shape) !== m.N && count(bias.shape) !== 1)) return undefined;
   const dims = [m.dimsA.slice(1), m.dimsB.slice(1), ...(bias ? [[count(bias.shape)]] : [])];
   const outDims = [m.M, m.N];
   const k = key('fmm', dims, tA, tB, activation);

@@ -578,4 +578,48 @@
         (f64.add (f64.load (i32.add (local.get $acc) (i32.shl (local.get $o) (i32.const 1)))) (f64.promote_f32 (local.get $ss))))
       (local.set $o (i32.add (local.get $o) (i32.const 4)))
       (br $c1))))
+
+  ;; A ReLU layer's backward step: dz = dy where y > 0 (else 0) over [rows, C], and db[c] = Σ_r dz[r, c] into
+  ;; float64 [C] through C float32 of scratch (acc) per block of 32 rows, as col_sums.
+  (func (export "relu_grad_col_sums")
+    (param $dy i32) (param $y i32) (param $rows i32) (param $C i32) (param $dz i32) (param $acc i32) (param $db i32)
+    (local $r i32) (local $end i32) (local $o i32) (local $rowBytes i32) (local $vecBytes i32) (local $base i32) (local $v v128) (local $d f32)
+    (local.set $rowBytes (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $vecBytes (i32.and (local.get $rowBytes) (i32.const -16)))
+    (memory.fill (local.get $db) (i32.const 0) (i32.shl (local.get $C) (i32.const 3)))
+    (block $done (loop $blocks
+      (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $end (i32.add (local.get $r) (i32.const 32)))
+      (if (i32.gt_u (local.get $end) (local.get $rows)) (then (local.set $end (local.get $rows))))
+      (memory.fill (local.get $acc) (i32.const 0) (local.get $rowBytes))
+      (loop $rowsLoop
+        (local.set $base (i32.mul (local.get $r) (local.get $rowBytes)))
+        (local.set $o (i32.const 0))
+        (block $vdone (loop $vec
+          (br_if $vdone (i32.ge_u (local.get $o) (local.get $vecBytes)))
+          (local.set $v (v128.and (v128.load (i32.add (local.get $dy) (i32.add (local.get $base) (local.get $o))))
+            (f32x4.gt (v128.load (i32.add (local.get $y) (i32.add (local.get $base) (local.get $o)))) (f32x4.splat (f32.const 0)))))
+          (v128.store (i32.add (local.get $dz) (i32.add (local.get $base) (local.get $o))) (local.get $v))
+          (v128.store (i32.add (local.get $acc) (local.get $o)) (f32x4.add (v128.load (i32.add (local.get $acc) (local.get $o))) (local.get $v)))
+          (local.set $o (i32.add (local.get $o) (i32.const 16)))
+          (br $vec)))
+        (block $sdone (loop $scalar
+          (br_if $sdone (i32.ge_u (local.get $o) (local.get $rowBytes)))
+          (local.set $d (select (f32.load (i32.add (local.get $dy) (i32.add (local.get $base) (local.get $o)))) (f32.const 0)
+            (f32.gt (f32.load (i32.add (local.get $y) (i32.add (local.get $base) (local.get $o)))) (f32.const 0))))
+          (f32.store (i32.add (local.get $dz) (i32.add (local.get $base) (local.get $o))) (local.get $d))
+          (f32.store (i32.add (local.get $acc) (local.get $o)) (f32.add (f32.load (i32.add (local.get $acc) (local.get $o))) (local.get $d)))
+          (local.set $o (i32.add (local.get $o) (i32.const 4)))
+          (br $scalar)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br_if $rowsLoop (i32.lt_u (local.get $r) (local.get $end))))
+      (local.set $o (i32.const 0))
+      (block $fdone (loop $fold
+        (br_if $fdone (i32.ge_u (local.get $o) (local.get $rowBytes)))
+        (f64.store (i32.add (local.get $db) (i32.shl (local.get $o) (i32.const 1)))
+          (f64.add (f64.load (i32.add (local.get $db) (i32.shl (local.get $o) (i32.const 1))))
+                   (f64.promote_f32 (f32.load (i32.add (local.get $acc) (local.get $o))))))
+        (local.set $o (i32.add (local.get $o) (i32.const 4)))
+        (br $fold)))
+      (br $blocks))))
 )

@@ -27,6 +27,8 @@ export interface SimdKernels {
     dT: number, dX: number, scratch: number, dW64: number): number;
   /** A depthwise filter gradient's row: acc[c] += Σ_p x[p, c]·dy[p, c] over n pixels (x's at a stride of xStep bytes), acc float64 [C]. */
   dwFilterRow(x: number, dy: number, n: number, xStep: number, C: number, acc: number): void;
+  /** dz = dy where y > 0 over [rows, C], db = Σ_rows dz into float64 [C]; acc: C float32 of scratch. */
+  reluGradColSums(dy: number, y: number, rows: number, C: number, dz: number, acc: number, db: number): void;
 }
 
 /** The slice of the WebAssembly JS API used here (lib ES2023 and @types/node 20 do not declare it). */
@@ -64,6 +66,7 @@ export function simdKernelsFor(backend: unknown): SimdKernels | undefined {
     k = {
       colSums: e.col_sums, colAffine: e.col_affine, layerNorm: e.layer_norm, layerNormGrad: e.layer_norm_grad, gelu: e.gelu, geluGrad: e.gelu_grad,
       gatherAffineRelu: e.gather_affine_relu, gatherAffineReluGrad: e.gather_affine_relu_grad, dwFilterRow: e.dw_filter_row,
+      reluGradColSums: e.relu_grad_col_sums,
     };
   } catch {
     // a runtime without wasm SIMD: the callers' JS loops run instead
