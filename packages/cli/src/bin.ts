@@ -1,8 +1,8 @@
-#!/usr/bin/env node
-import { relaunchWithMallocTunables } from '@ir2f/runtime';
+#!/usr/bin/env -S GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=268435456:${GLIBC_TUNABLES} node
+// The #! line gives glibc's malloc the tunables of @ir2f/runtime's MALLOC_TUNABLES (its README says why:
+// onnxruntime's kernels otherwise page-fault a fresh output buffer on every call); a value of the user's own
+// comes after, so it wins. Elsewhere (musl, macOS) the variable is ignored. Not a relaunch: a scheduler that
+// kills this process must not leave a training child behind.
 import { runCli } from './program.js';
 
-// onnxruntime's kernels page-fault a fresh output buffer every call under glibc's default malloc (see
-// @ir2f/runtime's README): the CLI runs itself with the malloc tunables that keep those buffers
-const relaunched = await relaunchWithMallocTunables();
-process.exitCode = relaunched ?? await runCli(process.argv);
+process.exitCode = await runCli(process.argv);

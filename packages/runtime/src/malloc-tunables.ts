@@ -39,11 +39,15 @@ export function envWithMallocTunables(env: NodeJS.ProcessEnv = process.env): Nod
  * For a program's entry point: on glibc without the tunables (and unless IR2F_MALLOC_TUNABLES=0), run this
  * same command again with them, stdio shared, and resolve to its exit code for the caller to exit with;
  * undefined where nothing was relaunched (go on in this process). SIGINT and SIGTERM are passed to the child,
- * and a child killed by a signal kills this process with it.
+ * and a child killed by a signal kills this process with it; a child whose launcher dies without a word
+ * (SIGKILL) terminates itself within a second. Supervised programs (services, a CLI a scheduler may kill)
+ * should rather set the variable where they start: `ir2f`'s executable does it in its `#!` line.
  */
 export async function relaunchWithMallocTunables(): Promise<number | undefined> {
+  watchParent();
   if (process.env.IR2F_MALLOC_TUNABLES === '0' || mallocTunablesSet() || !onGlibc()) return undefined;
-  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: envWithMallocTunables() });
+  const env = { ...envWithMallocTunables(), [PARENT]: String(process.pid) };
+  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
   for (const s of signals) process.on(s, forward);
@@ -56,3 +60,17 @@ export async function relaunchWithMallocTunables(): Promise<number | undefined> 
   if (done.signal) process.kill(process.pid, done.signal);
   return done.code ?? 1;
 }
+
+/** Set in a relaunched child: its launcher's pid. */
+const PARENT = 'IR2F_RELAUNCHED_BY';
+
+/** In a relaunched child: terminate (SIGTERM, so the program may clean up) once the launcher is gone. */
+function watchParent(): void {
+  const parent = Number(process.env[PARENT]);
+  if (!parent || process.ppid !== parent) return;
+  delete process.env[PARENT];
+  setInterval(() => {
+    if (process.ppid !== parent) process.kill(process.pid, 'SIGTERM');
+  }, 500).unref();
+}
+

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { envWithMallocTunables, MALLOC_TUNABLES, mallocTunablesSet, onGlibc } from '@ir2f/runtime';
 
 const RUNTIME = new URL('../dist/index.js', import.meta.url).href;
@@ -40,10 +41,10 @@ test('with the tunables, onnxruntime\'s products stop page-faulting their output
     t.pass('not glibc: the tunables do not apply');
     return;
   }
-  // a [131072, 2]·[2, 64] product on the cpu backend routed to onnxruntime: 32 MiB of output, 8,192 pages
+  // a [131072, 16]·[16, 64] product on the cpu backend routed to onnxruntime: 32 MiB of output, 8,192 pages
   const body = `import * as tf from '@tensorflow/tfjs';
 await rt.initBackend('cpu', { denseKernels: 'onnxruntime' });
-const [a, b] = [tf.ones([131072, 2]), tf.ones([2, 64])];
+const [a, b] = [tf.ones([131072, rt.MIN_DEPTH]), tf.ones([rt.MIN_DEPTH, 64])];
 tf.matMul(a, b).dispose();
 const before = process.resourceUsage().minorPageFault;
 for (let i = 0; i < 8; i++) tf.matMul(a, b).dispose();
@@ -56,4 +57,44 @@ console.log(JSON.stringify({ faults: process.resourceUsage().minorPageFault - be
   t.is(without.calls, 9, 'the products ran on onnxruntime');
   t.true(without.faults > 8 * 4096, `without: ${without.faults} faults for 8 calls`);
   t.true(withTunables.faults < without.faults / 4, `with: ${withTunables.faults} faults, without: ${without.faults}`);
+});
+
+test('a relaunched child whose launcher is SIGKILLed terminates itself (no orphan keeps running)', async (t) => {
+  if (!onGlibc()) {
+    t.pass('not glibc: nothing is relaunched');
+    return;
+  }
+  const body = `const code = await rt.relaunchWithMallocTunables();
+if (code !== undefined) process.exit(code);
+console.log(process.pid);
+setTimeout(() => {}, 60000);`;
+  const base: NodeJS.ProcessEnv = { ...process.env };
+  delete base.GLIBC_TUNABLES;
+  delete base.IR2F_MALLOC_TUNABLES;
+  const launcher = spawn(process.execPath, ['--input-type=module', '-e', `import * as rt from '${RUNTIME}';\n${body}`], { env: base });
+  const childPid = await new Promise<number>((resolve) => launcher.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+  t.true(childPid > 0 && childPid !== launcher.pid);
+  launcher.kill('SIGKILL');
+  const alive = () => {
+    try {
+      process.kill(childPid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const deadline = Date.now() + 5000;
+  while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  t.false(alive(), 'the child outlived its launcher by 5 s');
+});
+
+test('ir2f\'s #! line sets the same tunables, with the user\'s own GLIBC_TUNABLES after them', (t) => {
+  const line = readFileSync(new URL('../../cli/src/bin.ts', import.meta.url), 'utf8').split('\n')[0];
+  const m = /^#!(\S+) (-S .*)$/.exec(line);
+  t.truthy(m, line);
+  // as the kernel runs it: the interpreter, the rest of the line as one argument, then the script's arguments
+  const print = (env: NodeJS.ProcessEnv) => spawnSync(m![1], [m![2], '-e', 'console.log(process.env.GLIBC_TUNABLES)'], { env, encoding: 'utf8' }).stdout.trim();
+  const base: NodeJS.ProcessEnv = { PATH: process.env.PATH };
+  t.true(print(base).startsWith(`${MALLOC_TUNABLES}:`));
+  t.is(print({ ...base, GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=65536' }), `${MALLOC_TUNABLES}:glibc.malloc.mmap_threshold=65536`);
 });
