@@ -7,8 +7,8 @@
  * too. On wasm the two passes each way are SIMD (simd/kernels.wat), on cpu JS loops (a JS loop over the wasm
  * heap ran 2–4× slower than the composition's SIMD kernels). The tape keeps x alone instead of x − μ, its
  * square and the rest: a mit-tiny-daformer replica's wasm heap at 256² went from 911 to 711 MiB (one
- * replica, layer norm fused already; session 10). Fwd+bwd on [2, 32, 32, 256], one wasm thread: 0.7 ms, the
- * composition 3.6 ms, session 10's JS loops 7.4 ms (session 11; `npm run bench -- backend`).
+ * replica, layer norm fused already; session 10). Fwd+bwd on [2, 32, 32, 256], one wasm thread: 1.6 ms, the
+ * composition 4.1 ms (session 12, `npm run bench -- backend`; session 10's JS loops took 7.4).
  * Elsewhere (webgl, tfjs-node) the composition runs.
  */
 import * as tf from '@tensorflow/tfjs';

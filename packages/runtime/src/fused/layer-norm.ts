@@ -4,8 +4,8 @@
  * multiplies, add) is ~10 kernels forward and ~30 backward, each a pass over memory with its broadcast
  * reductions; a transformer step runs dozens of these, and their dispatches dominate small-crop steps.
  * On wasm the kernels are SIMD (simd/kernels.wat), on cpu JS loops: a JS loop over the wasm heap ran 2–4×
- * slower than the composition's SIMD kernels. Fwd+bwd on [2, 32, 32, 256], one wasm thread: 0.7 ms, the
- * composition 4.5 ms, session 10's JS loops 7.8 ms (session 11; `npm run bench -- backend`). Elsewhere (webgl,
+ * slower than the composition's SIMD kernels. Fwd+bwd on [2, 32, 32, 256], one wasm thread: 0.9 ms, the
+ * composition 5.3 ms (session 12, `npm run bench -- backend`; session 10's JS loops took 7.8). Elsewhere (webgl,
  * tfjs-node) the composition runs, with tfjs's own gradient.
  */
 import * as tf from '@tensorflow/tfjs';
