@@ -5,14 +5,19 @@
  * arena option does not change it). Measured on this project's 2-core VM, where a fault costs ~12 µs: a
  * [131072, 2]·[2, 64] product took 99 ms a run with 8,200 minor faults, 22 ms with the tunables below; in a
  * tfjs step, Exp over [131072, 64] went from 91 ms to 6.4 (the wasm backend's own: 66). The tunables keep such
- * blocks in the heap and up to 256 MiB of free heap top; glibc reads them at process start only, so a
- * launcher sets them (`relaunchWithMallocTunables`) or the user does. Elsewhere (musl, macOS, Windows) they
- * do not apply.
+ * blocks in the heap and up to 256 MiB of free heap top, in one arena: a worker thread (the second training
+ * replica) otherwise allocates from its own arena, whose 64 MiB heaps cannot hold these blocks and shrink
+ * eagerly (two replicas with the INR rectifier at 128²: 811 and 1016 ms a step, 544 and 522 in one arena;
+ * without the rectifier 422 → 409 ms, 256² 1118 → 1033, peak RSS a little lower). glibc reads them at process
+ * start only, so a launcher sets them (`relaunchWithMallocTunables`) or the user does. Elsewhere (musl, macOS,
+ * Windows) they do not apply.
  */
 import { spawn } from 'node:child_process';
 
-/** The `GLIBC_TUNABLES` entries: no mmap below 1 GiB, trim a heap's free top above 256 MiB. */
-export const MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=268435456';
+/** The `GLIBC_TUNABLES` entries: no mmap below 1 GiB, trim a heap's free top above 256 MiB, one arena. */
+export const MALLOC_TUNABLES = [
+  'glibc.malloc.mmap_threshold=1073741824', 'glibc.malloc.trim_threshold=268435456', 'glibc.malloc.arena_max=1',
+].join(':');
 
 /** Whether this process runs on glibc (the only malloc the tunables are for). */
 export function onGlibc(): boolean {
