@@ -8,8 +8,8 @@
  * - `Conv2DBackpropFilter` (stride 1): per filter tap, dW[kh, kw] = x_padᵀ · dy_pad over rows shifted by the
  *   tap's offset. With x padded and dy zero-padded to the same [Hp, Wp] grid and both flattened to rows, the
  *   pixel a tap reads for output (h, w) is the row (h, w) plus kh·dh·Wp + kw·dw, so each tap is one GEMM on
- *   contiguous rows, no im2col; rows that wrap past a line end meet dy's zero padding. Strided, or mostly
- *   padding: the backend's kernel.
+ *   contiguous rows, no im2col; rows that wrap past a line end meet dy's zero padding. Strided: im2col
+ *   from one strided Slice of x a tap (each the output's size) and one GEMM. Mostly padding: the backend's.
  * - `DepthwiseConv2dNativeBackpropFilter` (cpu; wasm without SIMD): per tap, a product and a reduction over the
  *   valid rectangle.
  * - `BatchMatMul`, `_FusedMatMul` (bias, relu): Gemm with its transposition flags, or a batched MatMul (an
@@ -37,6 +37,9 @@ const MAX_PADDED_ROWS = 1.5;
  * (session 9; in session 11 the larger one took 237 ms without glibc's malloc tunables, 22 with them).
  */
 const MAX_DEPTHWISE_ELEMENTS = 1 << 20;
+
+/** A strided filter gradient's im2col columns (floats) above which it stays on the backend's chunked im2col. */
+const MAX_STRIDED_COLUMNS = 1 << 24;
 
 /** Below this many multiply-adds a kernel stays on the backend (measured: a 2.4M-MAC conv gains ~30%). */
 export const MIN_MACS = 1 << 16;
@@ -213,7 +216,8 @@ const conv2DBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
   const { x, dy } = inputs as { x: Info; dy: Info };
   const a = attrs as unknown as ConvAttrs & { filterShape: number[] };
   const c = isF32(x, dy) ? convCase(x.shape, a.filterShape, a) : undefined;
-  if (!c || c.macs < MIN_MACS || c.strides[0] !== 1 || c.strides[1] !== 1) return undefined;
+  if (!c || c.macs < MIN_MACS) return undefined;
+  if (c.strides[0] !== 1 || c.strides[1] !== 1) return stridedFilterGradient(rt, io, x, dy, a.filterShape, c);
   const { info } = c;
   const [B, H, W, Ci] = x.shape;
   const Co = info.outChannels;
@@ -246,6 +250,45 @@ const conv2DBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
     return g.node('Concat', taps, { axis: attr.int(0) });
   }, [KH * KW * Ci, Co]), [[x, x.shape], [dy, dy.shape]], a.filterShape, [KH * KW * Ci, Co]);
 };
+
+/**
+ * A strided convolution's filter gradient as one GEMM: x channels first and padded, then per tap the input
+ * pixels that tap read (a Slice with the stride as its step, the output's size) as [Ci, pixels] rows; stacked in
+ * the filter's (kh, kw, ci) order they are the transposed im2col, and colsᵀ·dy is the gradient. At a stride s
+ * the columns are 1/s² of a stride-1 im2col's. One GEMM, not one a tap: with the stem's 3 input channels a GEMM
+ * a tap was 3 × 8192 · 8192 × 16, too thin for MLAS.
+ */
+function stridedFilterGradient(rt: OrtKernelRuntime, io: HostIO, x: Info, dy: Info, filterShape: number[], c: ConvCase): Info | undefined {
+  const { info } = c;
+  const [B, H, W, Ci] = x.shape;
+  const [OH, OW, Co] = [info.outHeight, info.outWidth, info.outChannels];
+  const [KH, KW] = [info.filterHeight, info.filterWidth];
+  const [sh, sw] = c.strides;
+  const [dh, dw] = c.dilations;
+  const [top, left] = c.pads;
+  // padded enough that every tap's last read is inside (tfjs's own bottom/right padding may be more or less)
+  const bottom = Math.max(0, (OH - 1) * sh + (KH - 1) * dh + 1 - (H + top));
+  const right = Math.max(0, (OW - 1) * sw + (KW - 1) * dw + 1 - (W + left));
+  const P = B * OH * OW;
+  if (P * KH * KW * Ci > MAX_STRIDED_COLUMNS) return undefined;
+  const k = key('dws', x.shape, dy.shape, filterShape, c.strides, c.dilations, [top, left]);
+  return runGraph(rt, io, k, graph([x.shape, dy.shape], (g, [xi, d]) => {
+    // channels first once ([Ci, B, H, W]), so that each tap's slice is [Ci, pixels] rows of the transposed im2col
+    const cf = g.node('Transpose', [xi], { perm: attr.ints([3, 0, 1, 2]) });
+    const padded = top + left + bottom + right > 0 ? g.node('Pad', [cf, g.int64s('pads', [0, 0, top, left, 0, 0, bottom, right])]) : cf;
+    const taps: string[] = [];
+    for (let kh = 0; kh < KH; kh++) {
+      for (let kw = 0; kw < KW; kw++) {
+        const [h0, w0] = [kh * dh, kw * dw];
+        const read = g.node('Slice', [padded, g.int64s('starts', [h0, w0]), g.int64s('ends', [h0 + (OH - 1) * sh + 1, w0 + (OW - 1) * sw + 1]),
+          g.int64s('axes', [2, 3]), g.int64s('steps', [sh, sw])]);
+        taps.push(g.node('Reshape', [read, g.int64s('shape', [Ci, P])]));
+      }
+    }
+    const colsT = taps.length > 1 ? g.node('Concat', taps, { axis: attr.int(0) }) : taps[0];
+    return g.node('Gemm', [colsT, g.node('Reshape', [d, g.int64s('shape', [P, Co])])], gemm(false, false));
+  }, [KH * KW * Ci, Co]), [[x, x.shape], [dy, dy.shape]], filterShape, [KH * KW * Ci, Co]);
+}
 
 /**
  * The depthwise filter gradient (channel multiplier 1): per tap, dW[kh, kw, c] = Σ x·dy over the output
