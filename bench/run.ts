@@ -6,6 +6,7 @@
  * rectifier-cost (the INR rectifier's time against the decode head's), family (the small preset across the
  * embedded family: source-only, baseline, oracle, and the share of the gap closed).
  */
+import { relaunchWithMallocTunables } from '@ir2f/runtime';
 import { benchBackend } from './backend.js';
 import { benchDomainShift } from './domain-shift.js';
 import { benchModels } from './models.js';
@@ -13,7 +14,6 @@ import { benchAblation, benchRectifier } from './ablation.js';
 import { benchFamily } from './family.js';
 import { benchRectifierCost } from './rectifier-cost.js';
 import { benchTrain } from './train.js';
-import { relaunchWithMallocTunables } from '@ir2f/runtime';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   backend: benchBackend, shift: benchDomainShift, models: benchModels, train: benchTrain, rectifier: benchRectifier,

@@ -83,12 +83,12 @@ async function main(): Promise<void> {
   console.log(`done in ${((Date.now() - started) / 60000).toFixed(1)} min on ${runs[0].result.backend.name}`);
 }
 
-// tfjs-backend-wasm rethrows unhandled errors from its own handler, burying the message under minified
-// source: report the error ourselves.
 // glibc's malloc tunables for onnxruntime's kernels (see @ir2f/runtime's README): run again with them
 const relaunched = await relaunchWithMallocTunables();
 if (relaunched !== undefined) process.exit(relaunched);
 
+// tfjs-backend-wasm rethrows unhandled errors from its own handler, burying the message under minified
+// source: report the error ourselves.
 main().catch((err: unknown) => {
   console.error(`ir2f demo failed: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);

@@ -81,15 +81,14 @@ let registered = false;
 function registerGatherAffineRelu(): void {
   if (registered) return;
   registered = true;
-  const dims = (s: Record<string, number[]>) => ({ R: s.table[0], H: s.table[1], M: s.index[0], K: s.w[0] });
   registerHostKernel({
     name: GAR,
     outputShapes: (s) => [[s.index[0], s.table[1]]],
     wasm: {
       scratchBytes: () => 0,
       compute: ({ table, index, x, w }, [y], _scratch, { f32, simd }) => {
-        const { R, H, M, K } = dims({ table: table.shape, index: index.shape, w: w.shape });
-        const bad = simd.gatherAffineRelu(table.ptr, index.ptr, x.ptr, w.ptr, M, K, H, R, y);
+        const [R, H] = table.shape;
+        const bad = simd.gatherAffineRelu(table.ptr, index.ptr, x.ptr, w.ptr, index.shape[0], w.shape[0], H, R, y);
         if (bad >= 0) throw outside(bad, indexAt(f32, index.ptr, bad), R);
       },
     },

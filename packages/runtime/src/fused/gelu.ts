@@ -12,7 +12,6 @@ const GELU = 'Ir2fGelu';
 const GELU_GRAD = 'Ir2fGeluGrad';
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
-
 /** The composition the kernels replace (and the reference their tests compare with). */
 export function geluComposed(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)));

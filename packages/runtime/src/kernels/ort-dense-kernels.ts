@@ -34,7 +34,7 @@ const MAX_PADDED_ROWS = 1.5;
 /**
  * The depthwise filter gradient's slices stay in cache up to about this size: measured on one thread, a
  * [2, 32, 32, 256] input takes 3.5 ms here against 5.0 in ir2f's JS loop, a [2, 64, 64, 256] one 67 against 26
- * (session 9; in session 11 the larger one took 237 ms without glibc's malloc tunables, 22 with them).
+ * (session 9; in session 12 the larger one took 237 ms without glibc's malloc tunables, 22 with them).
  */
 const MAX_DEPTHWISE_ELEMENTS = 1 << 20;
 
