@@ -5,7 +5,7 @@
 export { inrRectifier } from './plugin.js';
 export { InrOptionsSchema, InrRectifier, type InrOptions, type InrOptionsInput } from './inr-rectifier.js';
 export {
-  firstLayerGrid, gridCoords, latentGrid, mlpLogits, queryChunked, queryGeometry, queryLogits, type HostCoords, type InrParams, type InrShape,
+  batchGridCoords, firstLayerGrid, gridCoords, latentGrid, mlpLogits, queryChunked, queryGeometry, queryLogits, type HostCoords, type InrParams, type InrShape,
   type QueryCell, type QueryGeometry,
 } from './inr-query.js';
 export { exportRectifierOnnx, writeRectifierOnnx } from './inr-onnx.js';

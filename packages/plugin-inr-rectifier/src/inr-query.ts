@@ -81,11 +81,23 @@ export interface QueryGeometry {
   weight: tf.Tensor2D;
 }
 
-/** Query coordinates held on the host: [B, Q, 2] (row, column) values. */
+/**
+ * Query coordinates held on the host: [B, Q, 2] (row, column) values. `grid` marks the pixel centres of an
+ * H×W grid (`gridCoords`, the same for every image), whose geometry is computed per row and per column.
+ */
 export interface HostCoords {
   values: Float32Array;
   B: number;
   Q: number;
+  grid?: { H: number; W: number };
+}
+
+/** The pixel centres of an H×W grid for each of B images, [B, H·W, 2] on the host, marked as a grid. */
+export function batchGridCoords(B: number, H: number, W: number): HostCoords {
+  const one = gridCoords(H, W);
+  const values = new Float32Array(B * one.length);
+  for (let b = 0; b < B; b++) values.set(one, b * one.length);
+  return { values, B, Q: H * W, grid: { H, W } };
 }
 
 // float32 arithmetic, step by step as tensor kernels do it, so that every backend and the ONNX graph pick
@@ -94,18 +106,6 @@ const f = Math.fround;
 const EPS_LOW = f(-1 + 1e-6);
 const EPS_HIGH = f(1 - 1e-6);
 const TINY = f(1e-9);
-
-/**
- * Along one axis of n cells, for one coordinate c and a shift (−1, +1, or 0 without the ensemble): the
- * neighbour cell's index (LIIF's nearest cell after a shift of ±1/n + ε, clamped inside [−1, 1]) and the
- * query's offset from its centre in cell units.
- */
-function axisNeighbour(c: number, n: number, shift: number, eps: number): [index: number, rel: number] {
-  const moved = Math.min(EPS_HIGH, Math.max(EPS_LOW, f(c + f(shift / n + eps))));
-  const index = Math.min(n - 1, Math.max(0, Math.floor(f(f(moved + 1) * f(n / 2)))));
-  const centre = f(f(f(index * 2 + 1) / n) - 1);
-  return [index, f(f(c - centre) * n)];
-}
 
 /**
  * The ensemble weight of the first of two neighbours along one axis: the distance to the other one,
@@ -118,42 +118,86 @@ function firstWeight(rel0: number, rel1: number): number {
   return total <= TINY ? 0.5 : f(Math.abs(rel1) / Math.max(total, TINY));
 }
 
+/** One axis's neighbours for a list of coordinates: per coordinate and shift, [coordinate · S + shift]. */
+interface AxisTable {
+  index: Int32Array;
+  rel: Float32Array;
+  weight: Float32Array;
+}
+
+/**
+ * Along one axis of n cells, for coordinates `count` values of `values` apart by `stride` from `offset`: each
+ * shift's neighbour cell (LIIF's nearest cell after a shift of ±1/n + ε, clamped inside [−1, 1]), the
+ * coordinate's offset from its centre in cell units, and the axis's share of the ensemble weight.
+ */
+function axisTable(values: Float32Array, offset: number, stride: number, count: number, n: number, ensemble: boolean): AxisTable {
+  const S = ensemble ? 2 : 1;
+  const eps = ensemble ? 1e-6 : 0;
+  const index = new Int32Array(count * S);
+  const rel = new Float32Array(count * S);
+  const weight = new Float32Array(count * S);
+  const halfN = f(n / 2);
+  for (let p = 0; p < count; p++) {
+    const c = values[offset + p * stride];
+    for (let s = 0; s < S; s++) {
+      const shift = ensemble ? (s === 0 ? -1 : 1) : 0;
+      const moved = Math.min(EPS_HIGH, Math.max(EPS_LOW, f(c + f(shift / n + eps))));
+      const i = Math.min(n - 1, Math.max(0, Math.floor(f(f(moved + 1) * halfN))));
+      const centre = f(f(f(i * 2 + 1) / n) - 1);
+      index[p * S + s] = i;
+      rel[p * S + s] = f(f(c - centre) * n);
+    }
+    if (ensemble) {
+      const w0 = firstWeight(rel[p * 2], rel[p * 2 + 1]);
+      weight[p * 2] = w0;
+      weight[p * 2 + 1] = f(1 - w0);
+    } else {
+      weight[p] = 1;
+    }
+  }
+  return { index, rel, weight };
+}
+
 /**
  * §5.1.2 for queries [start, start + n) of every image (default all) on a latent grid of h×w cells, computed
  * on the host: it is integer and per-coordinate scalar work, which as tensor kernels was some sixty small
- * operations per chunk.
+ * operations per chunk. Each axis is tabulated once per coordinate (once per row and column of a grid), and
+ * a query's neighbours are the products of its row's and its column's.
  */
 export function queryGeometry(
   shape: InrShape, coords: tf.Tensor3D | HostCoords, h: number, w: number, start = 0, count?: number,
 ): QueryGeometry {
-  const { values, B, Q } = toHostCoords(coords);
+  const host = toHostCoords(coords);
+  const { values, B, Q, grid } = host;
   const n = count ?? Q - start;
-  const shifts = shape.localEnsemble ? [-1, 1] : [0];
-  const eps = shape.localEnsemble ? 1e-6 : 0;
-  const N = shifts.length ** 2;
+  const ensemble = shape.localEnsemble;
+  const S = ensemble ? 2 : 1;
+  const N = S * S;
   const BQ = B * n;
+  // a grid: one table over its rows' coordinates and one over its columns'; otherwise one per image over
+  // this range's queries
+  const tables = (b: number): [AxisTable, AxisTable] => (grid
+    ? [axisTable(values, 0, 2 * grid.W, grid.H, h, ensemble), axisTable(values, 1, 2, grid.W, w, ensemble)]
+    : [axisTable(values, (b * Q + start) * 2, 2, n, h, ensemble), axisTable(values, (b * Q + start) * 2 + 1, 2, n, w, ensemble)]);
+  const shared = grid ? tables(0) : undefined;
   const index = new Int32Array(N * BQ);
   const rel = new Float32Array(N * BQ * 2);
   const weight = new Float32Array(N * BQ);
   for (let b = 0; b < B; b++) {
+    const [ys, xs] = shared ?? tables(b);
     for (let q = 0; q < n; q++) {
-      const at = (b * Q + start + q) * 2;
-      const ys = shifts.map((s) => axisNeighbour(values[at], h, s, eps));
-      const xs = shifts.map((s) => axisNeighbour(values[at + 1], w, s, eps));
-      const wy0 = shifts.length > 1 ? firstWeight(ys[0][1], ys[1][1]) : 1;
-      const wx0 = shifts.length > 1 ? firstWeight(xs[0][1], xs[1][1]) : 1;
-      const wy = [wy0, f(1 - wy0)];
-      const wx = [wx0, f(1 - wx0)];
+      const py = (grid ? Math.floor((start + q) / grid.W) : q) * S;
+      const px = (grid ? (start + q) % grid.W : q) * S;
       const i = b * n + q;
-      let k = 0;
-      ys.forEach(([iy, ry], a) => xs.forEach(([ix, rx], c) => {
-        const o = k * BQ + i;
-        index[o] = b * h * w + iy * w + ix;
-        rel[o * 2] = ry;
-        rel[o * 2 + 1] = rx;
-        weight[o] = f(wy[a] * wx[c]);
-        k++;
-      }));
+      for (let a = 0; a < S; a++) {
+        for (let c = 0; c < S; c++) {
+          const o = (a * S + c) * BQ + i;
+          index[o] = b * h * w + ys.index[py + a] * w + xs.index[px + c];
+          rel[o * 2] = ys.rel[py + a];
+          rel[o * 2 + 1] = xs.rel[px + c];
+          weight[o] = f(ys.weight[py + a] * xs.weight[px + c]);
+        }
+      }
     }
   }
   return { index: tf.tensor2d(index, [N, BQ], 'int32'), rel: tf.tensor3d(rel, [N, BQ, 2]), weight: tf.tensor2d(weight, [N, BQ]) };

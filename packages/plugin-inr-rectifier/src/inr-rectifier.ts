@@ -11,7 +11,7 @@ import {
 } from '@ir2f/core';
 import { exportRectifierOnnx } from './inr-onnx.js';
 import {
-  firstLayerGrid, gridCoords, latentGrid, mlpLogits, queryChunked, queryGeometry, type HostCoords, type InrParams, type InrShape, type QueryGeometry,
+  batchGridCoords, firstLayerGrid, latentGrid, mlpLogits, queryChunked, queryGeometry, type InrParams, type InrShape, type QueryGeometry,
 } from './inr-query.js';
 
 export const InrOptionsSchema = z.object({
@@ -66,14 +66,6 @@ function uniformInit(rng: Rng, fanIn: number, shape: number[]): tf.Tensor {
 
 let uid = 0;
 
-/** The pixel-centre coordinates of an H×W grid for each of B images, [B, H·W, 2] on the host. */
-function batchGridCoords(B: number, H: number, W: number): HostCoords {
-  const one = gridCoords(H, W);
-  const values = new Float32Array(B * one.length);
-  for (let b = 0; b < B; b++) values.set(one, b * one.length);
-  return { values, B, Q: H * W };
-}
-
 function percentile(sorted: Float32Array, q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
@@ -83,7 +75,6 @@ export class InrRectifier implements Rectifier {
   readonly shape: InrShape;
   private readonly params: InrParams;
   private readonly vars: tf.Variable[];
-  private pending?: { step: number; stats: Omit<Extract<Parameters<EventBus['emit']>[0], { type: 'rectifier' }>, 'type' | 'step'> };
   /** Source calibration (§5.1.6); absent when its weight is 0. */
   readonly auxLoss?: (source: RectifierSourceSide, ctx: StepContext) => tf.Scalar;
   readonly calibrationView: 'clean' | 'shifted';
@@ -121,7 +112,7 @@ export class InrRectifier implements Rectifier {
     const p = this.params;
     this.vars = [p.projW, p.projB, p.w1Feat, p.w1Coord, ...(o.cellDecode ? [p.w1Cell] : []), p.b1, ...p.layers.flatMap((l) => [l.w, l.b])] as unknown as tf.Variable[];
     if (!o.cellDecode) (p.w1Cell as unknown as tf.Variable).trainable = false;
-    if (o.calibrationWeight > 0) this.auxLoss = (source, ctx) => this.calibrationLoss(source, ctx);
+    if (o.calibrationWeight > 0) this.auxLoss = (source) => this.calibrationLoss(source);
     this.calibrationView = o.calibrationView;
   }
 
@@ -220,7 +211,7 @@ export class InrRectifier implements Rectifier {
   }
 
   /** §5.1.6: BCE(r(x), 1[argmax teacher = source label]) over labelled source pixels, times λ_cal. */
-  private calibrationLoss(source: RectifierSourceSide, ctx: StepContext): tf.Scalar {
+  private calibrationLoss(source: RectifierSourceSide): tf.Scalar {
     const [, H, W] = source.labels.shape;
     const s = this.gridLogits(source.features, source.logProbs!, H, W);
     const bce = tf.tidy(() => {
@@ -231,14 +222,11 @@ export class InrRectifier implements Rectifier {
       return tf.div(tf.sum(tf.mul(nll, valid)), tf.maximum(tf.sum(valid), 1)) as tf.Scalar;
     });
     s.dispose();
-    if (this.pending && this.pending.step === ctx.step) this.pending.stats.calibrationBce = bce.dataSync()[0];
-    this.flush();
     return tf.mul(bce, this.options.calibrationWeight) as tf.Scalar;
   }
 
   /** Distribution of r for the `rectifier` event (a host read, every `statsEvery` steps). */
   private observe(r: tf.Tensor3D, q: tf.Tensor3D, ctx: StepContext): void {
-    this.flush();
     const o = this.options;
     if (!this.bus || o.statsEvery === 0 || ctx.step % o.statsEvery !== 0) return;
     const values = r.dataSync() as Float32Array;
@@ -266,21 +254,11 @@ export class InrRectifier implements Rectifier {
       map = { height: mh, width: mw, values: Array.from(small.dataSync()) };
       small.dispose();
     }
-    this.pending = {
-      step: ctx.step,
-      stats: {
-        mean: sum / values.length, rBar: nWeighted ? weighted / nWeighted : sum / values.length, p10: percentile(sorted, 0.1), p50: percentile(sorted, 0.5), p90: percentile(sorted, 0.9),
-        lowShare: low / values.length, ...(map ? { map } : {}),
-      },
-    };
-    // without calibration nothing else completes this step's event
-    if (!this.auxLoss) this.flush();
-  }
-
-  private flush(): void {
-    if (!this.pending || !this.bus) return;
-    this.bus.emit({ type: 'rectifier', step: this.pending.step + 1, ...this.pending.stats });
-    this.pending = undefined;
+    this.bus.emit({
+      type: 'rectifier', step: ctx.step + 1,
+      mean: sum / values.length, rBar: nWeighted ? weighted / nWeighted : sum / values.length, p10: percentile(sorted, 0.1), p50: percentile(sorted, 0.5), p90: percentile(sorted, 0.9),
+      lowShare: low / values.length, ...(map ? { map } : {}),
+    });
   }
 
   /** ONNX: inputs embedding, log_probs (NCHW), coords, cell [N, Q, 2]; output r [N, Q]. */
@@ -289,7 +267,6 @@ export class InrRectifier implements Rectifier {
   }
 
   dispose(): void {
-    this.flush();
     this.clearGeometries();
     tf.dispose(this.namedParams().map(([, t]) => t));
   }

@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, ofType, Rng, RxEventBus, type EventOf } from '@ir2f/core';
-import { InrOptionsSchema, InrRectifier, type InrOptionsInput } from '@ir2f/plugin-inr-rectifier';
+import { batchGridCoords, InrOptionsSchema, InrRectifier, queryGeometry, type InrOptionsInput } from '@ir2f/plugin-inr-rectifier';
 
 test.before(async () => {
   await initBackend('wasm');
@@ -101,6 +101,26 @@ test('a coordinate gives the same r whatever query set and chunking it comes in'
   tf.dispose([a, b, embedding, logProbs]);
   r.dispose();
   r2.dispose();
+});
+
+test('a grid\'s geometry, tabulated per row and column, is the geometry of its coordinates taken one by one, in any range', (t) => {
+  const same = (a: tf.Tensor, b: tf.Tensor) => {
+    const [x, y] = [a.dataSync(), b.dataSync()];
+    return x.length === y.length && x.every((v, i) => Object.is(v, y[i]));
+  };
+  for (const localEnsemble of [true, false]) {
+    const shape = { latentChannels: 3, hidden: [4], unfold: true, localEnsemble, cellDecode: true };
+    // above, below and at the latent resolution; a grid of one row; ranges that split rows
+    for (const [H, W, h, w] of [[17, 23, 5, 6], [12, 12, 24, 24], [1, 40, 7, 3], [8, 8, 8, 8]]) {
+      const grid = batchGridCoords(3, H, W);
+      const loose = { values: grid.values, B: 3, Q: H * W };
+      for (const [start, count] of [[0, undefined], [3, 11], [H * W - 5, 5]] as const) {
+        const [a, b] = [queryGeometry(shape, grid, h, w, start, count), queryGeometry(shape, loose, h, w, start, count)];
+        t.true(same(a.index, b.index) && same(a.rel, b.rel) && same(a.weight, b.weight), `${H}×${W} on ${h}×${w}, ensemble ${localEnsemble}, from ${start}`);
+        tf.dispose([a.index, a.rel, a.weight, b.index, b.rel, b.weight]);
+      }
+    }
+  }
 });
 
 test.serial('a 4× query: memory bounded by the chunk size, nothing left behind', async (t) => {
