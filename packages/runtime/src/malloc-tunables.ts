@@ -5,7 +5,10 @@
  * arena option does not change it). Measured on this project's 2-core VM, where a fault costs ~12 µs: a
  * [131072, 2]·[2, 64] product took 99 ms a run with 8,200 minor faults, 22 ms with the tunables below; in a
  * tfjs step, Exp over [131072, 64] went from 91 ms to 6.4 (the wasm backend's own: 66). The tunables keep such
- * blocks in the heap and up to 256 MiB of free heap top, in one arena: a worker thread (the second training
+ * blocks in the heap and up to 1 GiB of free heap top, in one arena. The free top: the INR rectifier's 4× query
+ * (chunks of [524288, 64] intermediates, 134 MB each) freed more than 256 MiB at the top of the heap at once, and
+ * with a 256 MiB threshold took 231–676 ms a call with up to 41,000 faults, with 1 GiB 206–305 ms and none (peak
+ * RSS of two replicas at 256² the same, 1655–1714 MiB against 1690). One arena: a worker thread (the second training
  * replica) otherwise allocates from its own arena, whose 64 MiB heaps cannot hold these blocks and shrink
  * eagerly (two replicas with the INR rectifier at 128²: 811 and 1016 ms a step, 544 and 522 in one arena;
  * without the rectifier 422 → 409 ms, 256² 1118 → 1033, peak RSS a little lower). glibc reads them at process
@@ -14,9 +17,9 @@
  */
 import { spawn } from 'node:child_process';
 
-/** The `GLIBC_TUNABLES` entries: no mmap below 1 GiB, trim a heap's free top above 256 MiB, one arena. */
+/** The `GLIBC_TUNABLES` entries: no mmap below 1 GiB, trim a heap's free top above 1 GiB, one arena. */
 export const MALLOC_TUNABLES = [
-  'glibc.malloc.mmap_threshold=1073741824', 'glibc.malloc.trim_threshold=268435456', 'glibc.malloc.arena_max=1',
+  'glibc.malloc.mmap_threshold=1073741824', 'glibc.malloc.trim_threshold=1073741824', 'glibc.malloc.arena_max=1',
 ].join(':');
 
 /** Whether this process runs on glibc (the only malloc the tunables are for). */

@@ -10,7 +10,7 @@ test('the tunables merge into a GLIBC_TUNABLES of the user\'s, whose own malloc 
   t.false(mallocTunablesSet({}));
   t.true(mallocTunablesSet({ GLIBC_TUNABLES: MALLOC_TUNABLES }));
   const mine = envWithMallocTunables({ GLIBC_TUNABLES: 'glibc.cpu.x86_shstk=off:glibc.malloc.mmap_threshold=65536', PATH: '/bin' });
-  t.is(mine.GLIBC_TUNABLES, 'glibc.cpu.x86_shstk=off:glibc.malloc.mmap_threshold=65536:glibc.malloc.trim_threshold=268435456:glibc.malloc.arena_max=1');
+  t.is(mine.GLIBC_TUNABLES, 'glibc.cpu.x86_shstk=off:glibc.malloc.mmap_threshold=65536:glibc.malloc.trim_threshold=1073741824:glibc.malloc.arena_max=1');
   t.is(mine.PATH, '/bin');
   const set = { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=1:glibc.malloc.mmap_threshold=2' };
   t.is(envWithMallocTunables(set), set);
