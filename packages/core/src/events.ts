@@ -34,7 +34,7 @@ export type Ir2fEventInput =
       rBar?: number;
       p10: number; p50: number; p90: number;
       /** Share of pixels with r < 0.5. */
-      lowShare: number; calibrationBce?: number; map?: SmallMap;
+      lowShare: number; map?: SmallMap;
     }
   | {
       type: 'eval'; step: number; model: 'student' | 'teacher'; miou: number;

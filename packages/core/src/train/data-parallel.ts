@@ -19,7 +19,7 @@ import type { Module } from '../nn/module.js';
 import type { AdamW } from '../optim/adamw.js';
 import type { HostBatch } from './trainer.js';
 import {
-  applyUpdate, lossesOrRollback, sourcePass, stepVariables, sumGradients,
+  applyUpdate, lossesOrRollback, phasesOf, sourcePass, stepVariables, sumGradients,
   type PassResult, type StepOptions, type UdaParts, type UdaStepResult,
 } from './uda-step.js';
 
@@ -229,7 +229,8 @@ export class DataParallelStepper {
     const t3 = performance.now();
     return {
       losses, pseudo: tgt.pseudo,
-      phases: opts.profile ? { teacher: tgt.teacherMs, student: t2 - t0 - tgt.teacherMs - tgt.rectifierMs, rectifier: tgt.rectifierMs, optimizer: t3 - t2 } : undefined,
+      // the teacher's and the rectifier's times summed over both replicas; the student's is the rest of the wall time
+      phases: opts.profile ? phasesOf(src, tgtPass, t2 - t0, t3 - t2) : undefined,
     };
   }
 

@@ -177,7 +177,10 @@ export function stepVariables(parts: Pick<UdaParts, 'student' | 'rectifier'>): t
   return [...parts.student.variables, ...parts.rectifier.variables] as tf.Variable[];
 }
 
-/** The source pass: cross-entropy on labelled source crops (+ DAFormer's feature distance). */
+/**
+ * The source pass: cross-entropy on labelled source crops (+ DAFormer's feature distance), and in `uda` mode
+ * a rectifier's source-side loss (its auxiliary loss, on the teacher's labels of the source crop).
+ */
 export function sourcePass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, opts: StepOptions): PassResult {
   const { student, featureDistance: fd } = parts;
   checkStep(parts, batch, opts.mode);
@@ -185,19 +188,42 @@ export function sourcePass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, 
   // dropout and drop path draw from (seed, step, pass) only: resumable, repeatable, and the same whichever
   // replica runs the pass
   student.reseed(opts.ctx.rng.fork('student-noise'));
-  const r = pass(stepVariables(parts), (keep) => {
-    if (!fd) return keep('source', meanCE(upsampled(student.forward(batch.source.image), batch.source.image), batch.source.labels));
-    const out = student.forwardWithFeatures!(batch.source.image);
-    const source = keep('source', meanCE(upsampled(out, batch.source.image), batch.source.labels));
-    return tf.add(source, keep('featDist', featureDistance(fd, out.features.at(-1)!, batch.source.image, batch.source.labels)));
-  });
-  return { ...r, teacherMs: 0, rectifierMs: 0 };
+  // a rectifier's source-side loss (DESIGN §5.1.6) belongs to this pass: it reads the source crop only, and
+  // on two replicas it balances the target pass, which has the teacher's target labels and the rectifier's
+  // target queries to run. The teacher labels the source crop for it (or a shifted view of it, so that
+  // calibration sees target-like errors: §5.1.8).
+  const aux = opts.mode === 'uda' ? parts.rectifier.auxLoss?.bind(parts.rectifier) : undefined;
+  const t0 = clock(!!opts.profile, () => []);
+  const teacherSource = aux ? teacherPass(parts.teacher, calibrationView(parts, batch.source.image, opts.ctx), opts) : undefined;
+  const teacherMs = clock(!!opts.profile, () => (teacherSource ? [teacherSource.probs] : [])) - t0;
+  let rectifierMs = 0;
+  try {
+    const r = pass(stepVariables(parts), (keep) => {
+      let total: tf.Scalar;
+      if (!fd) {
+        total = keep('source', meanCE(upsampled(student.forward(batch.source.image), batch.source.image), batch.source.labels));
+      } else {
+        const out = student.forwardWithFeatures!(batch.source.image);
+        const source = keep('source', meanCE(upsampled(out, batch.source.image), batch.source.labels));
+        total = tf.add(source, keep('featDist', featureDistance(fd, out.features.at(-1)!, batch.source.image, batch.source.labels)));
+      }
+      if (aux && teacherSource) {
+        const a0 = clock(!!opts.profile, () => []);
+        const a = aux({ teacherProbs: teacherSource.probs, features: teacherSource.features, logProbs: teacherSource.logProbs, labels: batch.source.labels }, opts.ctx);
+        rectifierMs += clock(!!opts.profile, () => [a]) - a0;
+        total = tf.add(total, keep('rectifierAux', a));
+      }
+      return total;
+    });
+    return { ...r, teacherMs, rectifierMs };
+  } finally {
+    if (teacherSource) tf.dispose([teacherSource.probs, teacherSource.features, teacherSource.logProbs]);
+  }
 }
 
 /**
- * The target pass: in `uda` mode the teacher labels the target crop (and the source crop for a rectifier's
- * source-side loss), then rectify → mix → the student's loss on the mixed crop (+ the rectifier's auxiliary
- * loss); in `target-oracle` mode cross-entropy on true target labels; nothing in `source-only` mode.
+ * The target pass: in `uda` mode the teacher labels the target crop, then rectify → mix → the student's loss
+ * on the mixed crop; in `target-oracle` mode cross-entropy on true target labels; nothing in `source-only` mode.
  */
 export function targetPass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, opts: StepOptions): PassResult {
   const { student, teacher, pseudoLabeler, rectifier, mixer, loss } = parts;
@@ -210,23 +236,9 @@ export function targetPass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, 
   if (mode === 'target-oracle') {
     return { ...empty, ...pass(stepVariables(parts), (keep) => keep('target', meanCE(upsampled(student.forward(batch.target.image), batch.target.image), batch.target.labels!))) };
   }
-  if ((opts.teacherNorm ?? 'batch') === 'batch') teacher.batchStatsEval();
-  else teacher.train(false);
   const t0 = clock(!!opts.profile, () => []);
-  // teacher pass: pseudo-labels at input resolution, embedding and log-probabilities at feature resolution
-  const teacherPass = (image: tf.Tensor4D) => tf.tidy(() => {
-    const out = teacher.forward(image);
-    return {
-      probs: tf.softmax(upsampled(out, image)) as tf.Tensor4D,
-      features: out.embedding,
-      logProbs: tf.logSoftmax(out.logits) as tf.Tensor4D,
-    };
-  });
-  const tOut = teacherPass(batch.target.image);
+  const tOut = teacherPass(teacher, batch.target.image, opts);
   const p = pseudoLabeler.label(tOut.probs, ctx);
-  // the teacher also labels the source crop for a rectifier's source-side loss (DESIGN §5.1.6)
-  // (or a shifted view of it, so that calibration sees target-like errors: §5.1.8)
-  const teacherSource = rectifier.auxLoss ? teacherPass(calibrationView(parts, batch.source.image, ctx)) : undefined;
   const teacherMs = clock(!!opts.profile, () => [p.labels]) - t0;
   // forward time of the rectifier (rectify and its source loss), counted apart from the student's passes
   let rectifierMs = 0;
@@ -251,14 +263,7 @@ export function targetPass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, 
         sourceMask: mixed.sourceMask, teacherProbs: mixed.probs, quality: mixed.quality,
       }, ctx);
       for (const [k, v] of Object.entries(out.parts)) keep(k === 'ce' ? 'mix' : k, v);
-      let total = out.total;
-      if (teacherSource && rectifier.auxLoss) {
-        const a0 = clock(!!opts.profile, () => []);
-        const aux = rectifier.auxLoss({ teacherProbs: teacherSource.probs, features: teacherSource.features, logProbs: teacherSource.logProbs, labels: batch.source.labels }, ctx);
-        rectifierMs += clock(!!opts.profile, () => [aux]) - a0;
-        total = tf.add(total, keep('rectifierAux', aux));
-      }
-      return total;
+      return out.total;
     });
     const [kept, conf] = tf.tidy(() => [tf.mean(p.weight), tf.mean(tf.max(tOut.probs, 3))]);
     const pseudo = { keptFraction: kept.dataSync()[0], meanConfidence: conf.dataSync()[0] };
@@ -266,8 +271,24 @@ export function targetPass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, 
     return { ...r, pseudo, teacherMs, rectifierMs };
   } finally {
     tf.dispose([p.labels, p.weight, p.probs]);
-    for (const o of [tOut, teacherSource]) if (o) tf.dispose([o.probs, o.features, o.logProbs]);
+    tf.dispose([tOut.probs, tOut.features, tOut.logProbs]);
   }
+}
+
+type TeacherOut = { probs: tf.Tensor4D; features: tf.Tensor4D; logProbs: tf.Tensor4D };
+
+/** The teacher on a crop: probabilities at input resolution, embedding and log-probabilities at feature resolution. */
+function teacherPass(teacher: UdaParts['teacher'], image: tf.Tensor4D, opts: Pick<StepOptions, 'teacherNorm'>): TeacherOut {
+  if ((opts.teacherNorm ?? 'batch') === 'batch') teacher.batchStatsEval();
+  else teacher.train(false);
+  return tf.tidy(() => {
+    const out = teacher.forward(image);
+    return {
+      probs: tf.softmax(upsampled(out, image)) as tf.Tensor4D,
+      features: out.embedding,
+      logProbs: tf.logSoftmax(out.logits) as tf.Tensor4D,
+    };
+  });
 }
 
 /** The source crop the teacher labels for the rectifier's calibration: clean, or the mixer's full augmentation of it. */
@@ -333,6 +354,13 @@ export function applyUpdate(parts: Pick<UdaParts, 'student' | 'teacher' | 'optim
   }
 }
 
+/** A step's phases from its passes' teacher and rectifier times, the passes' wall time and the update's. */
+export function phasesOf(src: PassResult, tgt: PassResult, passesMs: number, optimizerMs: number): NonNullable<UdaStepResult['phases']> {
+  const teacher = src.teacherMs + tgt.teacherMs;
+  const rectifier = src.rectifierMs + tgt.rectifierMs;
+  return { teacher, student: Math.max(0, passesMs - teacher - rectifier), rectifier, optimizer: optimizerMs };
+}
+
 /**
  * One iteration on one replica: the source pass, the target pass, then the update. Two backward passes, as
  * DAFormer's code: the gradients add up to those of the summed loss, and only one student graph is held in
@@ -354,7 +382,7 @@ export function udaStep(parts: UdaParts, batch: UdaBatch, opts: StepOptions): Ud
   return {
     losses, pseudo: tgt.pseudo,
     phases: opts.profile
-      ? { teacher: tgt.teacherMs, student: t2 - t0 - tgt.teacherMs - tgt.rectifierMs - src.rectifierMs, rectifier: tgt.rectifierMs, optimizer: t3 - t2 }
+      ? phasesOf(src, tgt, t2 - t0, t3 - t2)
       : undefined,
   };
 }
