@@ -15,7 +15,7 @@
  * Coordinates are (row, column) in [−1, 1], pixel centres at −1 + (2i + 1)/n, as LIIF's `make_coord`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { dense, gatherAffineRelu } from '@ir2f/runtime';
+import { dense, ensembleDot, gatherAffineRelu } from '@ir2f/runtime';
 
 export interface InrShape {
   /** Latent channels: projection channels + classes. */
@@ -237,11 +237,11 @@ export function mlpLogits(
       // gather + coordinate term + ReLU as one kernel (and one gradient pass, no segment sum) on wasm and cpu
       act = gatherAffineRelu(gridTerm, index, rel, p.w1Coord);
     }
-    // product + bias (+ ReLU) as one kernel, also under the gradient tape (tfjs's fused op unfuses there)
-    p.layers.forEach((l, i) => {
-      act = dense(act, l.w, l.b, i < p.layers.length - 1 ? 'relu' : 'linear');
-    });
-    return tf.sum(tf.mul(tf.reshape(act, [N, BQ]), geo.weight), 0) as tf.Tensor1D;
+    // product + bias + ReLU as one kernel, also under the gradient tape (tfjs's fused op unfuses there)
+    for (const l of p.layers.slice(0, -1)) act = dense(act, l.w, l.b, 'relu');
+    // the output layer and the ensemble's blend in one pass over the last features
+    const out = p.layers[p.layers.length - 1];
+    return ensembleDot(act, out.w, out.b, geo.weight);
   });
 }
 

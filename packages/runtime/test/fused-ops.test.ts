@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import {
-  batchNormTrain, batchNormTrainComposed, dense, denseComposed, gatherAffineRelu, gatherAffineReluComposed, gelu, geluComposed, initBackend, layerNorm, layerNormComposed,
+  batchNormTrain, batchNormTrainComposed, dense, denseComposed, ensembleDot, ensembleDotComposed, gatherAffineRelu, gatherAffineReluComposed, gelu, geluComposed, initBackend, layerNorm, layerNormComposed,
 } from '@ir2f/runtime';
 import { onBackend, randomArray, relativeError } from './backend-helpers.js';
 
@@ -68,8 +68,10 @@ test('the fused kernels leave no tensors behind across forward and backward pass
     const x = tf.variable(tf.tensor(randomArray(2 * 3 * 16, 1), [2, 3, 16]));
     const g = tf.variable(tf.ones([16]));
     const b = tf.variable(tf.zeros([16]));
+    const [w, wb, weight] = [tf.variable(tf.ones([16, 1])), tf.variable(tf.zeros([1])), tf.fill([2, 3], 0.5)];
     const step = () => tf.tidy(() => {
-      const { grads, value } = tf.variableGrads(() => tf.sum(gelu(layerNorm(x, g as tf.Tensor1D, b as tf.Tensor1D))) as tf.Scalar);
+      const { grads, value } = tf.variableGrads(() => tf.sum(ensembleDot(
+        tf.reshape(gelu(layerNorm(x, g as tf.Tensor1D, b as tf.Tensor1D)), [6, 16]), w as tf.Tensor2D, wb as tf.Tensor1D, weight as tf.Tensor2D)) as tf.Scalar);
       value.dataSync();
       tf.dispose(grads);
     });
@@ -77,7 +79,7 @@ test('the fused kernels leave no tensors behind across forward and backward pass
     const before = tf.memory().numTensors;
     for (let i = 0; i < 3; i++) step();
     t.is(tf.memory().numTensors, before);
-    tf.dispose([x, g, b]);
+    tf.dispose([x, g, b, w, wb, weight]);
   });
 });
 
@@ -178,6 +180,32 @@ for (const backend of ['wasm', 'cpu']) {
     }
   });
 }
+
+/** [N, M, K]: a LIIF query's four neighbours and 64 features, a row tail (K mod 4), one group. */
+const ED_SHAPES: number[][] = [[4, 300, 64], [4, 37, 7], [1, 5, 3]];
+
+for (const backend of ['wasm', 'cpu']) {
+  test(`ensembleDot on ${backend} matches the composition's values and gradients (x, w, b, weight)`, async (t) => {
+    for (const [i, [N, M, K]] of ED_SHAPES.entries()) {
+      const run = (fused: boolean) => onBackend(backend, () => valueAndGrads(
+        (x, w, b, weight) => (fused ? ensembleDot : ensembleDotComposed)(x as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D, weight as tf.Tensor2D),
+        [tf.tensor2d(randomArray(N * M * K, 170 + i), [N * M, K]), tf.tensor2d(randomArray(K, 180 + i), [K, 1]), tf.tensor1d(randomArray(1, 190 + i)),
+          tf.tensor2d(randomArray(N * M, 200 + i), [N, M])], 210 + i));
+      const [fused, composed] = [await run(true), await run(false)];
+      ['s', 'dx', 'dw', 'db', 'dweight'].forEach((name, k) => {
+        const err = relativeError(fused[k], composed[k]);
+        t.true(err < 1e-5, `${JSON.stringify([N, M, K])} ${name}: rel ${err}`);
+      });
+    }
+  });
+}
+
+test('ensembleDot refuses shapes that do not fit, naming them', (t) => {
+  tf.tidy(() => {
+    const err = t.throws(() => ensembleDot(tf.ones([4, 8]) as tf.Tensor2D, tf.ones([8, 1]) as tf.Tensor2D, tf.ones([1]) as tf.Tensor1D, tf.ones([2, 3]) as tf.Tensor2D));
+    t.regex(err!.message, /^ensembleDot: needs x \[N·M, K\].*x \[4,8\].*weight \[2,3\]/);
+  });
+});
 
 test('dense refuses shapes that do not chain and an unknown activation, naming them', (t) => {
   tf.tidy(() => {

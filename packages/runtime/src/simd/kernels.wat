@@ -622,4 +622,98 @@
         (local.set $o (i32.add (local.get $o) (i32.const 4)))
         (br $fold)))
       (br $blocks))))
+
+  ;; A weighted ensemble of a linear head: out[m] = Σ_n weight[n·M + m]·(x[n·M + m]·w + b) for x [N·M, K], w [K],
+  ;; weight [N, M] (a LIIF query's four neighbours, each through the MLP's last layer, blended by area). The
+  ;; rows' products are float64 lane sums; the blend adds in float32, n in order (the composition's sum).
+  (func (export "ensemble_dot")
+    (param $x i32) (param $w i32) (param $b f32) (param $weight i32) (param $N i32) (param $M i32) (param $K i32) (param $out i32)
+    (local $m i32) (local $n i32) (local $r i32) (local $o i32) (local $rowBytes i32) (local $vecBytes i32) (local $px i32)
+    (local $v v128) (local $d f32) (local $acc f32)
+    (local.set $rowBytes (i32.shl (local.get $K) (i32.const 2)))
+    (local.set $vecBytes (i32.and (local.get $rowBytes) (i32.const -16)))
+    (block $done (loop $ms
+      (br_if $done (i32.ge_u (local.get $m) (local.get $M)))
+      (local.set $acc (f32.const 0))
+      (local.set $n (i32.const 0))
+      (block $ndone (loop $ns
+        (br_if $ndone (i32.ge_u (local.get $n) (local.get $N)))
+        (local.set $r (i32.add (i32.mul (local.get $n) (local.get $M)) (local.get $m)))
+        (local.set $px (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $rowBytes))))
+        (local.set $v (f32x4.splat (f32.const 0)))
+        (local.set $o (i32.const 0))
+        (block $vdone (loop $vec
+          (br_if $vdone (i32.ge_u (local.get $o) (local.get $vecBytes)))
+          (local.set $v (f32x4.add (local.get $v) (f32x4.mul (v128.load (i32.add (local.get $px) (local.get $o))) (v128.load (i32.add (local.get $w) (local.get $o))))))
+          (local.set $o (i32.add (local.get $o) (i32.const 16)))
+          (br $vec)))
+        (local.set $d (f32.demote_f64 (call $hsum (local.get $v))))
+        (block $sdone (loop $scalar
+          (br_if $sdone (i32.ge_u (local.get $o) (local.get $rowBytes)))
+          (local.set $d (f32.add (local.get $d) (f32.mul (f32.load (i32.add (local.get $px) (local.get $o))) (f32.load (i32.add (local.get $w) (local.get $o))))))
+          (local.set $o (i32.add (local.get $o) (i32.const 4)))
+          (br $scalar)))
+        (local.set $acc (f32.add (local.get $acc)
+          (f32.mul (f32.load (i32.add (local.get $weight) (i32.shl (local.get $r) (i32.const 2)))) (f32.add (local.get $d) (local.get $b)))))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (br $ns)))
+      (f32.store (i32.add (local.get $out) (i32.shl (local.get $m) (i32.const 2))) (local.get $acc))
+      (local.set $m (i32.add (local.get $m) (i32.const 1)))
+      (br $ms))))
+
+  ;; ensemble_dot's gradient from ds [M]: with g = ds[m]·weight[r] for row r = n·M + m, dx[r] = g·w,
+  ;; dw = Σ_r g·x[r] and db = Σ_r g, both float64 (dw64 [K], db64 [1]) over float32 partial sums of blocks of
+  ;; 32 rows (acc: K float32 of scratch), as col_sums.
+  (func (export "ensemble_dot_grad")
+    (param $ds i32) (param $x i32) (param $w i32) (param $weight i32) (param $N i32) (param $M i32) (param $K i32)
+    (param $dx i32) (param $acc i32) (param $dw64 i32) (param $db64 i32)
+    (local $r i32) (local $rows i32) (local $end i32) (local $o i32) (local $rowBytes i32) (local $vecBytes i32) (local $px i32) (local $pd i32)
+    (local $g f32) (local $gv v128) (local $gs f32)
+    (local.set $rowBytes (i32.shl (local.get $K) (i32.const 2)))
+    (local.set $vecBytes (i32.and (local.get $rowBytes) (i32.const -16)))
+    (local.set $rows (i32.mul (local.get $N) (local.get $M)))
+    (memory.fill (local.get $dw64) (i32.const 0) (i32.shl (local.get $K) (i32.const 3)))
+    (f64.store (local.get $db64) (f64.const 0))
+    (block $done (loop $blocks
+      (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $end (i32.add (local.get $r) (i32.const 32)))
+      (if (i32.gt_u (local.get $end) (local.get $rows)) (then (local.set $end (local.get $rows))))
+      (memory.fill (local.get $acc) (i32.const 0) (local.get $rowBytes))
+      (local.set $gs (f32.const 0))
+      (loop $rowsLoop
+        (local.set $g (f32.mul
+          (f32.load (i32.add (local.get $ds) (i32.shl (i32.rem_u (local.get $r) (local.get $M)) (i32.const 2))))
+          (f32.load (i32.add (local.get $weight) (i32.shl (local.get $r) (i32.const 2))))))
+        (local.set $gv (f32x4.splat (local.get $g)))
+        (local.set $gs (f32.add (local.get $gs) (local.get $g)))
+        (local.set $px (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $rowBytes))))
+        (local.set $pd (i32.add (local.get $dx) (i32.mul (local.get $r) (local.get $rowBytes))))
+        (local.set $o (i32.const 0))
+        (block $vdone (loop $vec
+          (br_if $vdone (i32.ge_u (local.get $o) (local.get $vecBytes)))
+          (v128.store (i32.add (local.get $pd) (local.get $o)) (f32x4.mul (local.get $gv) (v128.load (i32.add (local.get $w) (local.get $o)))))
+          (v128.store (i32.add (local.get $acc) (local.get $o))
+            (f32x4.add (v128.load (i32.add (local.get $acc) (local.get $o))) (f32x4.mul (local.get $gv) (v128.load (i32.add (local.get $px) (local.get $o))))))
+          (local.set $o (i32.add (local.get $o) (i32.const 16)))
+          (br $vec)))
+        (block $sdone (loop $scalar
+          (br_if $sdone (i32.ge_u (local.get $o) (local.get $rowBytes)))
+          (f32.store (i32.add (local.get $pd) (local.get $o)) (f32.mul (local.get $g) (f32.load (i32.add (local.get $w) (local.get $o)))))
+          (f32.store (i32.add (local.get $acc) (local.get $o))
+            (f32.add (f32.load (i32.add (local.get $acc) (local.get $o))) (f32.mul (local.get $g) (f32.load (i32.add (local.get $px) (local.get $o))))))
+          (local.set $o (i32.add (local.get $o) (i32.const 4)))
+          (br $scalar)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br_if $rowsLoop (i32.lt_u (local.get $r) (local.get $end))))
+      ;; fold the block's partial sums into float64
+      (local.set $o (i32.const 0))
+      (block $fdone (loop $fold
+        (br_if $fdone (i32.ge_u (local.get $o) (local.get $rowBytes)))
+        (f64.store (i32.add (local.get $dw64) (i32.shl (local.get $o) (i32.const 1)))
+          (f64.add (f64.load (i32.add (local.get $dw64) (i32.shl (local.get $o) (i32.const 1))))
+                   (f64.promote_f32 (f32.load (i32.add (local.get $acc) (local.get $o))))))
+        (local.set $o (i32.add (local.get $o) (i32.const 4)))
+        (br $fold)))
+      (f64.store (local.get $db64) (f64.add (f64.load (local.get $db64)) (f64.promote_f32 (local.get $gs))))
+      (br $blocks))))
 )

@@ -29,6 +29,10 @@ export interface SimdKernels {
   dwFilterRow(x: number, dy: number, n: number, xStep: number, C: number, acc: number): void;
   /** dz = dy where y > 0 over [rows, C], db = Σ_rows dz into float64 [C]; acc: C float32 of scratch. */
   reluGradColSums(dy: number, y: number, rows: number, C: number, dz: number, acc: number, db: number): void;
+  /** out[m] = Σ_n weight[n·M + m]·(x[n·M + m]·w + b) for x [N·M, K], w [K], weight [N, M]. */
+  ensembleDot(x: number, w: number, b: number, weight: number, N: number, M: number, K: number, out: number): void;
+  /** Its gradient from ds [M]: dx [N·M, K], dw into float64 [K] (dw64), db into float64 [1] (db64); acc: K float32 of scratch. */
+  ensembleDotGrad(ds: number, x: number, w: number, weight: number, N: number, M: number, K: number, dx: number, acc: number, dw64: number, db64: number): void;
 }
 
 /** The slice of the WebAssembly JS API used here (lib ES2023 and @types/node 20 do not declare it). */
@@ -66,7 +70,7 @@ export function simdKernelsFor(backend: unknown): SimdKernels | undefined {
     k = {
       colSums: e.col_sums, colAffine: e.col_affine, layerNorm: e.layer_norm, layerNormGrad: e.layer_norm_grad, gelu: e.gelu, geluGrad: e.gelu_grad,
       gatherAffineRelu: e.gather_affine_relu, gatherAffineReluGrad: e.gather_affine_relu_grad, dwFilterRow: e.dw_filter_row,
-      reluGradColSums: e.relu_grad_col_sums,
+      reluGradColSums: e.relu_grad_col_sums, ensembleDot: e.ensemble_dot, ensembleDotGrad: e.ensemble_dot_grad,
     };
   } catch {
     // a runtime without wasm SIMD: the callers' JS loops run instead
