@@ -140,7 +140,7 @@ test.serial('a loss with host state: the worker runs it from the main thread\'s 
   }
 });
 
-test.serial('a non-finite loss in either pass stops the step on both replicas before any update; the next step goes on', async (t) => {
+test.serial('a non-finite loss in either pass, or a source pass that throws, stops the step on both replicas before any update; the next step goes on', async (t) => {
   const config = TrainConfigSchema.parse({ steps: 4, seed: 1, optimizer: { lr: 1e-2, warmupSteps: 0 } });
   const parts = stepPartsFor(buildReplica(REPLICA.args as never), config);
   const stepper = await DataParallelStepper.start(REPLICA, { trainConfig: config, backend: 'wasm', threads: 1 }, parts);
@@ -163,6 +163,13 @@ test.serial('a non-finite loss in either pass stops the step on both replicas be
       const err = await t.throwsAsync(go(1, side === 'source' ? bad : batchAt('source', 1), side === 'target' ? bad : batchAt('target', 1)));
       t.regex(err!.message, /is NaN at step 2; the weights were not updated/);
     }
+    // a source pass that throws (labels that do not fit the image): the worker drops its pass's update too
+    const [sb, tb] = [batchAt('source', 1), batchAt('target', 1)];
+    const [s, tg] = [tensors(sb), tensors(tb)];
+    const wrong = tf.zeros([2, S, S - 1], 'int32') as tf.Tensor3D;
+    await t.throwsAsync(stepper.step({ host: { source: sb, target: tb }, tensors: { source: { image: s.image, labels: wrong }, target: tg } }, opts(1)));
+    tf.dispose([s.image, s.labels, tg.image, tg.labels, wrong]);
+    t.true((await stepper.workerState()).every((a, i) => maxRel(a, before[i]) === 0), 'the worker did not move');
     // this replica is as it was, running statistics included (the worker's are reset at its next step)
     const mine = () => replicaState(parts, parts.optimizer).map((x) => x.dataSync());
     t.true(mine().every((a, i) => maxRel(a, before[i]) === 0), 'the main replica did not move');

@@ -1,7 +1,8 @@
 /**
  * The worker side of `DataParallelStepper`: builds a replica with the given factory, takes the main
- * thread's state, then for each step runs the target pass and, when told, the same update as the main
- * thread. Messages are handled one at a time in arrival order.
+ * thread's state, then for each step runs the target pass, replies with its gradients, and, once the main
+ * thread's source pass arrives, applies the same update as the main thread. Messages are handled one at a
+ * time in arrival order.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
@@ -12,10 +13,11 @@ import type { Ir2fEvent } from '../events.js';
 import { Rng } from '../rng.js';
 import { runningStats, setRunningStats, snapshotRunningStats } from '../nn/layers.js';
 import {
-  buffersOf, gradsFromHost, gradsToHost, replicaState, toHost, type BatchMessage, type Replica, type ReplicaSpec, type TargetPassMessage,
+  buffersOf, gradsFromHost, gradsToHost, mergeRunningStats, replicaState, toHost, type BatchMessage, type Replica, type ReplicaSpec, type SourcePassMessage,
+  type TargetPassMessage,
 } from './data-parallel.js';
 import { stepPartsFor, toTensors, TrainConfigSchema } from './trainer.js';
-import { applyUpdate, stepVariables, targetPass, type StepOptions } from './uda-step.js';
+import { applyUpdate, stepLosses, stepVariables, sumGradients, targetPass, type PassResult, type StepOptions } from './uda-step.js';
 
 interface Init {
   spec: ReplicaSpec;
@@ -45,6 +47,8 @@ async function build() {
 
 let ready: ReturnType<typeof build> | undefined;
 let failure: Error | undefined;
+/** The last target pass, until the main thread's source pass completes the step's update. */
+let awaiting: { pass: PassResult; before: Float32Array[]; running: Float32Array[] } | undefined;
 
 async function handle(m: { type: string } & Record<string, unknown>): Promise<void> {
   if (m.type === 'hello') {
@@ -82,24 +86,41 @@ async function handle(m: { type: string } & Record<string, unknown>): Promise<vo
         const opts: StepOptions = { ...o, ctx: { step: o.ctx.step, training: true, rng: root.fork(`step-${o.ctx.step}`) } };
         const pass = targetPass(parts, { source: source as { image: tf.Tensor4D; labels: tf.Tensor3D }, target }, opts);
         const grads = gradsToHost(r.variables, pass.grads);
-        tf.dispose(Object.values(pass.grads));
         const running = snapshotRunningStats(r.stats);
+        awaiting = { pass, before: m.running as Float32Array[], running };
         const reply: TargetPassMessage = {
           type: 'pass', grads, total: pass.total, losses: pass.losses, pseudo: pass.pseudo, teacherMs: pass.teacherMs,
           rectifierMs: pass.rectifierMs, running, lossState: parts.loss.state?.slice(), events: [...r.events], numTensors: tf.memory().numTensors,
         };
-        port.postMessage(reply, buffersOf([...grads, ...running]));
+        port.postMessage(reply, buffersOf(grads));
       } finally {
         tf.dispose([source.image, ...(source.labels ? [source.labels] : []), target.image, ...(target.labels ? [target.labels] : [])]);
       }
       return;
     }
-    case 'apply': {
-      const grads = m.grads as (Float32Array | null)[];
-      const running = m.running as Float32Array[];
-      setRunningStats(r.stats, running);
-      const o = m.opts as StepOptions;
-      applyUpdate(parts, gradsFromHost(r.variables, grads), { lr: o.lr, emaMax: o.emaMax, ctx: { step: o.ctx.step, training: true, rng: root } });
+    case 'source': {
+      // the step's update, as the main thread makes it: source + target gradients, the merged statistics
+      const s = m as unknown as SourcePassMessage;
+      const mine = awaiting;
+      awaiting = undefined;
+      if (!mine) throw new Error('a source pass arrived without a target pass to complete');
+      if (s.failed) {
+        tf.dispose(Object.values(mine.pass.grads));
+        setRunningStats(r.stats, mine.before);
+        return;
+      }
+      const grads = sumGradients([{ grads: gradsFromHost(r.variables, s.grads!) }, mine.pass]);
+      try {
+        stepLosses([{ total: s.total!, losses: s.losses! }, mine.pass], s.opts!.ctx.step);
+      } catch {
+        // a non-finite loss: the main thread reports it; both replicas stay as they were
+        tf.dispose(Object.values(grads));
+        setRunningStats(r.stats, mine.before);
+        return;
+      }
+      setRunningStats(r.stats, mergeRunningStats(r.stats, mine.before, s.running!, mine.running));
+      const o = s.opts!;
+      applyUpdate(parts, grads, { lr: o.lr, emaMax: o.emaMax, ctx: { step: o.ctx.step, training: true, rng: root } });
       return; // no reply: the main thread does not wait for it
     }
     case 'memory':

@@ -71,15 +71,27 @@ export interface TargetPassMessage {
 
 /**
  * Running statistics as if the target pass had followed the source pass: r = (1 − μ)·r_src + μ·s_tgt, where
- * the worker's r_tgt = (1 − μ)·r₀ + μ·s_tgt, so r = (1 − μ)(r_src − r₀) + r_tgt.
+ * the target replica's r_tgt = (1 − μ)·r₀ + μ·s_tgt, so r = (1 − μ)(r_src − r₀) + r_tgt. Both replicas compute
+ * it from the same arrays (r₀ = `before`, r_src after the source pass, r_tgt after the target pass).
  */
-export function mergeRunningStats(stats: { variable: tf.Variable; momentum: number }[], before: Float32Array[], worker: Float32Array[]): Float32Array[] {
-  return stats.map(({ variable, momentum }, i) => {
-    const mine = variable.dataSync() as Float32Array;
-    const out = new Float32Array(mine.length);
-    for (let j = 0; j < out.length; j++) out[j] = (1 - momentum) * (mine[j] - before[i][j]) + worker[i][j];
+export function mergeRunningStats(stats: { momentum: number }[], before: Float32Array[], source: Float32Array[], target: Float32Array[]): Float32Array[] {
+  return stats.map(({ momentum }, i) => {
+    const out = new Float32Array(source[i].length);
+    for (let j = 0; j < out.length; j++) out[j] = (1 - momentum) * (source[i][j] - before[i][j]) + target[i][j];
     return out;
   });
+}
+
+/** The source pass's part of an iteration, as it crosses to the worker (or that the pass failed). */
+export interface SourcePassMessage {
+  type: 'source';
+  failed?: boolean;
+  grads?: (Float32Array | null)[];
+  total?: number;
+  losses?: Record<string, number>;
+  /** The student's batch-norm running statistics after the source pass, in `runningStats` order. */
+  running?: Float32Array[];
+  opts?: Pick<StepOptions, 'lr' | 'emaMax'> & { ctx: { step: number } };
 }
 
 /** The state both replicas must share, in a fixed order: student, teacher, rectifier, optimiser moments. */
@@ -115,7 +127,11 @@ export function siblingModule(importMetaUrl: string, name: string): string {
   return new URL(`./${name}${importMetaUrl.endsWith('.ts') ? '.ts' : '.js'}`, importMetaUrl).href;
 }
 
-/** Runs each step's target pass on a worker replica while the main thread runs the source pass. */
+/**
+ * Runs each step's target pass on a worker replica while the main thread runs the source pass. The main thread
+ * sends its pass's gradients as soon as it has them and takes the worker's when they come; each replica then
+ * adds the two (source first) and applies the update itself, so neither waits for the other's update.
+ */
 export class DataParallelStepper {
   private readonly worker: Worker;
   private pending?: { resolve: (m: unknown) => void; reject: (e: Error) => void };
@@ -196,13 +212,27 @@ export class DataParallelStepper {
     // keep a rejection from going unhandled while the source pass runs
     reply.catch(() => undefined);
     const t0 = performance.now();
-    let src: PassResult | undefined;
-    let tgt: TargetPassMessage;
+    let src: PassResult;
     try {
       src = sourcePass(this.parts, batch.tensors, opts);
+    } catch (err) {
+      // the worker drops its pass's update; its reply is awaited so that it answers this request, not the next
+      this.worker.postMessage({ type: 'source', failed: true } satisfies SourcePassMessage);
+      await reply.catch(() => undefined);
+      setRunningStats(this.stats, before);
+      throw err;
+    }
+    const srcRunning = snapshotRunningStats(this.stats);
+    const srcHost = gradsToHost(this.variables, src.grads);
+    this.worker.postMessage({
+      type: 'source', grads: srcHost, total: src.total, losses: src.losses, running: srcRunning,
+      opts: { lr: opts.lr, emaMax: opts.emaMax, ctx: { step: opts.ctx.step } },
+    } satisfies SourcePassMessage, buffersOf(srcHost));
+    let tgt: TargetPassMessage;
+    try {
       tgt = await reply;
     } catch (err) {
-      if (src) tf.dispose(Object.values(src.grads));
+      tf.dispose(Object.values(src.grads));
       setRunningStats(this.stats, before);
       throw err;
     }
@@ -214,18 +244,13 @@ export class DataParallelStepper {
       const { v: _v, time: _t, ...event } = e as Ir2fEvent & { v: unknown; time: unknown };
       this.parts.bus.emit(event as never);
     }
+    // the worker does the same from the same arrays: the replicas stay equal
     const grads = sumGradients([src, tgtPass]);
     const losses = lossesOrRollback([src, tgtPass], grads, this.stats, before, opts.ctx.step);
     if (tgt.lossState) this.parts.loss.state?.set(tgt.lossState);
     const t2 = performance.now();
-    const running = mergeRunningStats(this.stats, before, tgt.running);
-    setRunningStats(this.stats, running);
-    const summed = gradsToHost(this.variables, grads);
+    setRunningStats(this.stats, mergeRunningStats(this.stats, before, srcRunning, tgt.running));
     applyUpdate(this.parts, grads, opts);
-    // no reply: the worker applies the same update while this thread goes on to the next batch (messages
-    // arrive in order; a failure there answers the next request)
-    this.worker.postMessage({ type: 'apply', grads: summed, running, opts: { lr: opts.lr, emaMax: opts.emaMax, ctx: { step: opts.ctx.step } } },
-      buffersOf([...summed, ...running]));
     const t3 = performance.now();
     return {
       losses, pseudo: tgt.pseudo,
