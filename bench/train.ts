@@ -11,7 +11,9 @@
  *
  * The default's ms per iteration is kept in bench/train-reference.json (with the CPU it was measured on);
  * `npm run bench -- train --check` times only the default, compares with it and exits non-zero when a case is
- * more than 25 % slower: a regression (such as the broadcast-Tile one) is caught in about a minute.
+ * more than 25 % slower: a regression (such as the broadcast-Tile one) is caught in about a minute. The default
+ * and PyTorch columns are medians of `--rounds N` (default 3) rounds over all cases, since this VM's speed
+ * drifts over minutes.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -78,6 +80,14 @@ function stepInChild(preset: string, size: number, threads: number, inr: boolean
 
 const HALF = Math.max(1, Math.floor(THREADS / 2));
 
+/** `--rounds N` (default 3): how many times the default and PyTorch's steps are timed, in rounds over all cases. */
+function roundsOption(): number {
+  const at = process.argv.indexOf('--rounds');
+  const n = at < 0 ? 3 : Number(process.argv[at + 1]);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--rounds needs a whole number ≥ 1, got '${process.argv[at + 1]}'`);
+  return n;
+}
+
 /** The default of `ir2f train`: two replicas on half the threads each where there are 2+ cores, else one. */
 function defaultStep(preset: string, size: number, inr: boolean): ChildResult {
   return THREADS > 1 ? stepInChild(preset, size, HALF, inr, 2) : stepInChild(preset, size, 1, inr);
@@ -141,31 +151,52 @@ export async function benchTrain(): Promise<void> {
   ]];
   const phases: (string | number)[][] = [['preset', 'crop', 'teacher', 'student f+b', 'rectifier', 'optim+EMA', 'kernels/it']];
   const kernelTables: string[] = [];
-  for (const [preset, size, extra] of CASES) {
+  // the default and PyTorch's steps in rounds over all cases, each case's median kept: this VM's speed drifts
+  // by tens of percent over minutes (PyTorch's too), and a drift then touches every case of a round alike
+  const rounds = roundsOption();
+  const dps: ChildResult[][] = CASES.map(() => []);
+  const torch: [TorchStep | undefined, TorchStep | undefined][][] = CASES.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    CASES.forEach(([preset, size, extra], i) => {
+      dps[i].push(THREADS > 1 ? defaultStep(preset, size, extra === 'inr') : stepInChild(preset, size, 1, extra === 'inr'));
+      if (!extra) torch[i].push([torchStep(preset, size, 1), torchStep(preset, size, THREADS)]);
+    });
+  }
+  const medianOf = <T>(xs: T[], ms: (x: T) => number): T => [...xs].sort((a, b) => ms(a) - ms(b))[Math.floor(xs.length / 2)];
+  const torchMs = (i: number, k: 0 | 1) => {
+    const ok = torch[i].map((t) => t[k]).filter((t): t is TorchStep => t !== undefined);
+    return ok.length ? medianOf(ok, (t) => t.ms).ms : undefined;
+  };
+  for (const [i, [preset, size, extra]] of CASES.entries()) {
     const inr = extra === 'inr';
     const plainWasm = stepInChild(preset, size, 1, inr, 1, 'backend');
     const one = stepInChild(preset, size, 1, inr);
     const many = THREADS > 1 ? stepInChild(preset, size, THREADS, inr) : one;
-    const dp = THREADS > 1 ? defaultStep(preset, size, inr) : one;
+    const dp = medianOf(dps[i], (d) => d.msPerStep);
     reference.msPerStep[caseKey([preset, size, extra])] = dp.msPerStep;
-    const t1 = extra ? undefined : torchStep(preset, size, 1);
-    const tN = extra ? undefined : torchStep(preset, size, THREADS);
+    const [t1, tN] = [torchMs(i, 0), torchMs(i, 1)];
     // throughput ratio: > 1 means tfjs is faster
     const ratio = (w: number, t?: number) => (t ? fmt(t / w, 2) : 'n/a');
     const name = extra ? `${preset} + INR` : preset;
-    const best = t1 && tN ? Math.min(t1.ms, tN.ms) : undefined;
+    const best = t1 && tN ? Math.min(t1, tN) : undefined;
     rows.push([name, `${size}²`, fmt(dp.flops / 1e9, 2), fmt(plainWasm.msPerStep, 0), fmt(one.msPerStep, 0), fmt(many.msPerStep, 0), fmt(dp.msPerStep, 0),
-      fmt(dp.flops / dp.msPerStep / 1e6, 1), t1 ? fmt(t1.ms, 0) : 'n/a', tN ? fmt(tN.ms, 0) : 'n/a',
-      ratio(dp.msPerStep, t1?.ms), ratio(dp.msPerStep, tN?.ms), ratio(dp.msPerStep, best)]);
+      fmt(dp.flops / dp.msPerStep / 1e6, 1), t1 ? fmt(t1, 0) : 'n/a', tN ? fmt(tN, 0) : 'n/a',
+      ratio(dp.msPerStep, t1), ratio(dp.msPerStep, tN), ratio(dp.msPerStep, best)]);
     phases.push([name, `${size}²`, ...(['teacher', 'student', 'rectifier', 'optimizer'] as const).map((k) => fmt(dp.phases[k], 0)), dp.kernels.count]);
     // timed on one thread and one replica, where the kernels' wall times add up to the step
     kernelTables.push(`${name} ${size}² (1 replica, 1 thread: ${one.kernels.count} kernels, ${fmt(one.kernels.top.reduce((a, k) => a + k.ms, 0), 0)} ms in the top ${one.kernels.top.length})\n` +
       table([['kernel', 'calls', 'ms', 'ms/call'], ...one.kernels.top.map((k) => [k.name, k.calls, fmt(k.ms, 1), fmt(k.ms / k.calls, 3)])]));
   }
+  // the INR step against the plain one, round by round (each round's two steps ran minutes apart at most)
+  const plainAt = CASES.findIndex(([p, s, e]) => p === 'mit-tiny-daformer' && s === 128 && !e);
+  const inrAt = CASES.findIndex(([, , e]) => e === 'inr');
+  const inrRatios = dps[inrAt].map((d, r) => d.msPerStep / dps[plainAt][r].msPerStep).sort((a, b) => a - b);
   console.log(table(rows));
+  console.log(`\nmedians of ${rounds} round(s) for the default and PyTorch columns; the INR step ÷ the plain one (default, 128²): ` +
+    `${fmt(inrRatios[Math.floor(inrRatios.length / 2)], 2)} (rounds: ${inrRatios.map((x) => fmt(x, 2)).join(', ')}; target ≤ 1.4)`);
   await writeAtomic(fileURLToPath(REFERENCE), new TextEncoder().encode(`${JSON.stringify(reference, null, 2)}\n`));
   console.log(`\nthe default's ms per iteration: ${fileURLToPath(REFERENCE)} (\`npm run bench -- train --check\` compares with it)`);
-  console.log(`\n# phases of the default iteration (2 replicas; ms; profiled steps sync after each phase; teacher and rectifier run in the worker, during the source pass)\n`);
+  console.log(`\n# phases of the default iteration (2 replicas; ms; profiled steps sync after each phase; teacher and rectifier summed over both replicas, the student the rest of the passes' wall time)\n`);
   console.log(table(phases));
   console.log(`\n# the top kernels by time of one profiled iteration (tf.profile; dense kernels on onnxruntime)\n\n${kernelTables.join('\n\n')}`);
   // each replica's wasm heap grows to its own pass's peak: two replicas hold about twice one's
