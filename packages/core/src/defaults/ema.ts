@@ -14,13 +14,20 @@ export function emaAlpha(step: number, max = 0.999): number {
 const EMA_KERNEL = 'Ir2fEma';
 let emaKernelRegistered = false;
 
-/** α·t + (1 − α)·s: one JS pass on wasm and cpu instead of three kernels per tensor. */
+/** α·t + (1 − α)·s: one pass on wasm (SIMD) and cpu (JS) instead of three kernels per tensor. */
 function emaOf(t: tf.Tensor, s: tf.Tensor, alpha: number): tf.Tensor {
   if (!emaKernelRegistered) {
     emaKernelRegistered = true;
     registerHostKernel({
       name: EMA_KERNEL,
       outputShapes: (shapes) => [shapes.t],
+      wasm: {
+        scratchBytes: () => 0,
+        compute: ({ t: tv, s: sv }, [out], _scratch, { simd }, attrs) => {
+          const a = attrs.alpha as number;
+          simd.ema(tv.ptr, sv.ptr, tv.shape.reduce((x, y) => x * y, 1), a, 1 - a, out);
+        },
+      },
       compute: ({ t: tv, s: sv }, [out], attrs) => {
         const a = attrs.alpha as number;
         const [x, y] = [tv.values as Float32Array, sv.values as Float32Array];

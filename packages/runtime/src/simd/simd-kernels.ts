@@ -33,6 +33,11 @@ export interface SimdKernels {
   ensembleDot(x: number, w: number, b: number, weight: number, N: number, M: number, K: number, out: number): void;
   /** Its gradient from ds [M]: dx [N·M, K], dw into float64 [K] (dw64), db into float64 [1] (db64); acc: K float32 of scratch. */
   ensembleDotGrad(ds: number, x: number, w: number, weight: number, N: number, M: number, K: number, dx: number, acc: number, dw64: number, db64: number): void;
+  /** AdamW over n floats into p1, m1, v1 (float32 arithmetic; ob = 1 − β, decay = 1 − lr·λ, c1 and c2 the bias corrections). */
+  adamw(p: number, g: number, m: number, v: number, n: number, beta1: number, ob1: number, beta2: number, ob2: number, c1: number, c2: number, eps: number,
+    lr: number, decay: number, p1: number, m1: number, v1: number): void;
+  /** out = a·x + b·y over n floats. */
+  ema(x: number, y: number, n: number, a: number, b: number, out: number): void;
 }
 
 /** The slice of the WebAssembly JS API used here (lib ES2023 and @types/node 20 do not declare it). */
@@ -71,6 +76,7 @@ export function simdKernelsFor(backend: unknown): SimdKernels | undefined {
       colSums: e.col_sums, colAffine: e.col_affine, layerNorm: e.layer_norm, layerNormGrad: e.layer_norm_grad, gelu: e.gelu, geluGrad: e.gelu_grad,
       gatherAffineRelu: e.gather_affine_relu, gatherAffineReluGrad: e.gather_affine_relu_grad, dwFilterRow: e.dw_filter_row,
       reluGradColSums: e.relu_grad_col_sums, ensembleDot: e.ensemble_dot, ensembleDotGrad: e.ensemble_dot_grad,
+      adamw: e.adamw, ema: e.ema,
     };
   } catch {
     // a runtime without wasm SIMD: the callers' JS loops run instead
