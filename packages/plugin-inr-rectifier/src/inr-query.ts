@@ -237,11 +237,15 @@ export function mlpLogits(
       // gather + coordinate term + ReLU as one kernel (and one gradient pass, no segment sum) on wasm and cpu
       act = gatherAffineRelu(gridTerm, index, rel, p.w1Coord);
     }
-    // product + bias + ReLU as one kernel, also under the gradient tape (tfjs's fused op unfuses there)
-    for (const l of p.layers.slice(0, -1)) act = dense(act, l.w, l.b, 'relu');
-    // the output layer and the ensemble's blend in one pass over the last features
     const out = p.layers[p.layers.length - 1];
-    return ensembleDot(act, out.w, out.b, geo.weight);
+    const hidden = p.layers.slice(0, -1);
+    // the output layer and the ensemble's blend in one pass over the last features
+    if (!hidden.length) return ensembleDot(act, out.w, out.b, geo.weight);
+    // product + bias + ReLU as one kernel, also under the gradient tape (tfjs's fused op unfuses there)
+    for (const l of hidden.slice(0, -1)) act = dense(act, l.w, l.b, 'relu');
+    // the last hidden layer a plain product: its bias and ReLU are applied as the output layer reads it
+    const last = hidden[hidden.length - 1];
+    return ensembleDot(dense(act, last.w), out.w, out.b, geo.weight, last.b);
   });
 }
 

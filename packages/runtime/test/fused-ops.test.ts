@@ -185,17 +185,19 @@ for (const backend of ['wasm', 'cpu']) {
 const ED_SHAPES: number[][] = [[4, 300, 64], [4, 37, 7], [1, 5, 3]];
 
 for (const backend of ['wasm', 'cpu']) {
-  test(`ensembleDot on ${backend} matches the composition's values and gradients (x, w, b, weight)`, async (t) => {
+  test(`ensembleDot on ${backend} matches the composition's values and gradients (x, w, b, weight, and pre with its ReLU)`, async (t) => {
     for (const [i, [N, M, K]] of ED_SHAPES.entries()) {
-      const run = (fused: boolean) => onBackend(backend, () => valueAndGrads(
-        (x, w, b, weight) => (fused ? ensembleDot : ensembleDotComposed)(x as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D, weight as tf.Tensor2D),
-        [tf.tensor2d(randomArray(N * M * K, 170 + i), [N * M, K]), tf.tensor2d(randomArray(K, 180 + i), [K, 1]), tf.tensor1d(randomArray(1, 190 + i)),
-          tf.tensor2d(randomArray(N * M, 200 + i), [N, M])], 210 + i));
-      const [fused, composed] = [await run(true), await run(false)];
-      ['s', 'dx', 'dw', 'db', 'dweight'].forEach((name, k) => {
-        const err = relativeError(fused[k], composed[k]);
-        t.true(err < 1e-5, `${JSON.stringify([N, M, K])} ${name}: rel ${err}`);
-      });
+      for (const withPre of [false, true]) {
+        const run = (fused: boolean) => onBackend(backend, () => valueAndGrads(
+          (x, w, b, weight, pre) => (fused ? ensembleDot : ensembleDotComposed)(x as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D, weight as tf.Tensor2D, pre as tf.Tensor1D | undefined),
+          [tf.tensor2d(randomArray(N * M * K, 170 + i), [N * M, K]), tf.tensor2d(randomArray(K, 180 + i), [K, 1]), tf.tensor1d(randomArray(1, 190 + i)),
+            tf.tensor2d(randomArray(N * M, 200 + i), [N, M]), ...(withPre ? [tf.tensor1d(randomArray(K, 220 + i))] : [])], 210 + i));
+        const [fused, composed] = [await run(true), await run(false)];
+        ['s', 'dx', 'dw', 'db', 'dweight', ...(withPre ? ['dpre'] : [])].forEach((name, k) => {
+          const err = relativeError(fused[k], composed[k]);
+          t.true(err < 1e-5, `${JSON.stringify([N, M, K])} pre ${withPre} ${name}: rel ${err}`);
+        });
+      }
     }
   });
 }
@@ -204,6 +206,8 @@ test('ensembleDot refuses shapes that do not fit, naming them', (t) => {
   tf.tidy(() => {
     const err = t.throws(() => ensembleDot(tf.ones([4, 8]) as tf.Tensor2D, tf.ones([8, 1]) as tf.Tensor2D, tf.ones([1]) as tf.Tensor1D, tf.ones([2, 3]) as tf.Tensor2D));
     t.regex(err!.message, /^ensembleDot: needs x \[N·M, K\].*x \[4,8\].*weight \[2,3\]/);
+    const pre = t.throws(() => ensembleDot(tf.ones([6, 8]) as tf.Tensor2D, tf.ones([8, 1]) as tf.Tensor2D, tf.ones([1]) as tf.Tensor1D, tf.ones([2, 3]) as tf.Tensor2D, tf.ones([7]) as tf.Tensor1D));
+    t.regex(pre!.message, /pre \[7\]$/);
   });
 });
 

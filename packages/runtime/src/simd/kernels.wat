@@ -623,13 +623,15 @@
         (br $fold)))
       (br $blocks))))
 
-  ;; A weighted ensemble of a linear head: out[m] = Σ_n weight[n·M + m]·(x[n·M + m]·w + b) for x [N·M, K], w [K],
-  ;; weight [N, M] (a LIIF query's four neighbours, each through the MLP's last layer, blended by area). The
-  ;; rows' products are float64 lane sums; the blend adds in float32, n in order (the composition's sum).
+  ;; A weighted ensemble of a linear head: out[m] = Σ_n weight[n·M + m]·(a[n·M + m]·w + b) for rows
+  ;; a = φ(x + pre) of x [N·M, K] (pre [K] the previous layer's bias; φ a ReLU when relu ≠ 0, else identity),
+  ;; w [K], weight [N, M] (a LIIF query's four neighbours through the MLP's last layer, blended by area).
+  ;; The rows' products are float64 lane sums; the blend adds in float32, n in order (the composition's sum).
   (func (export "ensemble_dot")
-    (param $x i32) (param $w i32) (param $b f32) (param $weight i32) (param $N i32) (param $M i32) (param $K i32) (param $out i32)
+    (param $x i32) (param $pre i32) (param $relu i32) (param $w i32) (param $b f32) (param $weight i32) (param $N i32) (param $M i32) (param $K i32)
+    (param $out i32)
     (local $m i32) (local $n i32) (local $r i32) (local $o i32) (local $rowBytes i32) (local $vecBytes i32) (local $px i32)
-    (local $v v128) (local $d f32) (local $acc f32)
+    (local $v v128) (local $av v128) (local $a f32) (local $d f32) (local $acc f32)
     (local.set $rowBytes (i32.shl (local.get $K) (i32.const 2)))
     (local.set $vecBytes (i32.and (local.get $rowBytes) (i32.const -16)))
     (block $done (loop $ms
@@ -644,13 +646,18 @@
         (local.set $o (i32.const 0))
         (block $vdone (loop $vec
           (br_if $vdone (i32.ge_u (local.get $o) (local.get $vecBytes)))
-          (local.set $v (f32x4.add (local.get $v) (f32x4.mul (v128.load (i32.add (local.get $px) (local.get $o))) (v128.load (i32.add (local.get $w) (local.get $o))))))
+          (local.set $av (f32x4.add (v128.load (i32.add (local.get $px) (local.get $o))) (v128.load (i32.add (local.get $pre) (local.get $o)))))
+          ;; pmax(a, 0) is a < 0 ? 0 : a, so a NaN stays NaN
+          (if (local.get $relu) (then (local.set $av (f32x4.pmax (local.get $av) (f32x4.splat (f32.const 0))))))
+          (local.set $v (f32x4.add (local.get $v) (f32x4.mul (local.get $av) (v128.load (i32.add (local.get $w) (local.get $o))))))
           (local.set $o (i32.add (local.get $o) (i32.const 16)))
           (br $vec)))
         (local.set $d (f32.demote_f64 (call $hsum (local.get $v))))
         (block $sdone (loop $scalar
           (br_if $sdone (i32.ge_u (local.get $o) (local.get $rowBytes)))
-          (local.set $d (f32.add (local.get $d) (f32.mul (f32.load (i32.add (local.get $px) (local.get $o))) (f32.load (i32.add (local.get $w) (local.get $o))))))
+          (local.set $a (f32.add (f32.load (i32.add (local.get $px) (local.get $o))) (f32.load (i32.add (local.get $pre) (local.get $o)))))
+          (if (local.get $relu) (then (local.set $a (select (f32.const 0) (local.get $a) (f32.lt (local.get $a) (f32.const 0))))))
+          (local.set $d (f32.add (local.get $d) (f32.mul (local.get $a) (f32.load (i32.add (local.get $w) (local.get $o))))))
           (local.set $o (i32.add (local.get $o) (i32.const 4)))
           (br $scalar)))
         (local.set $acc (f32.add (local.get $acc)
@@ -661,24 +668,27 @@
       (local.set $m (i32.add (local.get $m) (i32.const 1)))
       (br $ms))))
 
-  ;; ensemble_dot's gradient from ds [M]: with g = ds[m]·weight[r] for row r = n·M + m, dx[r] = g·w,
-  ;; dw = Σ_r g·x[r] and db = Σ_r g, both float64 (dw64 [K], db64 [1]) over float32 partial sums of blocks of
-  ;; 32 rows (acc: K float32 of scratch), as col_sums.
+  ;; ensemble_dot's gradient from ds [M]: with g = ds[m]·weight[r] for row r = n·M + m, dx[r] = g·w·φ'(x + pre)
+  ;; (the pre-activation's gradient, also pre's rows), dw = Σ_r g·a[r], db = Σ_r g and dpre = Σ_r dx[r], all
+  ;; float64 (dw64 [K], db64 [1], dpre64 [K]) over float32 partial sums of blocks of 32 rows (acc: 2K float32
+  ;; of scratch, dw's then dpre's), as col_sums.
   (func (export "ensemble_dot_grad")
-    (param $ds i32) (param $x i32) (param $w i32) (param $weight i32) (param $N i32) (param $M i32) (param $K i32)
-    (param $dx i32) (param $acc i32) (param $dw64 i32) (param $db64 i32)
+    (param $ds i32) (param $x i32) (param $pre i32) (param $relu i32) (param $w i32) (param $weight i32) (param $N i32) (param $M i32) (param $K i32)
+    (param $dx i32) (param $acc i32) (param $dw64 i32) (param $db64 i32) (param $dpre64 i32)
     (local $r i32) (local $rows i32) (local $end i32) (local $o i32) (local $rowBytes i32) (local $vecBytes i32) (local $px i32) (local $pd i32)
-    (local $g f32) (local $gv v128) (local $gs f32)
+    (local $accPre i32) (local $g f32) (local $gv v128) (local $gs f32) (local $av v128) (local $dv v128) (local $a f32) (local $d f32)
     (local.set $rowBytes (i32.shl (local.get $K) (i32.const 2)))
     (local.set $vecBytes (i32.and (local.get $rowBytes) (i32.const -16)))
+    (local.set $accPre (i32.add (local.get $acc) (local.get $rowBytes)))
     (local.set $rows (i32.mul (local.get $N) (local.get $M)))
     (memory.fill (local.get $dw64) (i32.const 0) (i32.shl (local.get $K) (i32.const 3)))
+    (memory.fill (local.get $dpre64) (i32.const 0) (i32.shl (local.get $K) (i32.const 3)))
     (f64.store (local.get $db64) (f64.const 0))
     (block $done (loop $blocks
       (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
       (local.set $end (i32.add (local.get $r) (i32.const 32)))
       (if (i32.gt_u (local.get $end) (local.get $rows)) (then (local.set $end (local.get $rows))))
-      (memory.fill (local.get $acc) (i32.const 0) (local.get $rowBytes))
+      (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $rowBytes) (i32.const 1)))
       (local.set $gs (f32.const 0))
       (loop $rowsLoop
         (local.set $g (f32.mul
@@ -691,16 +701,28 @@
         (local.set $o (i32.const 0))
         (block $vdone (loop $vec
           (br_if $vdone (i32.ge_u (local.get $o) (local.get $vecBytes)))
-          (v128.store (i32.add (local.get $pd) (local.get $o)) (f32x4.mul (local.get $gv) (v128.load (i32.add (local.get $w) (local.get $o)))))
+          (local.set $av (f32x4.add (v128.load (i32.add (local.get $px) (local.get $o))) (v128.load (i32.add (local.get $pre) (local.get $o)))))
+          (local.set $dv (f32x4.mul (local.get $gv) (v128.load (i32.add (local.get $w) (local.get $o)))))
+          (if (local.get $relu) (then
+            (local.set $dv (v128.and (local.get $dv) (f32x4.gt (local.get $av) (f32x4.splat (f32.const 0)))))
+            (local.set $av (f32x4.pmax (local.get $av) (f32x4.splat (f32.const 0))))))
+          (v128.store (i32.add (local.get $pd) (local.get $o)) (local.get $dv))
           (v128.store (i32.add (local.get $acc) (local.get $o))
-            (f32x4.add (v128.load (i32.add (local.get $acc) (local.get $o))) (f32x4.mul (local.get $gv) (v128.load (i32.add (local.get $px) (local.get $o))))))
+            (f32x4.add (v128.load (i32.add (local.get $acc) (local.get $o))) (f32x4.mul (local.get $gv) (local.get $av))))
+          (v128.store (i32.add (local.get $accPre) (local.get $o)) (f32x4.add (v128.load (i32.add (local.get $accPre) (local.get $o))) (local.get $dv)))
           (local.set $o (i32.add (local.get $o) (i32.const 16)))
           (br $vec)))
         (block $sdone (loop $scalar
           (br_if $sdone (i32.ge_u (local.get $o) (local.get $rowBytes)))
-          (f32.store (i32.add (local.get $pd) (local.get $o)) (f32.mul (local.get $g) (f32.load (i32.add (local.get $w) (local.get $o)))))
+          (local.set $a (f32.add (f32.load (i32.add (local.get $px) (local.get $o))) (f32.load (i32.add (local.get $pre) (local.get $o)))))
+          (local.set $d (f32.mul (local.get $g) (f32.load (i32.add (local.get $w) (local.get $o)))))
+          (if (local.get $relu) (then
+            (local.set $d (select (local.get $d) (f32.const 0) (f32.gt (local.get $a) (f32.const 0))))
+            (local.set $a (select (f32.const 0) (local.get $a) (f32.lt (local.get $a) (f32.const 0))))))
+          (f32.store (i32.add (local.get $pd) (local.get $o)) (local.get $d))
           (f32.store (i32.add (local.get $acc) (local.get $o))
-            (f32.add (f32.load (i32.add (local.get $acc) (local.get $o))) (f32.mul (local.get $g) (f32.load (i32.add (local.get $px) (local.get $o))))))
+            (f32.add (f32.load (i32.add (local.get $acc) (local.get $o))) (f32.mul (local.get $g) (local.get $a))))
+          (f32.store (i32.add (local.get $accPre) (local.get $o)) (f32.add (f32.load (i32.add (local.get $accPre) (local.get $o))) (local.get $d)))
           (local.set $o (i32.add (local.get $o) (i32.const 4)))
           (br $scalar)))
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
@@ -712,6 +734,9 @@
         (f64.store (i32.add (local.get $dw64) (i32.shl (local.get $o) (i32.const 1)))
           (f64.add (f64.load (i32.add (local.get $dw64) (i32.shl (local.get $o) (i32.const 1))))
                    (f64.promote_f32 (f32.load (i32.add (local.get $acc) (local.get $o))))))
+        (f64.store (i32.add (local.get $dpre64) (i32.shl (local.get $o) (i32.const 1)))
+          (f64.add (f64.load (i32.add (local.get $dpre64) (i32.shl (local.get $o) (i32.const 1))))
+                   (f64.promote_f32 (f32.load (i32.add (local.get $accPre) (local.get $o))))))
         (local.set $o (i32.add (local.get $o) (i32.const 4)))
         (br $fold)))
       (f64.store (local.get $db64) (f64.add (f64.load (local.get $db64)) (f64.promote_f32 (local.get $gs))))

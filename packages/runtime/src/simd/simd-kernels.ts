@@ -29,10 +29,14 @@ export interface SimdKernels {
   dwFilterRow(x: number, dy: number, n: number, xStep: number, C: number, acc: number): void;
   /** dz = dy where y > 0 over [rows, C], db = Σ_rows dz into float64 [C]; acc: C float32 of scratch. */
   reluGradColSums(dy: number, y: number, rows: number, C: number, dz: number, acc: number, db: number): void;
-  /** out[m] = Σ_n weight[n·M + m]·(x[n·M + m]·w + b) for x [N·M, K], w [K], weight [N, M]. */
-  ensembleDot(x: number, w: number, b: number, weight: number, N: number, M: number, K: number, out: number): void;
-  /** Its gradient from ds [M]: dx [N·M, K], dw into float64 [K] (dw64), db into float64 [1] (db64); acc: K float32 of scratch. */
-  ensembleDotGrad(ds: number, x: number, w: number, weight: number, N: number, M: number, K: number, dx: number, acc: number, dw64: number, db64: number): void;
+  /** out[m] = Σ_n weight[n·M + m]·(φ(x[n·M + m] + pre)·w + b) for x [N·M, K], pre [K], w [K], weight [N, M]; φ: ReLU if relu ≠ 0, else identity. */
+  ensembleDot(x: number, pre: number, relu: number, w: number, b: number, weight: number, N: number, M: number, K: number, out: number): void;
+  /**
+   * Its gradient from ds [M]: dx [N·M, K] (also the rows of pre's gradient), and float64 dw [K] (dw64), db [1] (db64), dpre [K]
+   * (dpre64); acc: 2K float32 of scratch.
+   */
+  ensembleDotGrad(ds: number, x: number, pre: number, relu: number, w: number, weight: number, N: number, M: number, K: number,
+    dx: number, acc: number, dw64: number, db64: number, dpre64: number): void;
   /** AdamW over n floats into p1, m1, v1 (float32 arithmetic; ob = 1 − β, decay = 1 − lr·λ, c1 and c2 the bias corrections). */
   adamw(p: number, g: number, m: number, v: number, n: number, beta1: number, ob1: number, beta2: number, ob2: number, c1: number, c2: number, eps: number,
     lr: number, decay: number, p1: number, m1: number, v1: number): void;
