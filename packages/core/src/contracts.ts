@@ -88,6 +88,11 @@ export interface RectifierSourceSide {
 export interface Rectifier extends Disposable {
   readonly variables: readonly tf.Variable[];
   rectify(input: RectifyInput, ctx: StepContext): Rectified;
+  /**
+   * A source-side loss, added to the step's source pass: it runs before `rectify` of the same step, and with
+   * two replicas on another replica (another instance) than `rectify`, so it must not depend on state that
+   * `rectify` leaves behind.
+   */
   auxLoss?(source: RectifierSourceSide, ctx: StepContext): tf.Scalar;
   /**
    * Which view of the source crop the teacher labels for `auxLoss`: `clean` (default) or `shifted`, the

@@ -240,7 +240,7 @@ export function targetPass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, 
   const tOut = teacherPass(teacher, batch.target.image, opts);
   const p = pseudoLabeler.label(tOut.probs, ctx);
   const teacherMs = clock(!!opts.profile, () => [p.labels]) - t0;
-  // forward time of the rectifier (rectify and its source loss), counted apart from the student's passes
+  // forward time of the rectifier (rectify), counted apart from the student's passes
   let rectifierMs = 0;
   try {
     const r = pass(stepVariables(parts), (keep) => {
