@@ -45,7 +45,8 @@ test('with the tunables, onnxruntime\'s products stop page-faulting their output
   const body = `import * as tf from '@tensorflow/tfjs';
 await rt.initBackend('cpu', { denseKernels: 'onnxruntime' });
 const [a, b] = [tf.ones([131072, rt.MIN_DEPTH]), tf.ones([rt.MIN_DEPTH, 64])];
-tf.matMul(a, b).dispose();
+// warm-up: the heap grows to its working size over the first calls (~25,000 faults with the tunables, then none)
+for (let i = 0; i < 4; i++) tf.matMul(a, b).dispose();
 const before = process.resourceUsage().minorPageFault;
 for (let i = 0; i < 8; i++) tf.matMul(a, b).dispose();
 console.log(JSON.stringify({ faults: process.resourceUsage().minorPageFault - before, calls: rt.denseKernelCalls().BatchMatMul }));`;
@@ -54,7 +55,7 @@ console.log(JSON.stringify({ faults: process.resourceUsage().minorPageFault - be
   const run = (env: NodeJS.ProcessEnv) => JSON.parse(node(body, env).out.split('\n').pop()!) as { faults: number; calls: number };
   const without = run(base);
   const withTunables = run(envWithMallocTunables(base));
-  t.is(without.calls, 9, 'the products ran on onnxruntime');
+  t.is(without.calls, 12, 'the products ran on onnxruntime');
   t.true(without.faults > 8 * 4096, `without: ${without.faults} faults for 8 calls`);
   t.true(withTunables.faults < without.faults / 4, `with: ${withTunables.faults} faults, without: ${without.faults}`);
 });
