@@ -158,7 +158,7 @@ export async function benchTrain(): Promise<void> {
   const torch: [TorchStep | undefined, TorchStep | undefined][][] = CASES.map(() => []);
   for (let r = 0; r < rounds; r++) {
     CASES.forEach(([preset, size, extra], i) => {
-      dps[i].push(THREADS > 1 ? defaultStep(preset, size, extra === 'inr') : stepInChild(preset, size, 1, extra === 'inr'));
+      dps[i].push(defaultStep(preset, size, extra === 'inr'));
       if (!extra) torch[i].push([torchStep(preset, size, 1), torchStep(preset, size, THREADS)]);
     });
   }

@@ -167,8 +167,7 @@ function axisTable(values: Float32Array, offset: number, stride: number, count: 
 export function queryGeometry(
   shape: InrShape, coords: tf.Tensor3D | HostCoords, h: number, w: number, start = 0, count?: number,
 ): QueryGeometry {
-  const host = toHostCoords(coords);
-  const { values, B, Q, grid } = host;
+  const { values, B, Q, grid } = toHostCoords(coords);
   const n = count ?? Q - start;
   const ensemble = shape.localEnsemble;
   const S = ensemble ? 2 : 1;

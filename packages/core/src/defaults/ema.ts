@@ -4,7 +4,7 @@
  * otherwise stay at their initial values).
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, registerHostKernel } from '@ir2f/runtime';
+import { hasHostKernel, registerHostKernel, registerOnce } from '@ir2f/runtime';
 import type { Module } from '../nn/module.js';
 
 export function emaAlpha(step: number, max = 0.999): number {
@@ -12,29 +12,26 @@ export function emaAlpha(step: number, max = 0.999): number {
 }
 
 const EMA_KERNEL = 'Ir2fEma';
-let emaKernelRegistered = false;
+const registerEma = registerOnce(() => registerHostKernel({
+  name: EMA_KERNEL,
+  outputShapes: (shapes) => [shapes.t],
+  wasm: {
+    scratchBytes: () => 0,
+    compute: ({ t: tv, s: sv }, [out], _scratch, { simd }, attrs) => {
+      const a = attrs.alpha as number;
+      simd.ema(tv.ptr, sv.ptr, tf.util.sizeFromShape(tv.shape), a, 1 - a, out);
+    },
+  },
+  compute: ({ t: tv, s: sv }, [out], attrs) => {
+    const a = attrs.alpha as number;
+    const [x, y] = [tv.values as Float32Array, sv.values as Float32Array];
+    for (let i = 0; i < x.length; i++) out[i] = x[i] * a + y[i] * (1 - a);
+  },
+}));
 
 /** α·t + (1 − α)·s: one pass on wasm (SIMD) and cpu (JS) instead of three kernels per tensor. */
 function emaOf(t: tf.Tensor, s: tf.Tensor, alpha: number): tf.Tensor {
-  if (!emaKernelRegistered) {
-    emaKernelRegistered = true;
-    registerHostKernel({
-      name: EMA_KERNEL,
-      outputShapes: (shapes) => [shapes.t],
-      wasm: {
-        scratchBytes: () => 0,
-        compute: ({ t: tv, s: sv }, [out], _scratch, { simd }, attrs) => {
-          const a = attrs.alpha as number;
-          simd.ema(tv.ptr, sv.ptr, tv.shape.reduce((x, y) => x * y, 1), a, 1 - a, out);
-        },
-      },
-      compute: ({ t: tv, s: sv }, [out], attrs) => {
-        const a = attrs.alpha as number;
-        const [x, y] = [tv.values as Float32Array, sv.values as Float32Array];
-        for (let i = 0; i < x.length; i++) out[i] = x[i] * a + y[i] * (1 - a);
-      },
-    });
-  }
+  registerEma();
   if (hasHostKernel(EMA_KERNEL) && t.dtype === 'float32' && s.dtype === 'float32') return tf.engine().runKernel(EMA_KERNEL, { t, s }, { alpha }) as tf.Tensor;
   return tf.add(tf.mul(t, alpha), tf.mul(s, 1 - alpha));
 }

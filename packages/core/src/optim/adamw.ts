@@ -5,7 +5,7 @@
  * norms and position blocks). State (moments, step) is exposed for checkpoints.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, registerHostKernel } from '@ir2f/runtime';
+import { hasHostKernel, registerHostKernel, registerOnce } from '@ir2f/runtime';
 import type { StateEntry } from '../nn/module.js';
 
 export interface ParamRule {
@@ -103,11 +103,7 @@ function adamwUpdate(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, s: 
   return [tf.sub(s.decay === 1 ? p : tf.mul(p, s.decay), tf.mul(update, s.lr)), m1, v1];
 }
 
-let optimKernelsRegistered = false;
-
-function registerOptimKernels(): void {
-  if (optimKernelsRegistered) return;
-  optimKernelsRegistered = true;
+const registerOptimKernels = registerOnce(() => {
   registerHostKernel({
     name: ADAMW_KERNEL,
     outputShapes: (shapes) => [shapes.p, shapes.p, shapes.p],
@@ -117,7 +113,7 @@ function registerOptimKernels(): void {
       scratchBytes: () => 0,
       compute: ({ p, g, m, v }, [p1, m1, v1], _scratch, { simd }, attrs) => {
         const { beta1, beta2, c1, c2, eps, lr, decay } = attrs as unknown as AdamWStep;
-        simd.adamw(p.ptr, g.ptr, m.ptr, v.ptr, p.shape.reduce((a, b) => a * b, 1), beta1, 1 - beta1, beta2, 1 - beta2, c1, c2, eps, lr, decay, p1, m1, v1);
+        simd.adamw(p.ptr, g.ptr, m.ptr, v.ptr, tf.util.sizeFromShape(p.shape), beta1, 1 - beta1, beta2, 1 - beta2, c1, c2, eps, lr, decay, p1, m1, v1);
       },
     },
     compute: ({ p, g, m, v }, [p1, m1, v1], attrs) => {
@@ -132,7 +128,7 @@ function registerOptimKernels(): void {
       }
     },
   });
-}
+});
 
 export class AdamW {
   private t = 0;

@@ -12,7 +12,7 @@
  * Elsewhere (webgl, tfjs-node) the composition runs.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, registerHostKernel, type WasmHostKernel } from '../kernels/host-kernel.js';
+import { hasHostKernel, registerHostKernel, registerOnce, type WasmHostKernel } from '../kernels/host-kernel.js';
 import { checkScaleShift } from './scale-shift.js';
 
 const BN_TRAIN = 'Ir2fBatchNormTrain';
@@ -130,11 +130,7 @@ const bnTrainGradSimd: WasmHostKernel = {
   },
 };
 
-let registered = false;
-
-function registerBatchNormTrain(): void {
-  if (registered) return;
-  registered = true;
+const registerBatchNormTrain = registerOnce(() => {
   registerHostKernel({
     name: BN_TRAIN,
     outputShapes: (s) => [s.x, [s.gamma[0]], [s.gamma[0]]],
@@ -211,4 +207,4 @@ function registerBatchNormTrain(): void {
       return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
     },
   });
-}
+});

@@ -9,7 +9,7 @@
  * (tf.profile, one wasm thread); the one-pass mask and sum takes ~4.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, registerHostKernel } from '../kernels/host-kernel.js';
+import { hasHostKernel, registerHostKernel, registerOnce } from '../kernels/host-kernel.js';
 
 export type DenseActivation = 'linear' | 'relu';
 
@@ -64,11 +64,7 @@ export function dense(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor1D, activa
   })(...inputs) as tf.Tensor2D;
 }
 
-let registered = false;
-
-function registerReluGrad(): void {
-  if (registered) return;
-  registered = true;
+const registerReluGrad = registerOnce(() => {
   // inputs dy, y [M, N] → dz [M, N], db [N]
   registerHostKernel({
     name: RELU_GRAD,
@@ -76,10 +72,10 @@ function registerReluGrad(): void {
     // scratch: N float64 sums, then N float32 partial sums
     wasm: {
       scratchBytes: (s) => 12 * s.y[1],
-      compute: ({ dy, y }, [dz, db], scratch, { f32, f64, simd }) => {
+      compute: ({ dy, y }, [dz, db], scratch, { narrow, simd }) => {
         const [M, N] = y.shape;
         simd.reluGradColSums(dy.ptr, y.ptr, M, N, dz, scratch + 8 * N, scratch);
-        f32.set(f64.subarray(scratch / 8, scratch / 8 + N), db / 4);
+        narrow(scratch, N, db);
       },
     },
     compute: ({ dy, y }, [dz, db]) => {
@@ -94,4 +90,4 @@ function registerReluGrad(): void {
       db.set(acc);
     },
   });
-}
+});

@@ -11,7 +11,7 @@
  * elsewhere the composition runs.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, registerHostKernel } from '../kernels/host-kernel.js';
+import { hasHostKernel, registerHostKernel, registerOnce } from '../kernels/host-kernel.js';
 
 const ED = 'Ir2fEnsembleDot';
 const ED_GRAD = 'Ir2fEnsembleDotGrad';
@@ -82,11 +82,7 @@ function backward(ds: Float32Array, X: Float32Array, pre: Float32Array, relu: bo
   dpre.set(accPre);
 }
 
-let registered = false;
-
-function registerEnsembleDot(): void {
-  if (registered) return;
-  registered = true;
+const registerEnsembleDot = registerOnce(() => {
   registerHostKernel({
     name: ED,
     outputShapes: (s) => [[s.weight[1]]],
@@ -107,14 +103,14 @@ function registerEnsembleDot(): void {
     // scratch: dw's, db's and dpre's float64 sums (2K + 1), then 2K float32 partial sums
     wasm: {
       scratchBytes: (s) => 8 * (2 * s.w[0] + 1) + 8 * s.w[0],
-      compute: ({ ds, x, pre, w, weight }, [dx, dw, db, dpre], scratch, { f32, f64, simd }, attrs) => {
+      compute: ({ ds, x, pre, w, weight }, [dx, dw, db, dpre], scratch, { narrow, simd }, attrs) => {
         const [N, M] = weight.shape;
         const K = w.shape[0];
         const [dw64, db64, dpre64] = [scratch, scratch + 8 * K, scratch + 8 * (K + 1)];
         simd.ensembleDotGrad(ds.ptr, x.ptr, pre.ptr, attrs.relu ? 1 : 0, w.ptr, weight.ptr, N, M, K, dx, scratch + 8 * (2 * K + 1), dw64, db64, dpre64);
-        f32.set(f64.subarray(dw64 / 8, dw64 / 8 + K), dw / 4);
-        f32[db / 4] = f64[db64 / 8];
-        f32.set(f64.subarray(dpre64 / 8, dpre64 / 8 + K), dpre / 4);
+        narrow(dw64, K, dw);
+        narrow(db64, 1, db);
+        narrow(dpre64, K, dpre);
       },
     },
     compute: ({ ds, x, pre, w, weight }, [dx, dw, db, dpre], attrs) => backward(ds.values as Float32Array, x.values as Float32Array,
@@ -136,4 +132,4 @@ function registerEnsembleDot(): void {
       return { x: () => dx, pre: () => dpre, w: () => dw, b: () => db, weight: dWeight };
     },
   });
-}
+});

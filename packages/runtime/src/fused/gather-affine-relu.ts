@@ -9,7 +9,7 @@
  * gather would read zeros or garbage, depending on the backend).
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, registerHostKernel } from '../kernels/host-kernel.js';
+import { hasHostKernel, registerHostKernel, registerOnce } from '../kernels/host-kernel.js';
 
 const GAR = 'Ir2fGatherAffineRelu';
 const GAR_GRAD = 'Ir2fGatherAffineReluGrad';
@@ -76,11 +76,7 @@ function backward(D: Float32Array, Y: Float32Array, idx: Int32Array, X: Float32A
   dW.set(acc);
 }
 
-let registered = false;
-
-function registerGatherAffineRelu(): void {
-  if (registered) return;
-  registered = true;
+const registerGatherAffineRelu = registerOnce(() => {
   registerHostKernel({
     name: GAR,
     outputShapes: (s) => [[s.index[0], s.table[1]]],
@@ -102,14 +98,14 @@ function registerGatherAffineRelu(): void {
     // scratch: a row of dz and dW's float32 partial sums ((K + 1)·H float32), dW's float64 sums (K·H)
     wasm: {
       scratchBytes: (s) => 4 * (s.w[0] + 1) * s.w[1] + 8 * s.w[0] * s.w[1],
-      compute: ({ dy, y, index, x, w }, [dT, dX, dW], scratch, { f32, f64, simd }, attrs) => {
+      compute: ({ dy, y, index, x, w }, [dT, dX, dW], scratch, { f32, narrow, simd }, attrs) => {
         const [K, H] = w.shape;
         const R = attrs.rows as number;
         // float64 part first: the scratch base is 8-aligned, the float32 part's length need not be
         const dW64 = scratch;
         const bad = simd.gatherAffineReluGrad(dy.ptr, y.ptr, index.ptr, x.ptr, w.ptr, index.shape[0], K, H, R, dT, dX, scratch + 8 * K * H, dW64);
         if (bad >= 0) throw outside(bad, indexAt(f32, index.ptr, bad), R);
-        f32.set(f64.subarray(dW64 / 8, dW64 / 8 + K * H), dW / 4);
+        narrow(dW64, K * H, dW);
       },
     },
     compute: ({ dy, y, index, x, w }, [dT, dX, dW]) => backward(dy.values as Float32Array, y.values as Float32Array, index.values as Int32Array,
@@ -126,4 +122,4 @@ function registerGatherAffineRelu(): void {
       return { table: () => dT, index: () => tf.zerosLike(index), x: () => dX, w: () => dW };
     },
   });
-}
+});

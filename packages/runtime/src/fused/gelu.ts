@@ -6,7 +6,7 @@
  * polynomial), on cpu JS loops; elsewhere (webgl, tfjs-node) the composition runs.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, registerHostKernel } from '../kernels/host-kernel.js';
+import { hasHostKernel, registerHostKernel, registerOnce } from '../kernels/host-kernel.js';
 
 const GELU = 'Ir2fGelu';
 const GELU_GRAD = 'Ir2fGeluGrad';
@@ -34,11 +34,7 @@ function phi(x: number, out: Float64Array): void {
   out[1] = g;
 }
 
-let registered = false;
-
-function registerGelu(): void {
-  if (registered) return;
-  registered = true;
+const registerGelu = registerOnce(() => {
   const p = new Float64Array(2);
   const forward = (X: Float32Array, y: Float32Array) => {
     for (let i = 0; i < X.length; i++) {
@@ -89,4 +85,4 @@ function registerGelu(): void {
       return { x: () => tf.engine().runKernel(GELU_GRAD, { dy: dy as tf.Tensor, x }, {}) as tf.Tensor };
     },
   });
-}
+});

@@ -9,7 +9,7 @@
  * tfjs-node) the composition runs, with tfjs's own gradient.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, registerHostKernel } from '../kernels/host-kernel.js';
+import { hasHostKernel, registerHostKernel, registerOnce } from '../kernels/host-kernel.js';
 import { checkScaleShift } from './scale-shift.js';
 
 const LAYER_NORM = 'Ir2fLayerNorm';
@@ -44,11 +44,7 @@ function rowStats(X: Float32Array, o: number, C: number, eps: number): [number, 
   return [mu, 1 / Math.sqrt(v / C + eps)];
 }
 
-let registered = false;
-
-function registerLayerNorm(): void {
-  if (registered) return;
-  registered = true;
+const registerLayerNorm = registerOnce(() => {
   registerHostKernel({
     name: LAYER_NORM,
     outputShapes: (s) => [s.x],
@@ -83,12 +79,12 @@ function registerLayerNorm(): void {
     // on wasm the same two passes a row in SIMD; scratch: 2C float32 partial column sums, 2C float64 sums
     wasm: {
       scratchBytes: (s) => 24 * s.gamma[0],
-      compute: ({ dy, x, gamma }, [dx, dgamma, dbeta], scratch, { f32, f64, simd }, attrs) => {
+      compute: ({ dy, x, gamma }, [dx, dgamma, dbeta], scratch, { narrow, simd }, attrs) => {
         const C = gamma.shape[0];
         const [dg, db] = [scratch + 8 * C, scratch + 16 * C];
         simd.layerNormGrad(dy.ptr, x.ptr, x.shape.reduce((a, b) => a * b, 1) / C, C, attrs.eps as number, gamma.ptr, dx, scratch, dg, db);
-        f32.set(f64.subarray(dg / 8, dg / 8 + C), dgamma / 4);
-        f32.set(f64.subarray(db / 8, db / 8 + C), dbeta / 4);
+        narrow(dg, C, dgamma);
+        narrow(db, C, dbeta);
       },
     },
     compute: ({ dy, x, gamma }, [dx, dgamma, dbeta], attrs) => {
@@ -130,4 +126,4 @@ function registerLayerNorm(): void {
       return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
     },
   });
-}
+});

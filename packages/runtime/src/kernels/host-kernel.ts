@@ -31,6 +31,8 @@ export interface WasmHeap {
   f32: Float32Array;
   f64: Float64Array;
   simd: SimdKernels;
+  /** Copy n float64 values at byte offset `from` (a kernel's float64 sums) to float32 at byte offset `to`. */
+  narrow(from: number, n: number, to: number): void;
 }
 
 export interface WasmHostKernel {
@@ -87,7 +89,8 @@ function runOnWasmHeap(k: WasmHostKernel, ins: Infos, backend: unknown, attrs: t
     // byte offsets after all allocations (one may grow the heap; offsets stay, views would not)
     const ptr = (t: tf.TensorInfo) => wb.typedArrayFromHeap(t).byteOffset;
     const buffer = wb.typedArrayFromHeap(outs[0]).buffer;
-    const heap: WasmHeap = { f32: new Float32Array(buffer), f64: new Float64Array(buffer, 0, buffer.byteLength >> 3), simd };
+    const [f32, f64] = [new Float32Array(buffer), new Float64Array(buffer, 0, buffer.byteLength >> 3)];
+    const heap: WasmHeap = { f32, f64, simd, narrow: (from, n, to) => f32.set(f64.subarray(from / 8, from / 8 + n), to / 4) };
     const base = scratch ? ptr(scratch) : 0;
     const inputs = Object.fromEntries(Object.entries(ins).map(([name, t]) => [name, { ptr: ptr(t), shape: t.shape }]));
     k.compute(inputs, outs.map(ptr), Math.ceil(base / 8) * 8, heap, attrs);
@@ -119,6 +122,19 @@ export function registerHostKernel(k: HostKernel): void {
     if (tf.getKernel(k.name, backendName)) continue;
     tf.registerKernel({ kernelName: k.name, backendName, kernelFunc: hostKernelFunc(k, backendName) });
   }
+}
+
+/**
+ * `register` as a function that runs it on its first call only: a module registers its kernels and gradients
+ * when an op first runs (not at import), once per process.
+ */
+export function registerOnce(register: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    register();
+  };
 }
 
 /** Whether the active backend runs kernel `name`. */
