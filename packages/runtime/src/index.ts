@@ -27,4 +27,5 @@ export { ensembleDot, ensembleDotComposed } from './fused/ensemble-dot.js';
 export { gatherAffineRelu, gatherAffineReluComposed } from './fused/gather-affine-relu.js';
 export { gelu, geluComposed } from './fused/gelu.js';
 export { layerNorm, layerNormComposed } from './fused/layer-norm.js';
+export { softmaxCrossEntropy, softmaxCrossEntropyComposed } from './fused/softmax-cross-entropy.js';
 export { attr, OnnxGraph, type Dim, type OnnxAttr } from './onnx/graph.js';

@@ -2,6 +2,7 @@ import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import {
   batchNormTrain, batchNormTrainComposed, dense, denseComposed, ensembleDot, ensembleDotComposed, gatherAffineRelu, gatherAffineReluComposed, gelu, geluComposed, initBackend, layerNorm, layerNormComposed,
+  softmaxCrossEntropy, softmaxCrossEntropyComposed,
 } from '@ir2f/runtime';
 import { onBackend, randomArray, relativeError } from './backend-helpers.js';
 
@@ -52,6 +53,30 @@ for (const backend of ['wasm', 'cpu']) {
     const at = await onBackend(backend, () => valueAndGrads((x) => gelu(x), [tf.tensor([0, 1, -1])], 0).map((a) => Array.from(a)));
     t.true(Math.abs(at[0][1] - 0.8413447) < 1e-6 && Math.abs(at[0][2] + 0.1586553) < 1e-6 && at[0][0] === 0);
   });
+  test(`softmaxCrossEntropy's fused kernel and gradient on ${backend} match the composition, ignored labels included`, async (t) => {
+    // rows not a multiple of 4 (the SIMD kernel's group), K = 19 and 3; labels 255, K and −1 are ignored; logits
+    // spread ×10 so that the max shift matters; and a custom ignore index (2) for K = 3
+    const cases: { shape: number[]; ignore: number }[] = [{ shape: [2, 7, 5, 19], ignore: 255 }, { shape: [3, 3], ignore: 255 }, { shape: [9, 3], ignore: 2 }];
+    for (const [i, { shape, ignore }] of cases.entries()) {
+      const K = shape[shape.length - 1];
+      const n = shape.reduce((a, b) => a * b, 1) / K;
+      const xs = randomArray(n * K, 50 + i).map((v) => 10 * v);
+      const labels = Int32Array.from({ length: n }, (_, r) => [255, K, -1][r % 11] ?? (r * 7) % K);
+      const run = (fused: boolean) => onBackend(backend, () => valueAndGrads(
+        (x) => (fused ? softmaxCrossEntropy : softmaxCrossEntropyComposed)(x, tf.tensor(labels, shape.slice(0, -1), 'int32'), ignore), [tf.tensor(xs, shape)], 60 + i));
+      const [fused, composed] = [await run(true), await run(false)];
+      for (const [k, name] of ['ce', 'dlogits'].entries()) {
+        const err = relativeError(fused[k], composed[k]);
+        t.true(err < 1e-5, `${JSON.stringify(shape)} ${name}: rel ${err}`);
+      }
+      // ignored rows: no loss, no gradient
+      t.is(fused[0][0], 0);
+      t.true(fused[1].subarray(0, K).every((v) => v === 0));
+    }
+    // against the closed form: logits [0, ln 3] → p = [¼, ¾]; ce at label 1 = ln(4/3), dlogits = [¼, −¼]
+    const at = await onBackend(backend, () => valueAndGrads((x) => softmaxCrossEntropy(x, tf.tensor([1], [1], 'int32')), [tf.tensor([[0, Math.log(3)]])], 0));
+    t.true(Math.abs(at[0][0] - Math.log(4 / 3)) < 1e-6);
+  });
 }
 
 test('layerNorm and batchNormTrain refuse a scale or shift that does not match the last axis, naming both sizes', (t) => {
@@ -70,8 +95,11 @@ test('the fused kernels leave no tensors behind across forward and backward pass
     const b = tf.variable(tf.zeros([16]));
     const [w, wb, weight] = [tf.variable(tf.ones([16, 1])), tf.variable(tf.zeros([1])), tf.fill([2, 3], 0.5)];
     const step = () => tf.tidy(() => {
-      const { grads, value } = tf.variableGrads(() => tf.sum(ensembleDot(
-        tf.reshape(gelu(layerNorm(x, g as tf.Tensor1D, b as tf.Tensor1D)), [6, 16]), w as tf.Tensor2D, wb as tf.Tensor1D, weight as tf.Tensor2D)) as tf.Scalar);
+      const { grads, value } = tf.variableGrads(() => {
+        const h = tf.reshape(gelu(layerNorm(x, g as tf.Tensor1D, b as tf.Tensor1D)), [6, 16]) as tf.Tensor2D;
+        const ce = tf.sum(softmaxCrossEntropy(h, tf.tensor1d([0, 3, 255, 15, 1, 2], 'int32')));
+        return tf.add(tf.sum(ensembleDot(h, w as tf.Tensor2D, wb as tf.Tensor1D, weight as tf.Tensor2D)), ce) as tf.Scalar;
+      });
       value.dataSync();
       tf.dispose(grads);
     });
@@ -107,7 +135,7 @@ for (const backend of ['wasm', 'cpu']) {
   });
 }
 
-test('a NaN or ∞ input stays NaN through the fused norms and a relu after them (as through the composition)', async (t) => {
+test('a NaN or ∞ input stays NaN through the fused norms, a relu after them (as through the composition) and a cross-entropy', async (t) => {
   await onBackend('wasm', () => tf.tidy(() => {
     for (const bad of [NaN, Infinity]) {
       const x = tf.tensor4d(Float32Array.from({ length: 2 * 3 * 3 * 4 }, (_, i) => (i === 5 ? bad : i % 7)), [2, 3, 3, 4]);
@@ -116,6 +144,9 @@ test('a NaN or ∞ input stays NaN through the fused norms and a relu after them
         const out = tf.relu(y).dataSync();
         t.true(Number.isNaN(out[5]), `${name} with ${bad}: relu(y) at the bad element is ${out[5]}`);
       }
+      // a NaN or ∞ logit makes its row's cross-entropy NaN (so a NaN-loss check sees it), not 0 or ∞ − ∞ hidden
+      const ce = softmaxCrossEntropy(tf.reshape(x, [18, 4]), tf.zeros([18], 'int32')).dataSync();
+      t.true(Number.isNaN(ce[1]) && Number.isFinite(ce[0]), `softmaxCrossEntropy with ${bad}: row 1 gives ${ce[1]}`);
     }
   }));
 });

@@ -215,6 +215,8 @@ test('GatherV2 on wasm (ir2f: row copies) matches cpu for any axis, float32 and 
     }
   }
   await onBackend('wasm', () => {
+    // int32 whose bits are a float NaN with a payload (0x7fa00001) are moved unchanged
+    t.deepEqual(Array.from(tf.tidy(() => tf.gather(tf.tensor1d([0x7fa00001, -5], 'int32'), tf.tensor1d([0, 1, 0], 'int32')).dataSync())), [0x7fa00001, -5, 0x7fa00001]);
     const err = t.throws(() => tf.tidy(() => tf.gather(tf.zeros([4, 2]), tf.tensor1d([1, 4], 'int32')).dataSync()));
     t.regex(err!.message, /index 4 .* outside \[0, 3\]/);
   });

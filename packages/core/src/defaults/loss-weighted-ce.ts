@@ -3,18 +3,15 @@
  * of w · CE, ignored pixels contributing 0. The baseline's loss on mixed images (DESIGN §5.3, rows 2–3).
  */
 import * as tf from '@tensorflow/tfjs';
+import { softmaxCrossEntropy } from '@ir2f/runtime';
 import type { Loss, LossInput, LossOutput } from '../contracts.js';
 
-/** Per-pixel cross-entropy [B, H, W] of logits [B, H, W, K] against int labels; 0 where label is ignored. */
+/**
+ * Per-pixel cross-entropy [B, H, W] of logits [B, H, W, K] against int labels; 0 where the label is ignored
+ * (or outside [0, K)). One fused kernel and gradient on wasm and cpu (@ir2f/runtime's softmaxCrossEntropy).
+ */
 export function pixelCrossEntropy(logits: tf.Tensor4D, labels: tf.Tensor3D, ignoreIndex = 255): tf.Tensor3D {
-  return tf.tidy(() => {
-    const K = logits.shape[3];
-    const valid = tf.logicalAnd(tf.less(labels, K), tf.notEqual(labels, ignoreIndex));
-    const safe = tf.where(valid, labels, tf.zerosLike(labels));
-    const logp = tf.logSoftmax(logits, 3);
-    const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.cast(safe, 'int32'), K)), 3);
-    return tf.mul(tf.neg(picked), tf.cast(valid, 'float32')) as tf.Tensor3D;
-  });
+  return softmaxCrossEntropy(logits, labels, ignoreIndex) as tf.Tensor3D;
 }
 
 export class WeightedCrossEntropy implements Loss {

@@ -1,8 +1,8 @@
 /**
  * GatherV2 on wasm by block copies. The package's kernel computes every element's source index (158 ms to
  * gather 73,728 rows of 64 floats); the INR rectifier's queries and embedding-style lookups gather whole
- * rows, which are contiguous runs of the heap: one `copyWithin` per row. Batched gathers (batchDims > 0)
- * go to the package's kernel.
+ * rows, which are contiguous runs of the heap: one `copyWithin` per row (single elements, a plain loop).
+ * Batched gathers (batchDims > 0) go to the package's kernel.
  */
 import type * as tf from '@tensorflow/tfjs';
 import { asWasm, heapOffsets, runPackageKernel, type KernelArgs } from './wasm-heap.js';
@@ -29,6 +29,16 @@ export function gatherWasm({ inputs, backend, attrs }: KernelArgs): tf.TensorInf
   }
   const { heap, offsets: [xOff, outOff] } = heapOffsets(wb, x, out);
   const m = idx.length;
+  if (inner === 1) {
+    // single elements (a lookup table): a copy call each would cost ~20× the move; int32 bits so that no float
+    // NaN payload is rewritten
+    const bits = new Int32Array(heap.buffer, heap.byteOffset, heap.length);
+    for (let o = 0; o < outer; o++) {
+      const [src, dst] = [xOff + o * n, outOff + o * m];
+      for (let i = 0; i < m; i++) bits[dst + i] = bits[src + idx[i]];
+    }
+    return out;
+  }
   for (let o = 0; o < outer; o++) {
     const src = xOff + o * n * inner;
     const dst = outOff + o * m * inner;

@@ -805,4 +805,100 @@
           (f32.mul (f32.load (i32.add (local.get $y) (local.get $o))) (local.get $b))))
       (local.set $o (i32.add (local.get $o) (i32.const 4)))
       (br $scalar))))
+
+  ;; Softmax over rows of K classes (19 for Cityscapes) runs four rows to a vector, whatever K is: a group's
+  ;; columns are first gathered into K vectors in scratch (v[k] = x[r..r+3, k]). The exponentials are written
+  ;; out, not called: V8 does not inline wasm calls, and a call a vector cost more than the maths here.
+
+  ;; Gather the four rows from p (row stride s bytes) as K vectors into v.
+  (func $gather4 (param $p i32) (param $s i32) (param $K i32) (param $v i32)
+    (local $end i32)
+    (local.set $end (i32.add (local.get $v) (i32.shl (local.get $K) (i32.const 4))))
+    (block $done (loop $k
+      (br_if $done (i32.ge_u (local.get $v) (local.get $end)))
+      (v128.store (local.get $v)
+        (f32x4.replace_lane 3
+          (f32x4.replace_lane 2
+            (f32x4.replace_lane 1 (f32x4.splat (f32.load (local.get $p))) (f32.load (i32.add (local.get $p) (local.get $s))))
+            (f32.load (i32.add (local.get $p) (i32.shl (local.get $s) (i32.const 1)))))
+          (f32.load (i32.add (local.get $p) (i32.mul (local.get $s) (i32.const 3))))))
+      (local.set $p (i32.add (local.get $p) (i32.const 4)))
+      (local.set $v (i32.add (local.get $v) (i32.const 16)))
+      (br $k))))
+
+  ;; v[k] ← e^(v[k] − m) for K vectors with every lane ≤ m's (a softmax's terms), returning their sum. As gelu's,
+  ;; the exponential is 2^u (u ≥ −126: smaller terms become 2^−126, which no sum of ≥ 1 notices), 2^round(u) by
+  ;; the exponent bits times Cephes' exp2f polynomial on [−½, ½].
+  (func $exp_sub (param $v i32) (param $K i32) (param $m v128) (result v128)
+    (local $end i32) (local $u v128) (local $n v128) (local $f v128) (local $g v128) (local $sum v128)
+    (local.set $end (i32.add (local.get $v) (i32.shl (local.get $K) (i32.const 4))))
+    (block $done (loop $k
+      (br_if $done (i32.ge_u (local.get $v) (local.get $end)))
+      (local.set $u (f32x4.max (f32x4.splat (f32.const -126))
+        (f32x4.mul (f32x4.sub (v128.load (local.get $v)) (local.get $m)) (f32x4.splat (f32.const 1.4426950408889634)))))
+      (local.set $n (f32x4.nearest (local.get $u)))
+      (local.set $f (f32x4.sub (local.get $u) (local.get $n)))
+      (local.set $g (f32x4.splat (f32.const 1.535336188319500e-4)))
+      (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 1.339887440266574e-3))))
+      (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 9.618437357674640e-3))))
+      (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 5.550332471162809e-2))))
+      (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 2.402264791363012e-1))))
+      (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 6.931472028550421e-1))))
+      (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 1))))
+      (local.set $g (f32x4.mul (local.get $g)
+        (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (i32x4.splat (i32.const 127))) (i32.const 23))))
+      (v128.store (local.get $v) (local.get $g))
+      (local.set $sum (f32x4.add (local.get $sum) (local.get $g)))
+      (local.set $v (i32.add (local.get $v) (i32.const 16)))
+      (br $k)))
+    (local.get $sum))
+
+  ;; Softmax statistics of the rows of x [rows, K], rows a multiple of 4: m[r] = max_k x[r,k] and
+  ;; s[r] = Σ_k e^(x[r,k] − m[r]) ∈ [1, K], the parts of the log-sum-exp m + log s (the caller takes the log).
+  ;; A NaN logit makes its row's m and s NaN. v: 16·K bytes of scratch.
+  (func (export "softmax_stats") (param $x i32) (param $rows i32) (param $K i32) (param $m i32) (param $s i32) (param $v i32)
+    (local $r i32) (local $stride i32) (local $k i32) (local $end i32) (local $mx v128)
+    (local.set $stride (i32.shl (local.get $K) (i32.const 2)))
+    (local.set $end (i32.add (local.get $v) (i32.shl (local.get $K) (i32.const 4))))
+    (block $done (loop $group
+      (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
+      (call $gather4 (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $stride))) (local.get $stride) (local.get $K) (local.get $v))
+      (local.set $mx (v128.load (local.get $v)))
+      (local.set $k (i32.add (local.get $v) (i32.const 16)))
+      (block $mdone (loop $mk
+        (br_if $mdone (i32.ge_u (local.get $k) (local.get $end)))
+        (local.set $mx (f32x4.max (local.get $mx) (v128.load (local.get $k))))
+        (local.set $k (i32.add (local.get $k) (i32.const 16)))
+        (br $mk)))
+      (v128.store (i32.add (local.get $m) (i32.shl (local.get $r) (i32.const 2))) (local.get $mx))
+      (v128.store (i32.add (local.get $s) (i32.shl (local.get $r) (i32.const 2))) (call $exp_sub (local.get $v) (local.get $K) (local.get $mx)))
+      (local.set $r (i32.add (local.get $r) (i32.const 4)))
+      (br $group))))
+
+  ;; dx[r,k] = g[r]·e^(x[r,k] − l[r]) over x [rows, K], rows a multiple of 4 (with l the rows' log-sum-exp, the
+  ;; softmax scaled by g: a cross-entropy's gradient before the caller subtracts g[r] at each row's label).
+  ;; v: 16·K bytes of scratch.
+  (func (export "softmax_scaled") (param $x i32) (param $l i32) (param $g i32) (param $rows i32) (param $K i32) (param $dx i32) (param $v i32)
+    (local $r i32) (local $q i32) (local $stride i32) (local $k i32) (local $end i32) (local $gv v128) (local $e v128)
+    (local.set $stride (i32.shl (local.get $K) (i32.const 2)))
+    (local.set $end (i32.add (local.get $v) (i32.shl (local.get $K) (i32.const 4))))
+    (block $done (loop $group
+      (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
+      (call $gather4 (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $stride))) (local.get $stride) (local.get $K) (local.get $v))
+      (drop (call $exp_sub (local.get $v) (local.get $K) (v128.load (i32.add (local.get $l) (i32.shl (local.get $r) (i32.const 2))))))
+      (local.set $gv (v128.load (i32.add (local.get $g) (i32.shl (local.get $r) (i32.const 2)))))
+      (local.set $q (i32.add (local.get $dx) (i32.mul (local.get $r) (local.get $stride))))
+      (local.set $k (local.get $v))
+      (block $kdone (loop $kk
+        (br_if $kdone (i32.ge_u (local.get $k) (local.get $end)))
+        (local.set $e (f32x4.mul (local.get $gv) (v128.load (local.get $k))))
+        (f32.store (local.get $q) (f32x4.extract_lane 0 (local.get $e)))
+        (f32.store (i32.add (local.get $q) (local.get $stride)) (f32x4.extract_lane 1 (local.get $e)))
+        (f32.store (i32.add (local.get $q) (i32.shl (local.get $stride) (i32.const 1))) (f32x4.extract_lane 2 (local.get $e)))
+        (f32.store (i32.add (local.get $q) (i32.mul (local.get $stride) (i32.const 3))) (f32x4.extract_lane 3 (local.get $e)))
+        (local.set $q (i32.add (local.get $q) (i32.const 4)))
+        (local.set $k (i32.add (local.get $k) (i32.const 16)))
+        (br $kk)))
+      (local.set $r (i32.add (local.get $r) (i32.const 4)))
+      (br $group))))
 )

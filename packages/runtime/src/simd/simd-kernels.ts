@@ -42,6 +42,10 @@ export interface SimdKernels {
     lr: number, decay: number, p1: number, m1: number, v1: number): void;
   /** out = a·x + b·y over n floats. */
   ema(x: number, y: number, n: number, a: number, b: number, out: number): void;
+  /** Per row of x [rows, K] (rows a multiple of 4): m = the row's max, s = Σ e^(x − m), the log-sum-exp's parts; v: 16·K bytes of scratch. */
+  softmaxStats(x: number, rows: number, K: number, m: number, s: number, v: number): void;
+  /** dx = g·e^(x − l) per row of x [rows, K] (rows a multiple of 4), l and g per row; v: 16·K bytes of scratch. */
+  softmaxScaled(x: number, l: number, g: number, rows: number, K: number, dx: number, v: number): void;
 }
 
 /** The slice of the WebAssembly JS API used here (lib ES2023 and @types/node 20 do not declare it). */
@@ -80,7 +84,7 @@ export function simdKernelsFor(backend: unknown): SimdKernels | undefined {
       colSums: e.col_sums, colAffine: e.col_affine, layerNorm: e.layer_norm, layerNormGrad: e.layer_norm_grad, gelu: e.gelu, geluGrad: e.gelu_grad,
       gatherAffineRelu: e.gather_affine_relu, gatherAffineReluGrad: e.gather_affine_relu_grad, dwFilterRow: e.dw_filter_row,
       reluGradColSums: e.relu_grad_col_sums, ensembleDot: e.ensemble_dot, ensembleDotGrad: e.ensemble_dot_grad,
-      adamw: e.adamw, ema: e.ema,
+      adamw: e.adamw, ema: e.ema, softmaxStats: e.softmax_stats, softmaxScaled: e.softmax_scaled,
     };
   } catch {
     // a runtime without wasm SIMD: the callers' JS loops run instead
