@@ -256,11 +256,13 @@ test('FusedBatchNorm on wasm (ir2f: x·a + b per channel) matches cpu, with and 
   t.true(replacedWasmKernels.has('FusedBatchNorm'));
 });
 
-test('MaxPoolGrad on wasm (ir2f: the first strict maximum of each window) matches cpu, ties and overlapping windows included', async (t) => {
+test('MaxPoolGrad on wasm (ir2f: the first strict maximum of each window; SIMD, channel tails in JS) matches cpu, ties and overlapping windows included', async (t) => {
   const cases: { x: [number, number, number, number]; f: number; s: number; pad: 'valid' | 'same' }[] = [
     { x: [2, 17, 17, 5], f: 3, s: 2, pad: 'valid' },
     { x: [1, 9, 11, 3], f: 2, s: 2, pad: 'same' },
     { x: [2, 8, 8, 4], f: 3, s: 1, pad: 'same' },
+    // a ResNet stem's pool: channels all SIMD
+    { x: [2, 14, 14, 16], f: 3, s: 2, pad: 'same' },
   ];
   for (const c of cases) {
     // few distinct values: many ties inside a window

@@ -46,6 +46,9 @@ export interface SimdKernels {
   softmaxStats(x: number, rows: number, K: number, m: number, s: number, v: number): void;
   /** dx = g·e^(x − l) per row of x [rows, K] (rows a multiple of 4), l and g per row; v: 16·K bytes of scratch. */
   softmaxScaled(x: number, l: number, g: number, rows: number, K: number, dx: number, v: number): void;
+  /** MaxPoolGrad (NHWC) on channels [0, C4), C4 a multiple of 4, into a zeroed dx: each window's first strict maximum takes its dy. */
+  maxPoolGrad(x: number, dy: number, dx: number, B: number, H: number, W: number, C: number, C4: number, OH: number, OW: number,
+    fh: number, fw: number, sh: number, sw: number, top: number, left: number): void;
 }
 
 /** The slice of the WebAssembly JS API used here (lib ES2023 and @types/node 20 do not declare it). */
@@ -85,6 +88,7 @@ export function simdKernelsFor(backend: unknown): SimdKernels | undefined {
       gatherAffineRelu: e.gather_affine_relu, gatherAffineReluGrad: e.gather_affine_relu_grad, dwFilterRow: e.dw_filter_row,
       reluGradColSums: e.relu_grad_col_sums, ensembleDot: e.ensemble_dot, ensembleDotGrad: e.ensemble_dot_grad,
       adamw: e.adamw, ema: e.ema, softmaxStats: e.softmax_stats, softmaxScaled: e.softmax_scaled,
+      maxPoolGrad: e.max_pool_grad,
     };
   } catch {
     // a runtime without wasm SIMD: the callers' JS loops run instead
