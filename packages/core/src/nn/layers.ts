@@ -151,9 +151,9 @@ export class MaxPool2d extends Layer {
   forward(x: tf.Tensor): tf.Tensor {
     const p = this.padding;
     if (p === 0) return tf.maxPool(x as tf.Tensor4D, this.kernel, this.stride, 'valid');
-    // pad with -inf explicitly: tfjs's numeric pad rounds output sizes differently from PyTorch
-    const padded = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], -Infinity) as tf.Tensor4D;
-    return tf.maxPool(padded, this.kernel, this.stride, 'valid');
+    // explicit padding (padded cells never win), not a number: tfjs's numeric pad rounds output sizes
+    // differently from PyTorch. Not a -inf tf.pad: its copy forward and slice backward cost more than the pool.
+    return tf.maxPool(x as tf.Tensor4D, this.kernel, this.stride, [[0, 0], [p, p], [p, p], [0, 0]]);
   }
 
   toOnnx(g: OnnxGraph, input: string, prefix: string): string {

@@ -8,8 +8,8 @@
  * - `Conv2DBackpropFilter` (stride 1): per filter tap, dW[kh, kw] = x_padᵀ · dy_pad over rows shifted by the
  *   tap's offset. With x padded and dy zero-padded to the same [Hp, Wp] grid and both flattened to rows, the
  *   pixel a tap reads for output (h, w) is the row (h, w) plus kh·dh·Wp + kw·dw, so each tap is one GEMM on
- *   contiguous rows, no im2col; rows that wrap past a line end meet dy's zero padding. Strided: im2col
- *   from one strided Slice of x a tap (each the output's size) and one GEMM. Mostly padding: the backend's.
+ *   contiguous rows, no im2col; rows that wrap past a line end meet dy's zero padding. Strided, or mostly
+ *   padding: im2col from one strided Slice of x a live tap (each the output's size) and one GEMM.
  * - `DepthwiseConv2dNativeBackpropFilter` (cpu; wasm without SIMD): per tap, a product and a reduction over the
  *   valid rectangle.
  * - `BatchMatMul`, `_FusedMatMul` (bias, relu): Gemm with its transposition flags, or a batched MatMul (an
@@ -217,7 +217,7 @@ const conv2DBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
   const a = attrs as unknown as ConvAttrs & { filterShape: number[] };
   const c = isF32(x, dy) ? convCase(x.shape, a.filterShape, a) : undefined;
   if (!c || c.macs < MIN_MACS) return undefined;
-  if (c.strides[0] !== 1 || c.strides[1] !== 1) return stridedFilterGradient(rt, io, x, dy, a.filterShape, c);
+  if (c.strides[0] !== 1 || c.strides[1] !== 1) return im2colFilterGradient(rt, io, x, dy, a.filterShape, c);
   const { info } = c;
   const [B, H, W, Ci] = x.shape;
   const Co = info.outChannels;
@@ -233,8 +233,8 @@ const conv2DBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
   if (Hp - (KH - 1) * dh !== info.outHeight || Wp - (KW - 1) * dw !== info.outWidth) return undefined;
   const P = B * Hp * Wp;
   // the GEMMs run over padded rows: a wide padding on a small map (DeepLab's dilation 24 on 16×16) is mostly
-  // zeros, where the backend's im2col (its products on onnxruntime too) skips the taps that only see padding
-  if (P > MAX_PADDED_ROWS * B * info.outHeight * info.outWidth) return undefined;
+  // zeros, where the im2col GEMM skips the taps that only see padding
+  if (P > MAX_PADDED_ROWS * B * info.outHeight * info.outWidth) return im2colFilterGradient(rt, io, x, dy, a.filterShape, c);
   const rows = P - ((KH - 1) * dh * Wp + (KW - 1) * dw);
   const k = key('dw', x.shape, dy.shape, a.filterShape, c.dilations, c.pads);
   return runGraph(rt, io, k, graph([x.shape, dy.shape], (g, [xi, d]) => {
@@ -252,13 +252,15 @@ const conv2DBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
 };
 
 /**
- * A strided convolution's filter gradient as one GEMM: x channels first and padded, then per tap the input
- * pixels that tap read (a Slice with the stride as its step, the output's size) as [Ci, pixels] rows; stacked in
- * the filter's (kh, kw, ci) order they are the transposed im2col, and colsᵀ·dy is the gradient. At a stride s
- * the columns are 1/s² of a stride-1 im2col's. One GEMM, not one a tap: with the stem's 3 input channels a GEMM
- * a tap was 3 × 8192 · 8192 × 16, too thin for MLAS.
+ * A convolution's filter gradient as one GEMM over the taps' own pixels: x channels first and padded, then per
+ * tap the input pixels that tap read (a Slice with the stride as its step, the output's size) as [Ci, pixels]
+ * rows; stacked in the filter's (kh, kw, ci) order they are the transposed im2col, and colsᵀ·dy is the gradient.
+ * At a stride s the columns are 1/s² of a stride-1 im2col's. One GEMM, not one a tap: with the stem's 3 input
+ * channels a GEMM a tap was 3 × 8192 · 8192 × 16, too thin for MLAS. Taps that read only padding (DeepLab's
+ * dilations 18 and 24 on a 16×16 map, all but the centre) take no columns: their rows of the gradient are zeros,
+ * and x is padded only as far as the others read.
  */
-function stridedFilterGradient(rt: OrtKernelRuntime, io: HostIO, x: Info, dy: Info, filterShape: number[], c: ConvCase): Info | undefined {
+function im2colFilterGradient(rt: OrtKernelRuntime, io: HostIO, x: Info, dy: Info, filterShape: number[], c: ConvCase): Info | undefined {
   const { info } = c;
   const [B, H, W, Ci] = x.shape;
   const [OH, OW, Co] = [info.outHeight, info.outWidth, info.outChannels];
@@ -266,27 +268,43 @@ function stridedFilterGradient(rt: OrtKernelRuntime, io: HostIO, x: Info, dy: In
   const [sh, sw] = c.strides;
   const [dh, dw] = c.dilations;
   const [top, left] = c.pads;
-  // padded enough that every tap's last read is inside (tfjs's own bottom/right padding may be more or less)
-  const bottom = Math.max(0, (OH - 1) * sh + (KH - 1) * dh + 1 - (H + top));
-  const right = Math.max(0, (OW - 1) * sw + (KW - 1) * dw + 1 - (W + left));
   const P = B * OH * OW;
-  if (P * KH * KW * Ci > MAX_STRIDED_COLUMNS) return undefined;
+  // a tap's first read row (column) at output 0 is kh·dh − top; it is live if some output reads inside x
+  const rowsLive = Array.from({ length: KH }, (_, kh) => validOutputRange(OH, H, sh, kh * dh - top)).map(([lo, hi]) => hi > lo);
+  const colsLive = Array.from({ length: KW }, (_, kw) => validOutputRange(OW, W, sw, kw * dw - left)).map(([lo, hi]) => hi > lo);
+  const live: [number, number][] = [];
+  for (let kh = 0; kh < KH; kh++) for (let kw = 0; kw < KW; kw++) if (rowsLive[kh] && colsLive[kw]) live.push([kh, kw]);
+  if (live.length === 0 || P * live.length * Ci > MAX_STRIDED_COLUMNS) return undefined;
+  // padding that the live taps' reads reach
+  const reach = (first: number, last: number, size: number) => [Math.max(0, -first), Math.max(0, last - (size - 1))];
+  const liveKh = live.map(([kh]) => kh);
+  const liveKw = live.map(([, kw]) => kw);
+  const [padTop, padBottom] = reach(Math.min(...liveKh) * dh - top, (OH - 1) * sh + Math.max(...liveKh) * dh - top, H);
+  const [padLeft, padRight] = reach(Math.min(...liveKw) * dw - left, (OW - 1) * sw + Math.max(...liveKw) * dw - left, W);
   const k = key('dws', x.shape, dy.shape, filterShape, c.strides, c.dilations, [top, left]);
   return runGraph(rt, io, k, graph([x.shape, dy.shape], (g, [xi, d]) => {
     // channels first once ([Ci, B, H, W]), so that each tap's slice is [Ci, pixels] rows of the transposed im2col
     const cf = g.node('Transpose', [xi], { perm: attr.ints([3, 0, 1, 2]) });
-    const padded = top + left + bottom + right > 0 ? g.node('Pad', [cf, g.int64s('pads', [0, 0, top, left, 0, 0, bottom, right])]) : cf;
-    const taps: string[] = [];
-    for (let kh = 0; kh < KH; kh++) {
-      for (let kw = 0; kw < KW; kw++) {
-        const [h0, w0] = [kh * dh, kw * dw];
-        const read = g.node('Slice', [padded, g.int64s('starts', [h0, w0]), g.int64s('ends', [h0 + (OH - 1) * sh + 1, w0 + (OW - 1) * sw + 1]),
-          g.int64s('axes', [2, 3]), g.int64s('steps', [sh, sw])]);
-        taps.push(g.node('Reshape', [read, g.int64s('shape', [Ci, P])]));
-      }
-    }
-    const colsT = taps.length > 1 ? g.node('Concat', taps, { axis: attr.int(0) }) : taps[0];
-    return g.node('Gemm', [colsT, g.node('Reshape', [d, g.int64s('shape', [P, Co])])], gemm(false, false));
+    const padded = padTop + padLeft + padBottom + padRight > 0
+      ? g.node('Pad', [cf, g.int64s('pads', [0, 0, padTop, padLeft, 0, 0, padBottom, padRight])]) : cf;
+    const cols = live.map(([kh, kw]) => {
+      const [h0, w0] = [kh * dh - top + padTop, kw * dw - left + padLeft];
+      const read = g.node('Slice', [padded, g.int64s('starts', [h0, w0]), g.int64s('ends', [h0 + (OH - 1) * sh + 1, w0 + (OW - 1) * sw + 1]),
+        g.int64s('axes', [2, 3]), g.int64s('steps', [sh, sw])]);
+      return g.node('Reshape', [read, g.int64s('shape', [Ci, P])]);
+    });
+    const colsT = cols.length > 1 ? g.node('Concat', cols, { axis: attr.int(0) }) : cols[0];
+    const grads = g.node('Gemm', [colsT, g.node('Reshape', [d, g.int64s('shape', [P, Co])])], gemm(false, false));
+    if (live.length === KH * KW) return grads;
+    // the live taps' rows in place, zeros for the rest
+    const zeros = g.floats('zeros', new Float32Array(Ci * Co), [Ci, Co]);
+    let at = 0;
+    const rows = Array.from({ length: KH * KW }, (_, t) => {
+      if (!rowsLive[Math.floor(t / KW)] || !colsLive[t % KW]) return zeros;
+      const from = Ci * at++;
+      return g.node('Slice', [grads, g.int64s('starts', [from]), g.int64s('ends', [from + Ci]), g.int64s('axes', [0])]);
+    });
+    return g.node('Concat', rows, { axis: attr.int(0) });
   }, [KH * KW * Ci, Co]), [[x, x.shape], [dy, dy.shape]], filterShape, [KH * KW * Ci, Co]);
 }
 
