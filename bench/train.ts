@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- train`: one DAFormer-style iteration (batch 2+2) of the small presets at 128² and 256²
  * on tfjs-wasm: one replica on 1 thread and on N threads (XNNPACK's pool), and the default of `ir2f train`
- * on N ≥ 2 cores, two replicas (the source and target passes in parallel) on N/2 threads each; each in a
+ * on N ≥ 2 cores, the faster of two replicas (the source and target passes in parallel) on N/2 threads each
+ * and one on N/2 threads (a run times both over its first steps and keeps the faster); each in a
  * process of its own (the wasm module's threads are fixed per process). Convolutions, matrix products and
  * transcendentals run on onnxruntime's MLAS kernels (core's default when onnxruntime-node is installed); the
  * column "1 thr, wasm kernels" is the same step with IR2F_DENSE_KERNELS=backend (XNNPACK and ir2f's kernels). Next to it the PyTorch twin running
@@ -88,9 +89,21 @@ function roundsOption(): number {
   return n;
 }
 
-/** The default of `ir2f train`: two replicas on half the threads each where there are 2+ cores, else one. */
-function defaultStep(preset: string, size: number, inr: boolean): ChildResult {
-  return THREADS > 1 ? stepInChild(preset, size, HALF, inr, 2) : stepInChild(preset, size, 1, inr);
+interface DefaultResult extends ChildResult {
+  /** The replicas of the plan the default keeps. */
+  workers: 1 | 2;
+}
+
+/**
+ * The default of `ir2f train`: on 2+ cores, two replicas on half the threads each or one on half the threads,
+ * whichever is faster (a run times both over its first steps and keeps the faster: core's `ReplicaProbe`);
+ * else one replica.
+ */
+function defaultStep(preset: string, size: number, inr: boolean): DefaultResult {
+  if (THREADS === 1) return { ...stepInChild(preset, size, 1, inr), workers: 1 };
+  const two = stepInChild(preset, size, HALF, inr, 2);
+  const one = stepInChild(preset, size, HALF, inr, 1);
+  return one.msPerStep < two.msPerStep ? { ...one, workers: 1 } : { ...two, workers: 2 };
 }
 
 const REFERENCE = new URL('./train-reference.json', import.meta.url);
@@ -102,7 +115,7 @@ interface TrainReference {
   commit: string;
   cpu: string;
   threads: number;
-  /** ms per iteration of the default (two replicas) per case, `preset[+inr]@size`. */
+  /** ms per iteration of the default (the faster plan) per case, `preset[+inr]@size`. */
   msPerStep: Record<string, number>;
 }
 
@@ -146,7 +159,7 @@ export async function benchTrain(): Promise<void> {
     `(and once with XNNPACK's), PyTorch CPU (${debianBlas()}) on the same threads`);
   console.log(`# practical peak (PyTorch 2048² sgemm): ${fmt(peak1 ?? NaN, 0)} GFLOP/s on 1 thread, ${fmt(peakN ?? NaN, 0)} on ${THREADS}\n`);
   const rows: (string | number)[][] = [[
-    'preset', 'crop', 'GFLOP/it', '1 thr, wasm kernels ms', 'wasm 1 thr ms', `wasm ${THREADS} thr ms`, `2 replicas × ${HALF} thr ms`, 'default GFLOP/s',
+    'preset', 'crop', 'GFLOP/it', '1 thr, wasm kernels ms', 'wasm 1 thr ms', `wasm ${THREADS} thr ms`, 'default ms (replicas)', 'default GFLOP/s',
     'torch 1 thr ms', `torch ${THREADS} thr ms`, 'default ÷ torch 1 thr', `default ÷ torch ${THREADS} thr`, 'default ÷ torch best',
   ]];
   const phases: (string | number)[][] = [['preset', 'crop', 'teacher', 'student f+b', 'rectifier', 'optim+EMA', 'kernels/it']];
@@ -154,7 +167,7 @@ export async function benchTrain(): Promise<void> {
   // the default and PyTorch's steps in rounds over all cases, each case's median kept: this VM's speed drifts
   // by tens of percent over minutes (PyTorch's too), and a drift then touches every case of a round alike
   const rounds = roundsOption();
-  const dps: ChildResult[][] = CASES.map(() => []);
+  const dps: DefaultResult[][] = CASES.map(() => []);
   const torch: [TorchStep | undefined, TorchStep | undefined][][] = CASES.map(() => []);
   for (let r = 0; r < rounds; r++) {
     CASES.forEach(([preset, size, extra], i) => {
@@ -179,7 +192,9 @@ export async function benchTrain(): Promise<void> {
     const ratio = (w: number, t?: number) => (t ? fmt(t / w, 2) : 'n/a');
     const name = extra ? `${preset} + INR` : preset;
     const best = t1 && tN ? Math.min(t1, tN) : undefined;
-    rows.push([name, `${size}²`, fmt(dp.flops / 1e9, 2), fmt(plainWasm.msPerStep, 0), fmt(one.msPerStep, 0), fmt(many.msPerStep, 0), fmt(dp.msPerStep, 0),
+    // the rounds' plans: a case near the crossover may keep either
+    const plans = [...new Set(dps[i].map((d) => d.workers))].sort().join('/');
+    rows.push([name, `${size}²`, fmt(dp.flops / 1e9, 2), fmt(plainWasm.msPerStep, 0), fmt(one.msPerStep, 0), fmt(many.msPerStep, 0), `${fmt(dp.msPerStep, 0)} (${plans})`,
       fmt(dp.flops / dp.msPerStep / 1e6, 1), t1 ? fmt(t1, 0) : 'n/a', tN ? fmt(tN, 0) : 'n/a',
       ratio(dp.msPerStep, t1), ratio(dp.msPerStep, tN), ratio(dp.msPerStep, best)]);
     phases.push([name, `${size}²`, ...(['teacher', 'student', 'rectifier', 'optimizer'] as const).map((k) => fmt(dp.phases[k], 0)), dp.kernels.count]);
@@ -196,7 +211,7 @@ export async function benchTrain(): Promise<void> {
     `${fmt(inrRatios[Math.floor(inrRatios.length / 2)], 2)} (rounds: ${inrRatios.map((x) => fmt(x, 2)).join(', ')}; target ≤ 1.4)`);
   await writeAtomic(fileURLToPath(REFERENCE), new TextEncoder().encode(`${JSON.stringify(reference, null, 2)}\n`));
   console.log(`\nthe default's ms per iteration: ${fileURLToPath(REFERENCE)} (\`npm run bench -- train --check\` compares with it)`);
-  console.log(`\n# phases of the default iteration (2 replicas; ms; profiled steps sync after each phase; teacher and rectifier summed over both replicas, the student the rest of the passes' wall time)\n`);
+  console.log(`\n# phases of the default iteration (its plan; ms; profiled steps sync after each phase; on 2 replicas teacher and rectifier summed over both, the student the rest of the passes' wall time)\n`);
   console.log(table(phases));
   console.log(`\n# the top kernels by time of one profiled iteration (tf.profile; dense kernels on onnxruntime)\n\n${kernelTables.join('\n\n')}`);
   // each replica's wasm heap grows to its own pass's peak: two replicas hold about twice one's

@@ -50,7 +50,7 @@ export function buildProgram(io: CliIo = {}): Command {
     })
     .option('--threads <n>', 'threads per replica, 1–4: onnxruntime\'s dense kernels, else the wasm build\'s (default: IR2F_WASM_THREADS, else min(4, cores))',
       positiveInt('--threads'))
-    .option('--workers <n>', 'training replicas, 1 or 2 (default: IR2F_WORKERS, else 2 on 2+ cores: the source and target passes of a step in parallel)',
+    .option('--workers <n>', 'training replicas, 1 or 2 (default: IR2F_WORKERS, else on 2+ cores whichever of 1 and 2 the first steps time faster; 2: the source and target passes of a step in parallel)',
       positiveInt('--workers'))
     .hook('preAction', (cmd) => {
       const { threads, workers } = cmd.opts() as { threads?: number; workers?: number };

@@ -82,6 +82,8 @@ export function progress(events$: Observable<Ir2fEvent>, opts: { tty: boolean; l
     } else opts.log(line);
   }));
   subs.add(events$.pipe(ofType('warning')).subscribe((e) => opts.log(`warning (${e.code}): ${e.message}`)));
+  subs.add(events$.pipe(ofType('replicas')).subscribe((e) => opts.log(
+    `replicas: ${e.workers} from step ${e.step} (timed: one ${Math.round(e.msPerStep.one)} ms a step, two ${Math.round(e.msPerStep.two)})`)));
   subs.add(events$.pipe(ofType('run-end')).subscribe(() => bar?.stop()));
   return subs;
 }

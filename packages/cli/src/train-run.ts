@@ -31,7 +31,8 @@ export interface TrainRunOptions {
   /**
    * Model replicas, 1 or 2 (default `IR2F_WORKERS`, else 2 on 2+ cores with the wasm or cpu backend, except
    * source-only runs): with 2, a worker thread runs each step's target pass while this thread runs the
-   * source pass, each replica on half the threads.
+   * source pass, each replica on half the threads. Not set: a run of 50+ steps times both over its first
+   * steps and keeps the faster (core's `ReplicaProbe`).
    */
   workers?: number;
 }
@@ -52,8 +53,6 @@ export function replicaPlan(mode: TrainMode, backend: string | undefined, reques
 export interface TrainRunResult extends TrainResult {
   workDir: string;
   backend: BackendInfo;
-  /** Model replicas that trained (2: data-parallel passes). */
-  workers: number;
   history: History;
   files: { events: string; curves: string; summary: string; config: string };
 }
@@ -128,23 +127,25 @@ async function trainIn(
     if (config.featureDistance && !imnet && !config.model.pretrained) {
       bus.emit({ type: 'warning', code: 'NO_FEATURE_DISTANCE', message: 'featureDistance is configured but model.pretrained is not: training without it' });
     }
-    const replicas = plan.workers > 1 ? `, 2 replicas (source and target passes in parallel)` : '';
+    // unless the user set it, the replica count is timed over the first steps (the faster of 1 and 2 stays)
+    const replicas = plan.workers < 2 ? '' : plan.explicit ? ', 2 replicas (source and target passes in parallel)'
+      : ', 2 replicas (source and target passes in parallel) or 1, whichever the first steps time faster';
     if (!opts.quiet) log(`data: ${data.describe}; model ${config.model.preset}; ${describeBackend(backend)}${replicas}; work dir ${workDir}`);
     const result = await train({
       config: config.train, runConfig: config, trainConfigPath: 'train', student, teacher, numClasses: config.model.numClasses, pipeline,
       data: data.data, workDir, resume, signal: abort.signal, backend,
       featureDistance: imnet && config.featureDistance ? { imnet, ...config.featureDistance } : undefined,
-      parallel: plan.workers > 1 ? { replica: { module: REPLICA_MODULE, args: config }, threads: backend.threads ?? 1 } : undefined,
+      parallel: plan.workers > 1 ? { replica: { module: REPLICA_MODULE, args: config }, threads: backend.threads ?? 1, auto: plan.explicit ? undefined : {} } : undefined,
     });
     await writeCurvesPng(history, files.curves, `${config.extends ?? config.model.preset}: ${config.train.mode}`);
     const summary = {
       step: result.step, reason: result.reason, msPerStep: result.msPerStep, checkpoint: result.checkpoint, backend: backend.name, threads: backend.threads, dense: backend.dense?.provider,
-      workers: plan.workers,
+      workers: result.workers,
       miou: result.eval && { student: result.eval.student.miou, teacher: result.eval.teacher?.miou },
       perClassIoU: result.eval?.student.perClassIoU, classes: data.classes, classNames: data.classNames,
     };
     await writeAtomic(files.summary, new TextEncoder().encode(`${JSON.stringify(summary, null, 2)}\n`));
-    return { ...result, workDir, backend, workers: plan.workers, history, files };
+    return { ...result, workDir, backend, history, files };
   } finally {
     for (const s of signals) process.off(s, onSignal);
     bar?.unsubscribe();

@@ -54,6 +54,10 @@ export type Ir2fEventInput =
       /** v2: the fit has not separated yet, so the student's weight is q and ψ trains on L_cal only. */
       warmup?: boolean;
     }
+  | {
+      /** The replica plan a run with `parallel.auto` chose after timing both (median ms a step of each). */
+      type: 'replicas'; step: number; workers: 1 | 2; msPerStep: { one: number; two: number };
+    }
   | { type: 'checkpoint'; step: number; path: string }
   | { type: 'warning'; code: string; message: string; step?: number }
   | { type: 'run-end'; step: number; reason: 'completed' | 'interrupted' | 'failed'; ms: number; error?: string };

@@ -52,6 +52,7 @@ export {
 export {
   DataParallelStepper, mergeRunningStats, replicaState, siblingModule, type BatchMessage, type Replica, type ReplicaSpec,
 } from './train/data-parallel.js';
+export { ReplicaProbe, type ReplicaChoice, type ReplicaProbeOptions } from './train/replica-probe.js';
 export {
   applyUpdate, sourcePass, stepVariables, targetPass, type PassResult, type StepOptions,
 } from './train/uda-step.js';

@@ -2,7 +2,7 @@ import test from 'ava';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import {
-  DataParallelStepper, initBackend, replicaState, Rng, stepPartsFor, Tokens, train, TrainConfigSchema, udaStep, type EventBus, type HostBatch, type Ir2fEvent, type TrainData,
+  DataParallelStepper, initBackend, ReplicaProbe, replicaState, Rng, stepPartsFor, Tokens, train, TrainConfigSchema, udaStep, type EventBus, type HostBatch, type Ir2fEvent, type TrainData,
 } from '@ir2f/core';
 import { buildReplica } from './fixtures/tiny-replica.js';
 
@@ -84,36 +84,85 @@ test.serial('the target pass on a worker replica: the losses and the state of on
   }
 });
 
+const trainData = (): TrainData => {
+  const gen = (domain: string) => async function* (from: number) {
+    for (let i = from; ; i++) yield batchAt(domain, i);
+  };
+  return { source: gen('source'), target: gen('target') };
+};
+
+/** A train() run of the tiny replica: its events and result. */
+async function trainRun(steps: number, parallel?: Parameters<typeof train>[0]['parallel']) {
+  const replica = buildReplica(REPLICA.args as never);
+  const events: Ir2fEvent[] = [];
+  replica.pipeline.resolve<EventBus>(Tokens.EventBus).events$.subscribe((e) => events.push(e));
+  try {
+    const result = await train({
+      config: { steps, seed: 2, optimizer: { lr: 1e-2, warmupSteps: 1 } }, student: replica.student, teacher: replica.teacher, numClasses: K,
+      pipeline: replica.pipeline, data: trainData(), parallel,
+    });
+    return { events, result };
+  } finally {
+    replica.student.dispose();
+    replica.teacher.dispose();
+    await replica.pipeline.dispose();
+  }
+}
+
+const stepLosses = (ev: Ir2fEvent[]) => ev.filter((e) => e.type === 'step').map((e) => (e as Extract<Ir2fEvent, { type: 'step' }>).losses);
+
 test.serial('train({ parallel }) gives the losses of the one-replica run and reports the worker\'s events', async (t) => {
-  const data = (): TrainData => {
-    const gen = (domain: string) => async function* (from: number) {
-      for (let i = from; ; i++) yield batchAt(domain, i);
-    };
-    return { source: gen('source'), target: gen('target') };
-  };
-  const run = async (parallel: boolean) => {
-    const replica = buildReplica(REPLICA.args as never);
-    const events: Ir2fEvent[] = [];
-    replica.pipeline.resolve<EventBus>(Tokens.EventBus).events$.subscribe((e) => events.push(e));
-    try {
-      await train({
-        config: { steps: 5, seed: 2, optimizer: { lr: 1e-2, warmupSteps: 1 } }, student: replica.student, teacher: replica.teacher, numClasses: K,
-        pipeline: replica.pipeline, data: data(), parallel: parallel ? { replica: REPLICA } : undefined,
-      });
-    } finally {
-      replica.student.dispose();
-      replica.teacher.dispose();
-      await replica.pipeline.dispose();
-    }
-    return events;
-  };
-  const [one, two] = [await run(false), await run(true)];
-  const losses = (ev: Ir2fEvent[]) => ev.filter((e) => e.type === 'step').map((e) => (e as Extract<Ir2fEvent, { type: 'step' }>).losses);
-  t.is(losses(two).length, 5);
-  losses(one).forEach((l, i) => {
-    for (const k of Object.keys(l)) t.true(Math.abs(l[k] - losses(two)[i][k]) <= 1e-5 * Math.abs(l[k]) + 1e-7, `step ${i + 1} ${k}`);
+  const [{ events: one }, { events: two, result }] = [await trainRun(5), await trainRun(5, { replica: REPLICA })];
+  t.is(stepLosses(two).length, 5);
+  t.is(result.workers, 2);
+  stepLosses(one).forEach((l, i) => {
+    for (const k of Object.keys(l)) t.true(Math.abs(l[k] - stepLosses(two)[i][k]) <= 1e-5 * Math.abs(l[k]) + 1e-7, `step ${i + 1} ${k}`);
   });
   t.deepEqual(two.map((e) => e.type).filter((x, i, a) => a.indexOf(x) === i), one.map((e) => e.type).filter((x, i, a) => a.indexOf(x) === i));
+});
+
+test.serial('train({ parallel: { auto } }) times one replica against two, keeps the faster, and trains as one replica does throughout', async (t) => {
+  // warm-up 1, then 3 steps alone (1 untimed), the worker brought up to date, 2 on two replicas: decided after step 6
+  const [{ events: one }, { events: auto, result }] = [
+    await trainRun(9), await trainRun(9, { replica: REPLICA, auto: { warmup: 1, steps: 2, minSteps: 0 } }),
+  ];
+  const choices = auto.filter((e): e is Extract<Ir2fEvent, { type: 'replicas' }> => e.type === 'replicas');
+  t.is(choices.length, 1);
+  const [choice] = choices;
+  t.is(choice.step, 6);
+  t.true(choice.msPerStep.one > 0 && choice.msPerStep.two > 0);
+  t.is(choice.workers, choice.msPerStep.one < choice.msPerStep.two ? 1 : 2);
+  t.is(result.workers, choice.workers);
+  // the worker sat out steps 2–4: had it not taken the main thread's state after them, its target passes would differ
+  t.is(stepLosses(auto).length, 9);
+  stepLosses(one).forEach((l, i) => {
+    for (const k of Object.keys(l)) t.true(Math.abs(l[k] - stepLosses(auto)[i][k]) <= 1e-5 * Math.abs(l[k]) + 1e-7, `step ${i + 1} ${k}: ${l[k]} vs ${stepLosses(auto)[i][k]}`);
+  });
+  // a run shorter than minSteps keeps two replicas unprobed
+  const { events: short } = await trainRun(3, { replica: REPLICA, auto: { minSteps: 10 } });
+  t.false(short.some((e) => e.type === 'replicas'));
+});
+
+test('ReplicaProbe: two replicas for the warm-up, one for steps + 1 (the first untimed), a sync, then two; the faster median wins', (t) => {
+  const plan = (times: (step: number) => number) => {
+    const probe = ReplicaProbe.start(10, 100, { warmup: 2, steps: 3 })!;
+    const trace: string[] = [];
+    for (let step = 10; step < 30; step++) {
+      trace.push(`${probe.needsSync(step) ? 's' : ''}${probe.parallel(step) ? 2 : 1}`);
+      const choice = probe.record(step, times(step));
+      if (choice) return { trace: trace.join(' '), choice };
+    }
+    return { trace: trace.join(' ') };
+  };
+  // steps 12–15 alone (12 untimed), 16–18 on two
+  const alone = new Set([12, 13, 14, 15]);
+  const fastOne = plan((s) => (s === 12 ? 500 : alone.has(s) ? 100 : 150));
+  t.is(fastOne.trace, '2 2 1 1 1 1 s2 2 2');
+  t.deepEqual(fastOne.choice, { workers: 1, one: 100, two: 150 });
+  const fastTwo = plan((s) => (alone.has(s) ? 130 : 120));
+  t.deepEqual(fastTwo.choice, { workers: 2, one: 130, two: 120 });
+  t.is(ReplicaProbe.start(10, 59), undefined);
+  t.throws(() => ReplicaProbe.start(0, 100, { steps: 0 }), { message: /steps ≥ 1/ });
 });
 
 test.serial('a loss with host state: the worker runs it from the main thread\'s state and the main thread keeps its update, as on one replica', async (t) => {

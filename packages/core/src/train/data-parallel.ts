@@ -191,13 +191,18 @@ export class DataParallelStepper {
     const stepper = new DataParallelStepper(worker, parts);
     try {
       await stepper.request({ type: 'hello' });
-      const state = replicaState(parts, parts.optimizer).map(toHost);
-      await stepper.request({ type: 'state', state, optimizerStep: parts.optimizer.step }, state.map((a) => a.buffer as ArrayBuffer));
+      await stepper.sync();
       return stepper;
     } catch (err) {
       await worker.terminate();
       throw err;
     }
+  }
+
+  /** Send this thread's whole state (weights, optimizer) to the worker: after steps this thread ran alone. */
+  async sync(): Promise<void> {
+    const state = replicaState(this.parts, this.parts.optimizer).map(toHost);
+    await this.request({ type: 'state', state, optimizerStep: this.parts.optimizer.step }, state.map((a) => a.buffer as ArrayBuffer));
   }
 
   /** One iteration: the source pass here, the target pass on the worker, then the same update on both. */

@@ -24,6 +24,7 @@ import {
 } from './checkpoint.js';
 import { evaluate, type EvalResult, type EvalSample, type SlideOptions } from './evaluate.js';
 import { DataParallelStepper, type ReplicaSpec } from './data-parallel.js';
+import { ReplicaProbe, type ReplicaProbeOptions } from './replica-probe.js';
 import { udaStep, type FeatureDistance, type SegmentationNetwork, type TrainMode, type UdaParts } from './uda-step.js';
 
 /** The trainer's own settings (DESIGN §4.1 defaults: DAFormer's schedule at paper scale). */
@@ -114,9 +115,11 @@ export interface TrainerOptions {
    * Run each step's target pass on a second replica in a worker thread while this thread runs the source
    * pass (`DataParallelStepper`): the same results up to float summation order; on 2 cores 1.1× (128²) to
    * 1.2× (256²) the one-replica speed with onnxruntime's kernels (bench: `npm run bench -- train`). `replica` builds the same networks and pipeline in the worker; `threads` is the
-   * worker's wasm thread count (default 1). Ignored in source-only mode (it has one pass).
+   * worker's wasm thread count (default 1). Ignored in source-only mode (it has one pass). With `auto`, the
+   * run times one replica against two over its first steps and keeps the faster (`ReplicaProbe`; a
+   * `replicas` event says which).
    */
-  parallel?: { replica: ReplicaSpec; threads?: number };
+  parallel?: { replica: ReplicaSpec; threads?: number; auto?: ReplicaProbeOptions };
 }
 
 export interface TrainResult {
@@ -126,6 +129,8 @@ export interface TrainResult {
   eval?: { student: EvalResult; teacher?: EvalResult };
   /** Mean ms per iteration over this run's steps (first step excluded when there are more). */
   msPerStep: number;
+  /** Model replicas that trained the last step (2: data-parallel passes; with `parallel.auto`, the one chosen). */
+  workers: 1 | 2;
 }
 
 function parseConfig(input: TrainConfigInput): TrainConfig {
@@ -226,11 +231,12 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
       emaUpdateModule(teacher, student, 0); // the teacher starts as a copy of the student
     }
 
-    const stepper = opts.parallel && mode !== 'source-only'
+    let stepper = opts.parallel && mode !== 'source-only'
       ? await DataParallelStepper.start(opts.parallel.replica,
         { trainConfig: config, backend: tf.getBackend(), threads: opts.parallel.threads ?? 1 }, stepParts)
       : undefined;
     closeStepper = () => stepper?.close();
+    let probe = stepper && opts.parallel?.auto ? ReplicaProbe.start(start, config.steps, opts.parallel.auto) : undefined;
     bus.emit({ type: 'run-start', config: runConfig, backend: opts.backend ?? currentBackend() ?? { name: tf.getBackend() as BackendName, version: tf.version_core, package: 'unknown' }, seed: config.seed, steps: config.steps, startStep: start });
     const root = new Rng(config.seed);
     srcIt = iterate(opts.data.source(start));
@@ -270,6 +276,8 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
         break;
       }
       const [sb, tb] = await Promise.all([next(srcIt, 'source'), next(tgtIt, 'target')]);
+      if (stepper && probe?.needsSync(step)) await stepper.sync();
+      const parallel = stepper && (probe?.parallel(step) ?? true) ? stepper : undefined;
       const t0 = performance.now();
       const source = toTensors(sb, true, 'source');
       const target = toTensors(tb, mode === 'target-oracle', 'target');
@@ -278,7 +286,7 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
       try {
         const tensors = { source: source as { image: tf.Tensor4D; labels: tf.Tensor3D }, target };
         const stepOpts = { mode, lr, ctx: { step, training: true, rng: root.fork(`step-${step}`) }, profile: opts.profile, emaMax: config.emaMax, teacherNorm: config.teacherNorm };
-        result = stepper ? await stepper.step({ host: { source: sb, target: tb }, tensors }, stepOpts) : udaStep(stepParts, tensors, stepOpts);
+        result = parallel ? await parallel.step({ host: { source: sb, target: tb }, tensors }, stepOpts) : udaStep(stepParts, tensors, stepOpts);
       } catch (err) {
         if (err instanceof Ir2fError && err.code === 'NON_FINITE_LOSS') {
           throw new Ir2fError('NON_FINITE_LOSS', `${err.message}. Last good checkpoint: ${lastCheckpoint ?? 'none written yet'}`, { cause: err });
@@ -287,10 +295,19 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
       } finally {
         tf.dispose([source.image, source.labels!, target.image, ...(target.labels ? [target.labels] : [])]);
       }
-      step++;
       const ms = performance.now() - t0;
+      const choice = probe?.record(step, ms);
+      step++;
       times.push(ms);
       bus.emit({ type: 'step', step, losses: result.losses, lr, ms, ...(result.phases ? { phases: result.phases } : {}) });
+      if (choice) {
+        probe = undefined;
+        bus.emit({ type: 'replicas', step, workers: choice.workers, msPerStep: { one: choice.one, two: choice.two } });
+        if (choice.workers === 1) {
+          await stepper?.close();
+          stepper = undefined;
+        }
+      }
       if (result.pseudo) bus.emit({ type: 'pseudo-labels', step, ...result.pseudo });
       // the checkpoint first: an evaluation that fails (a broken val file) loses no training
       if (config.checkpointEvery > 0 && step % config.checkpointEvery === 0 && step < config.steps) await save(step);
@@ -300,7 +317,7 @@ export async function train(opts: TrainerOptions): Promise<TrainResult> {
     if (reason === 'completed') lastEval = (await runEval(step)) ?? lastEval;
     const timed = times.length > 1 ? times.slice(1) : times;
     bus.emit({ type: 'run-end', step, reason, ms: Date.now() - started });
-    return { step, reason, checkpoint, eval: lastEval, msPerStep: timed.reduce((a, b) => a + b, 0) / Math.max(timed.length, 1) };
+    return { step, reason, checkpoint, eval: lastEval, msPerStep: timed.reduce((a, b) => a + b, 0) / Math.max(timed.length, 1), workers: stepper ? 2 : 1 };
   } catch (err) {
     bus.emit({ type: 'run-end', step, reason: 'failed', ms: Date.now() - started, error: err instanceof Error ? err.message : String(err) });
     throw err;
