@@ -10,7 +10,7 @@
  */
 
 export interface ReplicaProbeOptions {
-  /** Steps on two replicas before the probe (default 2). */
+  /** Steps on two replicas before the probe (default 5: the first steps build kernels and JIT-compile). */
   warmup?: number;
   /** Timed steps of each plan (default 5). */
   steps?: number;
@@ -39,7 +39,7 @@ export class ReplicaProbe {
   }
 
   private constructor(private readonly from: number, opts: ReplicaProbeOptions) {
-    this.warmup = opts.warmup ?? 2;
+    this.warmup = opts.warmup ?? 5;
     this.steps = opts.steps ?? 5;
     if (!(Number.isInteger(this.warmup) && this.warmup >= 0 && Number.isInteger(this.steps) && this.steps >= 1)) {
       throw new Error(`replica probe: warmup must be a whole number ≥ 0 and steps ≥ 1, got ${this.warmup} and ${this.steps}`);
