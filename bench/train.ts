@@ -39,7 +39,7 @@ function torchStep(preset: string, size: number, threads: number): TorchStep | u
   try {
     const script = fileURLToPath(new URL('./reference/models.py', import.meta.url));
     const out = execFileSync(DEBIAN_PYTHON, [script, 'train', '--preset', preset, '--size', String(size), '--batch', '2',
-      '--threads', String(threads), '--runs', '5'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      '--threads', String(threads), '--runs', '5', '--warmup', String(TORCH_WARMUP)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     return JSON.parse(out.trim().split('\n').pop()!) as TorchStep;
   } catch {
     return undefined;
@@ -67,8 +67,10 @@ interface ChildResult extends StepBenchResult {
 }
 
 /**
- * One iteration's timing (and peak RSS) in a fresh process with `threads` wasm threads per replica, after 3
- * warm-up steps (JIT-compiled JS kernels and onnxruntime's sessions settle over the first ones).
+ * One iteration's timing (and peak RSS) in a fresh process with `threads` wasm threads per replica, after
+ * `STEP_WARMUP` warm-up steps: onnxruntime's sessions, the JIT-compiled JS and V8's wasm tier-up settle over the
+ * first ones (resnet-tiny at 128² ran ~150 ms a step at steps 3–8 and ~100 from 15 on before ir2f lowered the
+ * tiering budget; a training run lives at the steady state).
  */
 function stepInChild(preset: string, size: number, threads: number, inr: boolean, workers = 1, dense = 'onnxruntime', steps = 6): ChildResult {
   const child = spawnSync(process.execPath,
@@ -80,6 +82,9 @@ function stepInChild(preset: string, size: number, threads: number, inr: boolean
 }
 
 const HALF = Math.max(1, Math.floor(THREADS / 2));
+/** Warm-up steps before a tfjs child times its steps, and iterations PyTorch runs before it times its own. */
+const STEP_WARMUP = 10;
+const TORCH_WARMUP = 3;
 
 /** `--rounds N` (default 3): how many times the default and PyTorch's steps are timed, in rounds over all cases. */
 function roundsOption(): number {
@@ -224,7 +229,7 @@ if (process.argv[2] === '--step-child') {
   const [preset, size, steps, inr, workers] = process.argv.slice(3);
   const plugins = inr === 'inr' ? [{ package: '@ir2f/plugin-inr-rectifier', options: {} }] : [];
   const r = await benchStep({
-    preset, size: Number(size), batch: 2, steps: Number(steps), warmup: 3, backend: 'wasm', plugins, workers: Number(workers), threads: Number(process.env.IR2F_WASM_THREADS ?? 1),
+    preset, size: Number(size), batch: 2, steps: Number(steps), warmup: STEP_WARMUP, backend: 'wasm', plugins, workers: Number(workers), threads: Number(process.env.IR2F_WASM_THREADS ?? 1),
   });
   console.log(JSON.stringify({ ...r, maxRssKiB: process.resourceUsage().maxRSS }));
 }

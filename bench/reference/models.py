@@ -339,7 +339,7 @@ def time_train_step(student, a):
     ys = torch.randint(0, K, (B, S, S))
     phases = {'teacher': [], 'student': [], 'optimizer': []}
     totals = []
-    for i in range(a.runs + 1):
+    for i in range(a.runs + a.warmup):
         t0 = time.perf_counter()
         with torch.no_grad():
             pt = torch.softmax(up(teacher(xt), xt), 1)
@@ -369,7 +369,7 @@ def time_train_step(student, a):
                 if tb.dtype.is_floating_point:
                     tb.mul_(alpha).add_(sb, alpha=1 - alpha)
         t3 = time.perf_counter()
-        if i:
+        if i >= a.warmup:
             totals.append((t3 - t0) * 1000)
             for k, (u, v) in {'teacher': (t0, t1), 'student': (t1, t2), 'optimizer': (t2, t3)}.items():
                 phases[k].append((v - u) * 1000)
@@ -386,6 +386,7 @@ def main():
     p.add_argument('--size', type=int, default=256)
     p.add_argument('--batch', type=int, default=1)
     p.add_argument('--runs', type=int, default=5)
+    p.add_argument('--warmup', type=int, default=1, help='train: iterations run before the timed ones')
     p.add_argument('--weights')
     p.add_argument('--input')
     p.add_argument('--shape')

@@ -8,12 +8,14 @@
  * threads (1 is the single-thread build).
  */
 import os from 'node:os';
+import v8 from 'node:v8';
 import * as tf from '@tensorflow/tfjs';
 import { RuntimeError } from './errors.js';
 import { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
 import { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js';
 import { registerReduceGradients } from './gradients/reduce-grads.js';
 import { registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
+import { registerOnce } from './kernels/host-kernel.js';
 import { registerWasmGradientKernels } from './kernels/register-wasm-kernels.js';
 import { denseRuntime, registerDenseKernels, setDenseRuntime } from './kernels/ort-dense-kernels.js';
 import { OrtKernelRuntime } from './kernels/ort-runtime.js';
@@ -112,7 +114,17 @@ async function loadTensorflow(): Promise<BackendInfo | undefined> {
   return undefined;
 }
 
+/**
+ * V8 compiles wasm with its baseline compiler and moves a function to its optimising one only after the function
+ * has done a budget of work (dynamic tiering). A training step calls most kernels a few times, so they ran at
+ * baseline speed for the first ~15 steps (resnet-tiny-deeplabv2 at 128² on one thread: ~150 ms a step, ~100
+ * from step 16 on; with this budget ~105 from step 6). Set before the first module compiles (modules compiled
+ * later follow it); process-wide, so only when ir2f starts the wasm backend.
+ */
+const eagerWasmTierUp = registerOnce(() => v8.setFlagsFromString('--wasm-tiering-budget=100'));
+
 async function loadWasm(threads: number): Promise<BackendInfo> {
+  eagerWasmTierUp();
   const pkg = '@tensorflow/tfjs-backend-wasm';
   const mod = await importOptional(pkg);
   if (!mod) {

@@ -121,6 +121,8 @@ interface ConvCase {
   dilations: [number, number];
   /** ONNX order: top, left, bottom, right. */
   pads: number[];
+  /** The filter rows [h0, h1) and columns [w0, w1) the graph keeps (`withoutDeadTaps`); the filter's info is theirs. */
+  crop?: { h: [number, number]; w: [number, number] };
 }
 
 /** NHWC, and tfjs's output size is ONNX's (a rounding mode other than floor changes it). */
@@ -141,6 +143,39 @@ function convCase(inShape: number[], filterShape: number[], a: ConvAttrs): ConvC
       && top + left + bottom + right === 0,
   };
 }
+
+/** The first and one past the last of K taps that read inside the input (taps are monotone in their offset). */
+function liveRange(K: number, out: number, size: number, stride: number, dilation: number, pad: number): [number, number] | undefined {
+  const live = Array.from({ length: K }, (_, k) => {
+    const [lo, hi] = validOutputRange(out, size, stride, k * dilation - pad);
+    return hi > lo;
+  });
+  return live.includes(true) ? [live.indexOf(true), live.lastIndexOf(true) + 1] : undefined;
+}
+
+/**
+ * A convolution whose outer taps read only padding (DeepLab's dilations 18 and 24 on a 16×16 map: all but the
+ * centre) as the convolution with those taps cut off and their padding with them: the same output from 1/9 of
+ * the multiply-adds there. Unchanged where every tap reads something, or the cut would need a negative pad.
+ */
+function withoutDeadTaps(c: ConvCase): ConvCase {
+  const { info } = c;
+  const [KH, KW] = [info.filterHeight, info.filterWidth];
+  const [dh, dw] = c.dilations;
+  const h = liveRange(KH, info.outHeight, info.inHeight, c.strides[0], dh, c.pads[0]);
+  const w = liveRange(KW, info.outWidth, info.inWidth, c.strides[1], dw, c.pads[1]);
+  if (!h || !w || (h[1] - h[0] === KH && w[1] - w[0] === KW)) return c;
+  const [top, left, bottom, right] = c.pads;
+  const pads = [top - h[0] * dh, left - w[0] * dw, bottom - (KH - h[1]) * dh, right - (KW - w[1]) * dw];
+  if (pads.some((p) => p < 0)) return c;
+  const [kh, kw] = [h[1] - h[0], w[1] - w[0]];
+  return { ...c, info: { ...info, filterHeight: kh, filterWidth: kw }, pads, crop: { h, w }, macs: (c.macs / (KH * KW)) * kh * kw, pointwise: false };
+}
+
+/** The filter [KH, KW, Ci, Co] as the case uses it: its live taps only, where it has a crop. */
+const liveFilter = (g: OnnxGraph, w: string, c: ConvCase) => (c.crop
+  ? g.node('Slice', [w, g.int64s('starts', [c.crop.h[0], c.crop.w[0]]), g.int64s('ends', [c.crop.h[1], c.crop.w[1]]), g.int64s('axes', [0, 1])])
+  : w);
 
 /** `op` (Conv, ConvTranspose) with weight `w` on an NHWC tensor, between NHWC↔NCHW transposes. */
 const channelsFirst = (g: OnnxGraph, op: string, x: string, w: string, attrs: Record<string, OnnxAttr>) =>
@@ -165,35 +200,38 @@ const convAttrs = (c: ConvCase) => ({
 
 const conv2D: Run = (rt, { inputs, attrs }, io) => {
   const { x, filter } = inputs as { x: Info; filter: Info };
-  const c = isF32(x, filter) ? convCase(x.shape, filter.shape, attrs as unknown as ConvAttrs) : undefined;
-  if (!c || c.macs < MIN_MACS) return undefined;
+  const full = isF32(x, filter) ? convCase(x.shape, filter.shape, attrs as unknown as ConvAttrs) : undefined;
+  if (!full || full.macs < MIN_MACS) return undefined;
+  const c = withoutDeadTaps(full);
   const { info } = c;
   if (c.pointwise) return pixelProduct(rt, io, 'conv1x1', x, filter, info.inChannels, false, info.outShape);
-  const k = key('conv', x.shape, filter.shape, c.strides, c.dilations, c.pads);
-  return runGraph(rt, io, k, graph([x.shape, filter.shape], (g, [xi, w]) => channelsFirst(g, 'Conv', xi, oihw(g, w), convAttrs(c)), info.outShape),
+  const k = key('conv', x.shape, filter.shape, c.strides, c.dilations, c.pads, c.crop?.h ?? [], c.crop?.w ?? []);
+  return runGraph(rt, io, k, graph([x.shape, filter.shape], (g, [xi, w]) => channelsFirst(g, 'Conv', xi, oihw(g, liveFilter(g, w, c)), convAttrs(c)), info.outShape),
     [[x, x.shape], [filter, filter.shape]], info.outShape);
 };
 
 const conv2DBackpropInput: Run = (rt, { inputs, attrs }, io) => {
   const { dy, filter } = inputs as { dy: Info; filter: Info };
   const a = attrs as unknown as ConvAttrs & { inputShape: number[] };
-  const c = isF32(dy, filter) ? convCase(a.inputShape, filter.shape, a) : undefined;
-  if (!c || c.macs < MIN_MACS) return undefined;
+  const full = isF32(dy, filter) ? convCase(a.inputShape, filter.shape, a) : undefined;
+  if (!full || full.macs < MIN_MACS) return undefined;
+  const c = withoutDeadTaps(full);
   const { info } = c;
   if (c.pointwise) return pixelProduct(rt, io, 'dx1x1', dy, filter, info.outChannels, true, a.inputShape);
+  const crop = [c.crop?.h ?? [], c.crop?.w ?? []];
   const [KH, KW] = [info.filterHeight, info.filterWidth];
   const [dh, dw] = c.dilations;
   const [top, left, bottom, right] = c.pads;
   const flip = (g: OnnxGraph, w: string) => {
     // [kh, kw, Ci, Co] → [Ci, Co, kh, kw], rotated by 180° (a Slice with step −1 on both spatial axes)
-    const oi = g.node('Transpose', [w], { perm: attr.ints([2, 3, 0, 1]) });
+    const oi = g.node('Transpose', [liveFilter(g, w, c)], { perm: attr.ints([2, 3, 0, 1]) });
     return g.node('Slice', [oi, g.int64s('starts', [-1, -1]), g.int64s('ends', [-(2 ** 31), -(2 ** 31)]), g.int64s('axes', [2, 3]), g.int64s('steps', [-1, -1])]);
   };
   if (c.strides[0] === 1 && c.strides[1] === 1) {
     // dx is the stride-1 convolution of dy with the rotated filter (MLAS's Conv is ~2× its ConvTranspose here)
     const pads = [(KH - 1) * dh - top, (KW - 1) * dw - left, (KH - 1) * dh - bottom, (KW - 1) * dw - right];
     if (pads.every((p) => p >= 0)) {
-      const k = key('dxconv', dy.shape, filter.shape, c.dilations, pads);
+      const k = key('dxconv', dy.shape, filter.shape, c.dilations, pads, ...crop);
       return runGraph(rt, io, k, graph([dy.shape, filter.shape],
         (g, [d, w]) => channelsFirst(g, 'Conv', d, flip(g, w), { dilations: attr.ints(c.dilations), pads: attr.ints(pads) }), a.inputShape),
       [[dy, dy.shape], [filter, filter.shape]], a.inputShape);
@@ -206,9 +244,9 @@ const conv2DBackpropInput: Run = (rt, { inputs, attrs }, io) => {
   ];
   const outputPadding = [info.inHeight - base[0], info.inWidth - base[1]];
   if (outputPadding.some((p, i) => p < 0 || p >= c.strides[i])) return undefined;
-  const k = key('dx', dy.shape, filter.shape, a.inputShape, c.strides, c.dilations, c.pads);
+  const k = key('dx', dy.shape, filter.shape, a.inputShape, c.strides, c.dilations, c.pads, ...crop);
   return runGraph(rt, io, k, graph([dy.shape, filter.shape],
-    (g, [d, w]) => channelsFirst(g, 'ConvTranspose', d, oihw(g, w), { ...convAttrs(c), output_padding: attr.ints(outputPadding) }), a.inputShape),
+    (g, [d, w]) => channelsFirst(g, 'ConvTranspose', d, oihw(g, liveFilter(g, w, c)), { ...convAttrs(c), output_padding: attr.ints(outputPadding) }), a.inputShape),
   [[dy, dy.shape], [filter, filter.shape]], a.inputShape);
 };
 
