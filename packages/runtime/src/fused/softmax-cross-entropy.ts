@@ -4,8 +4,8 @@
  * (dx = dce·(softmax(x) − onehot(label))) on the host backends (wasm, cpu). The composition (logSoftmax, oneHot,
  * a product and a sum, the masks) is ~12 kernels forward and ~10 backward over the label-resolution logits, the
  * largest class-wise tensors of a segmentation step. The tape keeps the logits and each row's log-sum-exp.
- * On wasm the passes over the logits are SIMD (simd/kernels.wat: four rows to a vector, so any K), the rows'
- * logs and labels a JS loop; on cpu JS loops; elsewhere (webgl, tfjs-node) the composition runs.
+ * On wasm the rows are SIMD four to a vector (simd/kernels.wat, so any K; a tail of rows mod 4 and the
+ * gradient's per-row label terms a JS loop); on cpu JS loops; elsewhere (webgl, tfjs-node) the composition runs.
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasHostKernel, registerHostKernel, registerOnce } from '../kernels/host-kernel.js';
@@ -74,9 +74,9 @@ function softmaxStats({ x, K }: Rows, from: number, to: number, m: Float32Array,
   }
 }
 
-/** From the stats in (lse ← m, ce ← s): lse = m + log s, ce = lse − x[label] (0 where ignored). */
-function finishRows({ x, labels, K, ignore }: Rows, ce: Float32Array, lse: Float32Array): void {
-  for (let r = 0; r < lse.length; r++) {
+/** For rows [from, to), from the stats in (lse ← m, ce ← s): lse = m + log s, ce = lse − x[label] (0 where ignored). */
+function finishRows({ x, labels, K, ignore }: Rows, from: number, to: number, ce: Float32Array, lse: Float32Array): void {
+  for (let r = from; r < to; r++) {
     const l = lse[r] + Math.log(ce[r]);
     lse[r] = l;
     const label = labels[r];
@@ -118,17 +118,18 @@ const registerSoftmaxCrossEntropy = registerOnce(() => {
         const n = counted(labels.shape);
         const rows: Rows = { x: f32.subarray(logits.ptr / 4, logits.ptr / 4 + n * K), labels: new Int32Array(f32.buffer, labels.ptr, n), K, ignore: ignoreOf(attrs) };
         const [ceV, lseV] = [f32.subarray(ce / 4, ce / 4 + n), f32.subarray(lse / 4, lse / 4 + n)];
+        // four rows at a time in SIMD, the rest here
         const n4 = n & ~3;
-        simd.softmaxStats(logits.ptr, n4, K, lse, ce, scratch);
+        simd.softmaxCe(logits.ptr, labels.ptr, n4, K, rows.ignore, ce, lse, scratch);
         softmaxStats(rows, n4, n, lseV, ceV);
-        finishRows(rows, ceV, lseV);
+        finishRows(rows, n4, n, ceV, lseV);
       },
     },
     compute: ({ logits, labels }, [ce, lse], attrs) => {
       const K = logits.shape[logits.shape.length - 1];
       const rows: Rows = { x: logits.values as Float32Array, labels: labels.values as Int32Array, K, ignore: ignoreOf(attrs) };
       softmaxStats(rows, 0, lse.length, lse, ce);
-      finishRows(rows, ce, lse);
+      finishRows(rows, 0, lse.length, ce, lse);
     },
   });
   registerHostKernel({

@@ -826,18 +826,21 @@
       (local.set $v (i32.add (local.get $v) (i32.const 16)))
       (br $k))))
 
-  ;; v[k] ← e^(v[k] − m) for K vectors with every lane ≤ m's (a softmax's terms), returning their sum. As gelu's,
-  ;; the exponential is 2^u (u ≥ −126: smaller terms become 2^−126, which no sum of ≥ 1 notices), 2^round(u) by
-  ;; the exponent bits times Cephes' exp2f polynomial on [−½, ½].
+  ;; v[k] ← e^(v[k] − m) for K vectors with every lane ≤ m's (a softmax's terms), returning their sum. The
+  ;; exponential is 2^u (u ≥ −126: smaller terms become 2^−126, which no sum of ≥ 1 notices): 2^round(u) by the
+  ;; exponent bits times Cephes' exp2f polynomial on [−½, ½]. round(u) comes from adding 1.5·2^23 (the sum's low
+  ;; bits are the rounded integer), and the clamp is a pmax: single instructions, where nearest, trunc_sat and
+  ;; NaN-propagating max each lower to several on x64. A NaN lane stays NaN (pmax keeps its first operand).
   (func $exp_sub (param $v i32) (param $K i32) (param $m v128) (result v128)
-    (local $end i32) (local $u v128) (local $n v128) (local $f v128) (local $g v128) (local $sum v128)
+    (local $end i32) (local $u v128) (local $t v128) (local $f v128) (local $g v128) (local $sum v128)
     (local.set $end (i32.add (local.get $v) (i32.shl (local.get $K) (i32.const 4))))
     (block $done (loop $k
       (br_if $done (i32.ge_u (local.get $v) (local.get $end)))
-      (local.set $u (f32x4.max (f32x4.splat (f32.const -126))
-        (f32x4.mul (f32x4.sub (v128.load (local.get $v)) (local.get $m)) (f32x4.splat (f32.const 1.4426950408889634)))))
-      (local.set $n (f32x4.nearest (local.get $u)))
-      (local.set $f (f32x4.sub (local.get $u) (local.get $n)))
+      (local.set $u (f32x4.pmax
+        (f32x4.mul (f32x4.sub (v128.load (local.get $v)) (local.get $m)) (f32x4.splat (f32.const 1.4426950408889634)))
+        (f32x4.splat (f32.const -126))))
+      (local.set $t (f32x4.add (local.get $u) (f32x4.splat (f32.const 12582912))))
+      (local.set $f (f32x4.sub (local.get $u) (f32x4.sub (local.get $t) (f32x4.splat (f32.const 12582912)))))
       (local.set $g (f32x4.splat (f32.const 1.535336188319500e-4)))
       (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 1.339887440266574e-3))))
       (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 9.618437357674640e-3))))
@@ -845,33 +848,75 @@
       (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 2.402264791363012e-1))))
       (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 6.931472028550421e-1))))
       (local.set $g (f32x4.add (f32x4.mul (local.get $g) (local.get $f)) (f32x4.splat (f32.const 1))))
+      ;; × 2^n: the bits of t are 0x4B400000 + n; n + 127 into the exponent
       (local.set $g (f32x4.mul (local.get $g)
-        (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (i32x4.splat (i32.const 127))) (i32.const 23))))
+        (i32x4.shl (i32x4.add (local.get $t) (i32x4.splat (i32.const -1262485377))) (i32.const 23))))
       (v128.store (local.get $v) (local.get $g))
       (local.set $sum (f32x4.add (local.get $sum) (local.get $g)))
       (local.set $v (i32.add (local.get $v) (i32.const 16)))
       (br $k)))
     (local.get $sum))
 
-  ;; Softmax statistics of the rows of x [rows, K], rows a multiple of 4: m[r] = max_k x[r,k] and
-  ;; s[r] = Σ_k e^(x[r,k] − m[r]) ∈ [1, K], the parts of the log-sum-exp m + log s (the caller takes the log).
-  ;; A NaN logit makes its row's m and s NaN. v: 16·K bytes of scratch.
-  (func (export "softmax_stats") (param $x i32) (param $rows i32) (param $K i32) (param $m i32) (param $s i32) (param $v i32)
-    (local $r i32) (local $stride i32) (local $k i32) (local $end i32) (local $mx v128)
+  ;; ln s for s ≥ 1, four lanes: s = 2^e·a with a in [√½, √2), ln a = 2·atanh z = 2(z + z³/3 + … + z⁹/9) for
+  ;; z = (a − 1)/(a + 1), |z| ≤ 0.172 (truncation ~3e-10). A NaN or ∞ lane gives NaN.
+  (func $log_ge1 (param $s v128) (result v128)
+    (local $e v128) (local $a v128) (local $big v128) (local $z v128) (local $z2 v128) (local $p v128)
+    (local.set $e (i32x4.sub (i32x4.shr_u (local.get $s) (i32.const 23)) (i32x4.splat (i32.const 127))))
+    (local.set $a (v128.or (v128.and (local.get $s) (i32x4.splat (i32.const 0x007FFFFF))) (i32x4.splat (i32.const 0x3F800000))))
+    ;; a > √2: halve it (exponent bits − 1), e + 1
+    (local.set $big (f32x4.gt (local.get $a) (f32x4.splat (f32.const 1.4142135623730951))))
+    (local.set $a (i32x4.sub (local.get $a) (v128.and (local.get $big) (i32x4.splat (i32.const 0x00800000)))))
+    (local.set $e (i32x4.sub (local.get $e) (local.get $big)))
+    (local.set $z (f32x4.div (f32x4.sub (local.get $a) (f32x4.splat (f32.const 1))) (f32x4.add (local.get $a) (f32x4.splat (f32.const 1)))))
+    (local.set $z2 (f32x4.mul (local.get $z) (local.get $z)))
+    (local.set $p (f32x4.splat (f32.const 0.1111111111111111)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $z2)) (f32x4.splat (f32.const 0.14285714285714285))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $z2)) (f32x4.splat (f32.const 0.2))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $z2)) (f32x4.splat (f32.const 0.3333333333333333))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $z2)) (f32x4.splat (f32.const 1))))
+    (f32x4.add
+      (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (local.get $e)) (f32x4.splat (f32.const 0.6931471805599453)))
+        (f32x4.mul (f32x4.mul (local.get $z) (local.get $p)) (f32x4.splat (f32.const 2))))
+      ;; s − s: 0, or NaN for a NaN or ∞ s
+      (f32x4.sub (local.get $s) (local.get $s))))
+
+  ;; One row's cross-entropy from its log-sum-exp l: l − x[label], 0 where the label is outside [0, K) or the
+  ;; ignore index (p: the row's first logit).
+  (func $ce_row (param $p i32) (param $label i32) (param $K i32) (param $ignore i32) (param $l f32) (result f32)
+    (if (result f32) (i32.and (i32.lt_u (local.get $label) (local.get $K)) (i32.ne (local.get $label) (local.get $ignore)))
+      (then (f32.sub (local.get $l) (f32.load (i32.add (local.get $p) (i32.shl (local.get $label) (i32.const 2))))))
+      (else (f32.const 0))))
+
+  ;; Softmax cross-entropy of the rows of x [rows, K] against int32 labels, rows a multiple of 4: lse[r] = the
+  ;; row's log-sum-exp (max m plus ln Σ e^(x − m)) and ce[r] = lse[r] − x[r, label], 0 where the label is ignored.
+  ;; A NaN logit makes its row's lse and ce NaN (the max may skip it; its exponential does not). v: 16·K bytes.
+  (func (export "softmax_ce")
+    (param $x i32) (param $labels i32) (param $rows i32) (param $K i32) (param $ignore i32) (param $ce i32) (param $lse i32) (param $v i32)
+    (local $r i32) (local $p i32) (local $stride i32) (local $k i32) (local $end i32) (local $o i32) (local $mx v128) (local $l v128)
     (local.set $stride (i32.shl (local.get $K) (i32.const 2)))
     (local.set $end (i32.add (local.get $v) (i32.shl (local.get $K) (i32.const 4))))
     (block $done (loop $group
       (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
-      (call $gather4 (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $stride))) (local.get $stride) (local.get $K) (local.get $v))
+      (local.set $p (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $stride))))
+      (call $gather4 (local.get $p) (local.get $stride) (local.get $K) (local.get $v))
       (local.set $mx (v128.load (local.get $v)))
       (local.set $k (i32.add (local.get $v) (i32.const 16)))
       (block $mdone (loop $mk
         (br_if $mdone (i32.ge_u (local.get $k) (local.get $end)))
-        (local.set $mx (f32x4.max (local.get $mx) (v128.load (local.get $k))))
+        (local.set $mx (f32x4.pmax (local.get $mx) (v128.load (local.get $k))))
         (local.set $k (i32.add (local.get $k) (i32.const 16)))
         (br $mk)))
-      (v128.store (i32.add (local.get $m) (i32.shl (local.get $r) (i32.const 2))) (local.get $mx))
-      (v128.store (i32.add (local.get $s) (i32.shl (local.get $r) (i32.const 2))) (call $exp_sub (local.get $v) (local.get $K) (local.get $mx)))
+      (local.set $l (f32x4.add (local.get $mx) (call $log_ge1 (call $exp_sub (local.get $v) (local.get $K) (local.get $mx)))))
+      (local.set $o (i32.shl (local.get $r) (i32.const 2)))
+      (v128.store (i32.add (local.get $lse) (local.get $o)) (local.get $l))
+      (f32.store (i32.add (local.get $ce) (local.get $o)) (call $ce_row (local.get $p)
+        (i32.load (i32.add (local.get $labels) (local.get $o))) (local.get $K) (local.get $ignore) (f32x4.extract_lane 0 (local.get $l))))
+      (f32.store offset=4 (i32.add (local.get $ce) (local.get $o)) (call $ce_row (i32.add (local.get $p) (local.get $stride))
+        (i32.load offset=4 (i32.add (local.get $labels) (local.get $o))) (local.get $K) (local.get $ignore) (f32x4.extract_lane 1 (local.get $l))))
+      (f32.store offset=8 (i32.add (local.get $ce) (local.get $o)) (call $ce_row (i32.add (local.get $p) (i32.shl (local.get $stride) (i32.const 1)))
+        (i32.load offset=8 (i32.add (local.get $labels) (local.get $o))) (local.get $K) (local.get $ignore) (f32x4.extract_lane 2 (local.get $l))))
+      (f32.store offset=12 (i32.add (local.get $ce) (local.get $o)) (call $ce_row (i32.add (local.get $p) (i32.mul (local.get $stride) (i32.const 3)))
+        (i32.load offset=12 (i32.add (local.get $labels) (local.get $o))) (local.get $K) (local.get $ignore) (f32x4.extract_lane 3 (local.get $l))))
       (local.set $r (i32.add (local.get $r) (i32.const 4)))
       (br $group))))
 

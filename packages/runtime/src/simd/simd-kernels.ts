@@ -42,8 +42,11 @@ export interface SimdKernels {
     lr: number, decay: number, p1: number, m1: number, v1: number): void;
   /** out = a·x + b·y over n floats. */
   ema(x: number, y: number, n: number, a: number, b: number, out: number): void;
-  /** Per row of x [rows, K] (rows a multiple of 4): m = the row's max, s = Σ e^(x − m), the log-sum-exp's parts; v: 16·K bytes of scratch. */
-  softmaxStats(x: number, rows: number, K: number, m: number, s: number, v: number): void;
+  /**
+   * Per row of x [rows, K] against int32 labels (rows a multiple of 4): lse = the row's log-sum-exp, ce = lse − x[label]
+   * (0 where the label is outside [0, K) or `ignore`); v: 16·K bytes of scratch.
+   */
+  softmaxCe(x: number, labels: number, rows: number, K: number, ignore: number, ce: number, lse: number, v: number): void;
   /** dx = g·e^(x − l) per row of x [rows, K] (rows a multiple of 4), l and g per row; v: 16·K bytes of scratch. */
   softmaxScaled(x: number, l: number, g: number, rows: number, K: number, dx: number, v: number): void;
   /** MaxPoolGrad (NHWC) on channels [0, C4), C4 a multiple of 4, into a zeroed dx: each window's first strict maximum takes its dy. */
@@ -87,7 +90,7 @@ export function simdKernelsFor(backend: unknown): SimdKernels | undefined {
       colSums: e.col_sums, colAffine: e.col_affine, layerNorm: e.layer_norm, layerNormGrad: e.layer_norm_grad, gelu: e.gelu, geluGrad: e.gelu_grad,
       gatherAffineRelu: e.gather_affine_relu, gatherAffineReluGrad: e.gather_affine_relu_grad, dwFilterRow: e.dw_filter_row,
       reluGradColSums: e.relu_grad_col_sums, ensembleDot: e.ensemble_dot, ensembleDotGrad: e.ensemble_dot_grad,
-      adamw: e.adamw, ema: e.ema, softmaxStats: e.softmax_stats, softmaxScaled: e.softmax_scaled,
+      adamw: e.adamw, ema: e.ema, softmaxCe: e.softmax_ce, softmaxScaled: e.softmax_scaled,
       maxPoolGrad: e.max_pool_grad,
     };
   } catch {
