@@ -34,10 +34,11 @@ export function classMixMask(labels: tf.Tensor3D, scores: tf.Tensor2D, numClasse
   return tf.tidy(() => {
     const [B, H, W] = labels.shape;
     const K = numClasses;
-    const lab = tf.cast(labels, 'int32');
+    const lab = tf.cast(labels, 'float32');
     // ignored and out-of-range labels → class K, a slot that is never chosen; each image's classes at b·(K + 1)
-    const cls = tf.where(tf.logicalAnd(tf.greaterEqual(lab, 0), tf.less(lab, K)), lab, tf.fill(lab.shape, K, 'int32'));
-    const slot = tf.reshape(tf.add(cls, tf.reshape(tf.range(0, B * (K + 1), K + 1, 'int32'), [B, 1, 1])), [B * H * W]) as tf.Tensor1D;
+    // (in float32, exact for these integers: tfjs-wasm broadcasts an int32 add element by element, 2.7 ms here)
+    const cls = tf.where(tf.logicalAnd(tf.greaterEqual(lab, 0), tf.less(lab, K)), lab, tf.fill(lab.shape, K));
+    const slot = tf.cast(tf.reshape(tf.add(cls, tf.reshape(tf.range(0, B * (K + 1), K + 1), [B, 1, 1])), [B * H * W]), 'int32') as tf.Tensor1D;
     const counts = tf.unsortedSegmentSum(tf.onesLike(slot).toFloat(), slot, B * (K + 1));
     const present = tf.cast(tf.greater(tf.slice(tf.reshape(counts, [B, K + 1]), [0, 0], [B, K]), 0), 'float32'); // [B, K]
     const n = tf.sum(present, 1, true); // [B, 1]
