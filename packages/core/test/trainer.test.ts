@@ -191,3 +191,26 @@ test.serial('batchStatsEval: dropout off, batch norm on the batch\'s own statist
   x.dispose();
   net.dispose();
 });
+
+test.serial('a training forward moves batch norm\'s running statistics as PyTorch: 0.9·old + 0.1·batch (the variance unbiased)', (t) => {
+  const net = new TinyNet(K, 4);
+  const x = tf.tensor4d(new Rng(3).normalArray(2 * S * S * 3).map((v) => v * 3 + 1), [2, S, S, 3]);
+  const bn = net.bn1;
+  tf.tidy(() => {
+    bn.runningMean.assign(tf.fill(bn.runningMean.shape, 0.5));
+    bn.runningVar.assign(tf.fill(bn.runningVar.shape, 2));
+  });
+  // the batch statistics of bn1's input: the conv before it, run alone
+  const input = tf.tidy(() => net.conv1.forward(x));
+  const n = input.size / bn.channels;
+  const { mean, variance } = tf.tidy(() => tf.moments(input, [0, 1, 2]));
+  const [mu, v] = [Array.from(mean.dataSync()), Array.from(variance.dataSync())];
+  tf.tidy(() => net.train(true).forward(x).logits);
+  const [rm, rv] = [Array.from(bn.runningMean.dataSync()), Array.from(bn.runningVar.dataSync())];
+  mu.forEach((m, c) => {
+    t.true(Math.abs(rm[c] - (0.9 * 0.5 + 0.1 * m)) < 1e-5, `mean ${c}: ${rm[c]}`);
+    t.true(Math.abs(rv[c] - (0.9 * 2 + (0.1 * v[c] * n) / (n - 1))) < 1e-4 * rv[c], `var ${c}: ${rv[c]}`);
+  });
+  tf.dispose([x, input, mean, variance]);
+  net.dispose();
+});

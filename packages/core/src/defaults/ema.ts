@@ -4,36 +4,11 @@
  * otherwise stay at their initial values).
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasHostKernel, registerHostKernel, registerOnce } from '@ir2f/runtime';
+import { blend } from '../nn/blend.js';
 import type { Module } from '../nn/module.js';
 
 export function emaAlpha(step: number, max = 0.999): number {
   return Math.min(1 - 1 / (step + 1), max);
-}
-
-const EMA_KERNEL = 'Ir2fEma';
-const registerEma = registerOnce(() => registerHostKernel({
-  name: EMA_KERNEL,
-  outputShapes: (shapes) => [shapes.t],
-  wasm: {
-    scratchBytes: () => 0,
-    compute: ({ t: tv, s: sv }, [out], _scratch, { simd }, attrs) => {
-      const a = attrs.alpha as number;
-      simd.ema(tv.ptr, sv.ptr, tf.util.sizeFromShape(tv.shape), a, 1 - a, out);
-    },
-  },
-  compute: ({ t: tv, s: sv }, [out], attrs) => {
-    const a = attrs.alpha as number;
-    const [x, y] = [tv.values as Float32Array, sv.values as Float32Array];
-    for (let i = 0; i < x.length; i++) out[i] = x[i] * a + y[i] * (1 - a);
-  },
-}));
-
-/** α·t + (1 − α)·s: one pass on wasm (SIMD) and cpu (JS) instead of three kernels per tensor. */
-function emaOf(t: tf.Tensor, s: tf.Tensor, alpha: number): tf.Tensor {
-  registerEma();
-  if (hasHostKernel(EMA_KERNEL) && t.dtype === 'float32' && s.dtype === 'float32') return tf.engine().runKernel(EMA_KERNEL, { t, s }, { alpha }) as tf.Tensor;
-  return tf.add(tf.mul(t, alpha), tf.mul(s, 1 - alpha));
 }
 
 /** Update teacher state in place from student state (same order and shapes). */
@@ -45,7 +20,7 @@ export function emaUpdate(teacher: readonly tf.Variable[], student: readonly tf.
     teacher.forEach((t, i) => {
       const s = student[i];
       if (t.shape.join() !== s.shape.join()) throw new Error(`EMA: '${t.name}' [${t.shape}] vs '${s.name}' [${s.shape}]`);
-      t.assign(alpha === 0 ? s : emaOf(t, s, alpha));
+      t.assign(alpha === 0 ? s : blend(t, s, alpha));
     });
   });
 }

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { attr, batchNormTrain, gelu, layerNorm, type OnnxGraph } from '@ir2f/runtime';
 import type { Rng } from '../rng.js';
+import { blend } from './blend.js';
 import { Layer, toTorch, type Module } from './module.js';
 
 export interface Conv2dOptions {
@@ -117,9 +118,10 @@ export class BatchNorm2d extends Layer {
     if (!this.training) return y;
     const n = x.size / this.channels;
     tf.tidy(() => {
+      // one blend kernel each (three element-wise kernels apiece before: a ResNet step runs 24 of these)
       const m = this.momentum;
-      this.runningMean.assign(tf.add(tf.mul(this.runningMean, 1 - m), tf.mul(mean, m)));
-      this.runningVar.assign(tf.add(tf.mul(this.runningVar, 1 - m), tf.mul(variance, (m * n) / Math.max(1, n - 1))));
+      this.runningMean.assign(blend(this.runningMean, mean, 1 - m, m));
+      this.runningVar.assign(blend(this.runningVar, variance, 1 - m, (m * n) / Math.max(1, n - 1)));
     });
     return y;
   }

@@ -34,8 +34,9 @@ export function softmaxCrossEntropyComposed(logits: tf.Tensor, labels: tf.Tensor
 }
 
 /**
- * The cross-entropy of each row of `logits` [..., K] (float32) against int `labels` [...]: −log softmax(logits)
- * at the label, 0 where the label is outside [0, K) or equals `ignoreIndex`. Differentiable in `logits`.
+ * The cross-entropy of each row of `logits` (float32, shape [..., K]) against int `labels` (shape [...]), that is
+ * −log softmax(logits) at the label; 0 where the label is outside [0, K) or equals `ignoreIndex`. Differentiable
+ * in `logits`.
  */
 export function softmaxCrossEntropy(logits: tf.Tensor, labels: tf.Tensor, ignoreIndex = 255): tf.Tensor {
   checkShapes(logits, labels);
