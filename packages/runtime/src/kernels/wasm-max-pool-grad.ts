@@ -2,8 +2,8 @@
  * MaxPoolGrad on wasm in one pass: each output pixel's gradient goes to the first strict maximum of its window
  * (tfjs's rule, so ties resolve as on the cpu backend). Four channels a vector in wasm SIMD (kernels.wat's
  * max_pool_grad), a channel tail (C mod 4) and runtimes without SIMD in a JS loop. A 3×3/2 pool of
- * [2, 66, 66, 16]: the package's kernel 3.6 ms, the JS loop ~2.2, SIMD 0.34 (in a training step). Dilated pools and other dtypes go
- * to the package's kernel.
+ * [2, 66, 66, 16]: the package's kernel 3.6 ms, the JS loop ~2.2, SIMD 0.34 (in a training step). Dilated
+ * pools and other dtypes go to the package's kernel.
  */
 import * as tf from '@tensorflow/tfjs';
 import { simdKernelsFor } from '../simd/simd-kernels.js';
