@@ -62,26 +62,18 @@ interface Rows {
 
 const isValid = (label: number, K: number, ignore: number) => label >= 0 && label < K && label !== ignore;
 
-/** m[r] and s[r] (the row's max and Σ e^(x − m)) for rows [from, to), as the SIMD kernel does four at a time. */
-function softmaxStats({ x, K }: Rows, from: number, to: number, m: Float32Array, s: Float32Array): void {
+/** For rows [from, to), as the SIMD kernel does four at a time: lse = the row's log-sum-exp, ce = lse − x[label] (0 where ignored). */
+function crossEntropyRows({ x, labels, K, ignore }: Rows, from: number, to: number, ce: Float32Array, lse: Float32Array): void {
   for (let r = from; r < to; r++) {
     const o = r * K;
     let mx = x[o];
     for (let k = 1; k < K; k++) mx = x[o + k] > mx || Number.isNaN(x[o + k]) ? x[o + k] : mx;
     let sum = 0;
     for (let k = 0; k < K; k++) sum += Math.exp(x[o + k] - mx);
-    m[r] = mx;
-    s[r] = sum;
-  }
-}
-
-/** For rows [from, to), from the stats in (lse ← m, ce ← s): lse = m + log s, ce = lse − x[label] (0 where ignored). */
-function finishRows({ x, labels, K, ignore }: Rows, from: number, to: number, ce: Float32Array, lse: Float32Array): void {
-  for (let r = from; r < to; r++) {
-    const l = lse[r] + Math.log(ce[r]);
+    const l = mx + Math.log(sum);
     lse[r] = l;
     const label = labels[r];
-    ce[r] = isValid(label, K, ignore) ? l - x[r * K + label] : 0;
+    ce[r] = isValid(label, K, ignore) ? l - x[o + label] : 0;
   }
 }
 
@@ -122,15 +114,13 @@ const registerSoftmaxCrossEntropy = registerOnce(() => {
         // four rows at a time in SIMD, the rest here
         const n4 = n & ~3;
         simd.softmaxCe(logits.ptr, labels.ptr, n4, K, rows.ignore, ce, lse, scratch);
-        softmaxStats(rows, n4, n, lseV, ceV);
-        finishRows(rows, n4, n, ceV, lseV);
+        crossEntropyRows(rows, n4, n, ceV, lseV);
       },
     },
     compute: ({ logits, labels }, [ce, lse], attrs) => {
       const K = logits.shape[logits.shape.length - 1];
       const rows: Rows = { x: logits.values as Float32Array, labels: labels.values as Int32Array, K, ignore: ignoreOf(attrs) };
-      softmaxStats(rows, 0, lse.length, lse, ce);
-      finishRows(rows, 0, lse.length, ce, lse);
+      crossEntropyRows(rows, 0, lse.length, ce, lse);
     },
   });
   registerHostKernel({

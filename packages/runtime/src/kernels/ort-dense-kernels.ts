@@ -307,18 +307,18 @@ function im2colFilterGradient(rt: OrtKernelRuntime, io: HostIO, x: Info, dy: Inf
   const [dh, dw] = c.dilations;
   const [top, left] = c.pads;
   const P = B * OH * OW;
-  // a tap's first read row (column) at output 0 is kh·dh − top; it is live if some output reads inside x
-  const rowsLive = Array.from({ length: KH }, (_, kh) => validOutputRange(OH, H, sh, kh * dh - top)).map(([lo, hi]) => hi > lo);
-  const colsLive = Array.from({ length: KW }, (_, kw) => validOutputRange(OW, W, sw, kw * dw - left)).map(([lo, hi]) => hi > lo);
+  // the live taps are a rectangle (a tap's reads move monotonically with its offset)
+  const h = liveRange(KH, OH, H, sh, dh, top);
+  const w = liveRange(KW, OW, W, sw, dw, left);
+  if (!h || !w) return undefined;
+  const isLive = (kh: number, kw: number) => kh >= h[0] && kh < h[1] && kw >= w[0] && kw < w[1];
   const live: [number, number][] = [];
-  for (let kh = 0; kh < KH; kh++) for (let kw = 0; kw < KW; kw++) if (rowsLive[kh] && colsLive[kw]) live.push([kh, kw]);
-  if (live.length === 0 || P * live.length * Ci > MAX_STRIDED_COLUMNS) return undefined;
+  for (let kh = h[0]; kh < h[1]; kh++) for (let kw = w[0]; kw < w[1]; kw++) live.push([kh, kw]);
+  if (P * live.length * Ci > MAX_STRIDED_COLUMNS) return undefined;
   // padding that the live taps' reads reach
   const reach = (first: number, last: number, size: number) => [Math.max(0, -first), Math.max(0, last - (size - 1))];
-  const liveKh = live.map(([kh]) => kh);
-  const liveKw = live.map(([, kw]) => kw);
-  const [padTop, padBottom] = reach(Math.min(...liveKh) * dh - top, (OH - 1) * sh + Math.max(...liveKh) * dh - top, H);
-  const [padLeft, padRight] = reach(Math.min(...liveKw) * dw - left, (OW - 1) * sw + Math.max(...liveKw) * dw - left, W);
+  const [padTop, padBottom] = reach(h[0] * dh - top, (OH - 1) * sh + (h[1] - 1) * dh - top, H);
+  const [padLeft, padRight] = reach(w[0] * dw - left, (OW - 1) * sw + (w[1] - 1) * dw - left, W);
   const k = key('dws', x.shape, dy.shape, filterShape, c.strides, c.dilations, [top, left]);
   return runGraph(rt, io, k, graph([x.shape, dy.shape], (g, [xi, d]) => {
     // channels first once ([Ci, B, H, W]), so that each tap's slice is [Ci, pixels] rows of the transposed im2col
@@ -338,7 +338,7 @@ function im2colFilterGradient(rt: OrtKernelRuntime, io: HostIO, x: Info, dy: Inf
     const zeros = g.floats('zeros', new Float32Array(Ci * Co), [Ci, Co]);
     let at = 0;
     const rows = Array.from({ length: KH * KW }, (_, t) => {
-      if (!rowsLive[Math.floor(t / KW)] || !colsLive[t % KW]) return zeros;
+      if (!isLive(Math.floor(t / KW), t % KW)) return zeros;
       const from = Ci * at++;
       return g.node('Slice', [grads, g.int64s('starts', [from]), g.int64s('ends', [from + Ci]), g.int64s('axes', [0])]);
     });
