@@ -88,6 +88,15 @@ test('layerNorm and batchNormTrain refuse a scale or shift that does not match t
   });
 });
 
+test('softmaxCrossEntropy refuses labels whose shape is not the logits\' without the class axis, naming both', (t) => {
+  tf.tidy(() => {
+    for (const f of [softmaxCrossEntropy, softmaxCrossEntropyComposed]) {
+      const err = t.throws(() => f(tf.zeros([2, 4, 4, 19]), tf.zeros([2, 4, 5], 'int32')));
+      t.regex(err!.message, /^softmaxCrossEntropy: labels \[2,4,5\] must have the shape of logits \[2,4,4,19\] without its last axis/);
+    }
+  });
+});
+
 test('the fused kernels leave no tensors behind across forward and backward passes', async (t) => {
   await onBackend('wasm', () => {
     const x = tf.variable(tf.tensor(randomArray(2 * 3 * 16, 1), [2, 3, 16]));
