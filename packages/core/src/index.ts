@@ -54,7 +54,8 @@ export {
 } from './train/data-parallel.js';
 export { ReplicaProbe, type ReplicaChoice, type ReplicaProbeOptions } from './train/replica-probe.js';
 export {
-  applyUpdate, sourcePass, stepVariables, targetPass, type PassResult, type StepOptions,
+  applyUpdate, hasSourceLoss, joinPasses, rectifierSourcePass, sourceLabels, sourcePass, stepVariables, targetPass, type PassResult,
+  type SourceLabels, type StepOptions,
 } from './train/uda-step.js';
 export {
   downscaleLabels, udaStep, type FeatureDistance, type SegmentationNetwork, type TrainMode, type UdaBatch, type UdaParts,

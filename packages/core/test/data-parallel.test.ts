@@ -43,14 +43,17 @@ async function closeAll(stepper: DataParallelStepper, parts: ReturnType<typeof s
     p.optimizer.dispose();
     p.student.dispose();
     p.teacher.dispose();
+    p.rectifier.dispose();
   }
 }
 
-test.serial('the target pass on a worker replica: the losses and the state of one-replica steps within 1e-5, memory flat on both sides', async (t) => {
+const equalSteps = test.macro(async (t, calibrated?: 'clean' | 'shifted') => {
   const config = TrainConfigSchema.parse({ steps: 6, seed: 5, optimizer: { lr: 1e-2, warmupSteps: 0 } });
-  const single = stepPartsFor(buildReplica(REPLICA.args as never), config);
-  const parallel = stepPartsFor(buildReplica(REPLICA.args as never), config);
-  const stepper = await DataParallelStepper.start(REPLICA, { trainConfig: config, backend: 'wasm', threads: 1 }, parallel);
+  const spec = { ...REPLICA, args: { ...REPLICA.args, calibrated } };
+  const single = stepPartsFor(buildReplica(spec.args as never), config);
+  const parallel = stepPartsFor(buildReplica(spec.args as never), config);
+  const rectifierInit = parallel.rectifier.variables.map((v) => v.dataSync()[0]);
+  const stepper = await DataParallelStepper.start(spec, { trainConfig: config, backend: 'wasm', threads: 1 }, parallel);
   try {
     const root = new Rng(config.seed);
     const counts: number[] = [];
@@ -64,14 +67,19 @@ test.serial('the target pass on a worker replica: the losses and the state of on
       const b = await stepper.step({ host: { source: sb, target: tb }, tensors: { source: s2, target: t2 } }, opts);
       tf.dispose([s1.image, s1.labels, t1.image, t1.labels, s2.image, s2.labels, t2.image, t2.labels]);
       t.deepEqual(Object.keys(b.losses).sort(), Object.keys(a.losses).sort());
+      t.is('rectifierAux' in a.losses, !!calibrated);
       for (const k of Object.keys(a.losses)) t.true(Math.abs(a.losses[k] - b.losses[k]) <= 1e-5 * Math.abs(a.losses[k]) + 1e-7, `step ${step} ${k}: ${a.losses[k]} vs ${b.losses[k]}`);
       t.true(Math.abs(a.pseudo!.keptFraction - b.pseudo!.keptFraction) < 1e-6);
       counts.push(tf.memory().numTensors);
       workerCounts.push(await stepper.workerTensors());
     }
     // the replicas stayed equal: the main thread's, the worker's and the one-replica run's state
-    const state = (p: typeof single) => [...p.student.namedState(), ...p.teacher.namedState()].map(([, e]) => e.variable.dataSync());
+    const state = (p: typeof single) => [
+      ...[...p.student.namedState(), ...p.teacher.namedState()].map(([, e]) => e.variable), ...p.rectifier.variables,
+    ].map((v) => v.dataSync());
     const [ref, mine, theirs] = [state(single), state(parallel), await stepper.workerState()];
+    // the rectifier trained (on its source-side loss, computed here from the worker's labels)
+    if (calibrated) t.true(parallel.rectifier.variables.every((v, i) => Math.abs(v.dataSync()[0] - rectifierInit[i]) > 1e-4));
     const err = Math.max(...ref.map((r, i) => maxRel(mine[i], r)), ...ref.map((r, i) => maxRel(theirs[i], r)));
     t.true(err < 1e-5, `state differs by ${err}`);
     // batch norm's running statistics moved, and moved alike
@@ -83,6 +91,10 @@ test.serial('the target pass on a worker replica: the losses and the state of on
     await closeAll(stepper, [single, parallel]);
   }
 });
+
+test.serial('the target pass on a worker replica: the losses and the state of one-replica steps within 1e-5, memory flat on both sides', equalSteps);
+test.serial('a rectifier\'s source-side loss on two replicas (the worker\'s teacher labels the source crop): one replica\'s losses and state', equalSteps, 'clean');
+test.serial('… and on the shifted source view (the worker draws the same augmentation)', equalSteps, 'shifted');
 
 const trainData = (): TrainData => {
   const gen = (domain: string) => async function* (from: number) {
@@ -189,10 +201,11 @@ test.serial('a loss with host state: the worker runs it from the main thread\'s 
   }
 });
 
-test.serial('a non-finite loss in either pass, or a source pass that throws, stops the step on both replicas before any update; the next step goes on', async (t) => {
+const failedSteps = test.macro(async (t, calibrated?: 'clean') => {
   const config = TrainConfigSchema.parse({ steps: 4, seed: 1, optimizer: { lr: 1e-2, warmupSteps: 0 } });
-  const parts = stepPartsFor(buildReplica(REPLICA.args as never), config);
-  const stepper = await DataParallelStepper.start(REPLICA, { trainConfig: config, backend: 'wasm', threads: 1 }, parts);
+  const spec = { ...REPLICA, args: { ...REPLICA.args, calibrated } };
+  const parts = stepPartsFor(buildReplica(spec.args as never), config);
+  const stepper = await DataParallelStepper.start(spec, { trainConfig: config, backend: 'wasm', threads: 1 }, parts);
   try {
     const root = new Rng(config.seed);
     const opts = (step: number) => ({ mode: 'uda' as const, lr: 1e-2, ctx: { step, training: true, rng: root.fork(`step-${step}`) } });
@@ -212,7 +225,8 @@ test.serial('a non-finite loss in either pass, or a source pass that throws, sto
       const err = await t.throwsAsync(go(1, side === 'source' ? bad : batchAt('source', 1), side === 'target' ? bad : batchAt('target', 1)));
       t.regex(err!.message, /is NaN at step 2; the weights were not updated/);
     }
-    // a source pass that throws (labels that do not fit the image): the worker drops its pass's update too
+    // a source pass that throws (labels that do not fit the image): the worker drops its pass's update too (and
+    // with a calibrated rectifier its source labels, already sent, are not taken for the next step's)
     const [sb, tb] = [batchAt('source', 1), batchAt('target', 1)];
     const [s, tg] = [tensors(sb), tensors(tb)];
     const wrong = tf.zeros([2, S, S - 1], 'int32') as tf.Tensor3D;
@@ -231,8 +245,12 @@ test.serial('a non-finite loss in either pass, or a source pass that throws, sto
     parts.optimizer.dispose();
     parts.student.dispose();
     parts.teacher.dispose();
+    parts.rectifier.dispose();
   }
 });
+
+test.serial('a non-finite loss in either pass, or a source pass that throws, stops the step on both replicas before any update; the next step goes on', failedSteps);
+test.serial('… with a rectifier\'s source-side loss (labels from the worker)', failedSteps, 'clean');
 
 test.serial('a replica module that cannot be loaded or built is an error naming it, and nothing is left running', async (t) => {
   const config = TrainConfigSchema.parse({ steps: 1 });

@@ -1,6 +1,7 @@
 /**
  * The worker side of `DataParallelStepper`: builds a replica with the given factory, takes the main
- * thread's state, then for each step runs the target pass, replies with its gradients, and, once the main
+ * thread's state, then for each step sends the teacher's source labels when the rectifier has a source-side
+ * loss, runs the target pass, replies with its gradients, and, once the main
  * thread's source pass arrives, applies the same update as the main thread. Messages are handled one at a
  * time in arrival order.
  */
@@ -13,11 +14,13 @@ import type { Ir2fEvent } from '../events.js';
 import { Rng } from '../rng.js';
 import { runningStats, setRunningStats, snapshotRunningStats } from '../nn/layers.js';
 import {
-  buffersOf, gradsFromHost, gradsToHost, mergeRunningStats, replicaState, toHost, type BatchMessage, type Replica, type ReplicaSpec, type SourcePassMessage,
-  type TargetPassMessage,
+  buffersOf, gradsFromHost, gradsToHost, mergeRunningStats, replicaState, sourceLabelsToHost, toHost, type BatchMessage, type Replica, type ReplicaSpec,
+  type SourcePassMessage, type TargetPassMessage,
 } from './data-parallel.js';
 import { stepPartsFor, toTensors, TrainConfigSchema } from './trainer.js';
-import { applyUpdate, stepLosses, stepVariables, sumGradients, targetPass, type PassResult, type StepOptions } from './uda-step.js';
+import {
+  applyUpdate, hasSourceLoss, sourceLabels, stepLosses, stepVariables, sumGradients, targetPass, type PassResult, type StepOptions,
+} from './uda-step.js';
 
 interface Init {
   spec: ReplicaSpec;
@@ -84,6 +87,17 @@ async function handle(m: { type: string } & Record<string, unknown>): Promise<vo
       if (m.lossState) parts.loss.state?.set(m.lossState as Float32Array);
       try {
         const opts: StepOptions = { ...o, ctx: { step: o.ctx.step, training: true, rng: root.fork(`step-${o.ctx.step}`) } };
+        if (hasSourceLoss(parts, o.mode)) {
+          // first the teacher's source labels, for the rectifier's source-side loss on the main thread
+          const labels = sourceLabels(parts, { source: source as { image: tf.Tensor4D; labels: tf.Tensor3D } }, opts);
+          let message;
+          try {
+            message = sourceLabelsToHost(labels);
+          } finally {
+            tf.dispose([labels.probs, labels.features, labels.logProbs]);
+          }
+          port.postMessage(message, [message.probs, message.features, message.logProbs].map((h) => h.values.buffer as ArrayBuffer));
+        }
         const pass = targetPass(parts, { source: source as { image: tf.Tensor4D; labels: tf.Tensor3D }, target }, opts);
         const grads = gradsToHost(r.variables, pass.grads);
         const running = snapshotRunningStats(r.stats);

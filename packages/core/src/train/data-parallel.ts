@@ -19,8 +19,8 @@ import type { Module } from '../nn/module.js';
 import type { AdamW } from '../optim/adamw.js';
 import type { HostBatch } from './trainer.js';
 import {
-  applyUpdate, lossesOrRollback, phasesOf, sourcePass, stepVariables, sumGradients,
-  type PassResult, type StepOptions, type UdaParts, type UdaStepResult,
+  applyUpdate, hasSourceLoss, joinPasses, lossesOrRollback, phasesOf, rectifierSourcePass, sourcePass, stepVariables, sumGradients,
+  type PassResult, type SourceLabels, type StepOptions, type UdaParts, type UdaStepResult,
 } from './uda-step.js';
 
 /** Where the worker finds the function that builds its replica. */
@@ -82,6 +82,35 @@ export function mergeRunningStats(stats: { momentum: number }[], before: Float32
   });
 }
 
+/** A tensor's values and shape as they cross between replicas. */
+export interface HostTensor {
+  values: Float32Array;
+  shape: number[];
+}
+
+/**
+ * The teacher's labels of the source crop for the rectifier's source-side loss: the worker sends them first in
+ * a step that has one, so that the main thread computes that loss right after its own source pass.
+ */
+export interface SourceLabelsMessage {
+  type: 'source-labels';
+  probs: HostTensor;
+  features: HostTensor;
+  logProbs: HostTensor;
+  teacherMs: number;
+}
+
+/** `sourceLabels` as a message (the tensors are not freed). */
+export function sourceLabelsToHost(labels: SourceLabels): SourceLabelsMessage {
+  const host = (t: tf.Tensor): HostTensor => ({ values: toHost(t), shape: t.shape });
+  return { type: 'source-labels', probs: host(labels.probs), features: host(labels.features), logProbs: host(labels.logProbs), teacherMs: labels.teacherMs };
+}
+
+function sourceLabelsFromHost(m: SourceLabelsMessage): SourceLabels {
+  const t = (h: HostTensor) => tf.tensor4d(h.values, h.shape as [number, number, number, number]);
+  return { probs: t(m.probs), features: t(m.features), logProbs: t(m.logProbs), teacherMs: m.teacherMs };
+}
+
 /** The source pass's part of an iteration, as it crosses to the worker (or that the pass failed). */
 export interface SourcePassMessage {
   type: 'source';
@@ -130,11 +159,14 @@ export function siblingModule(importMetaUrl: string, name: string): string {
 /**
  * Runs each step's target pass on a worker replica while the main thread runs the source pass. The main thread
  * sends its pass's gradients as soon as it has them and takes the worker's when they come; each replica then
- * adds the two (source first) and applies the update itself, so neither waits for the other's update.
+ * adds the two (source first) and applies the update itself, so neither waits for the other's update. A
+ * rectifier's source-side loss runs here after the source pass, on the teacher's source labels that the worker
+ * computes and sends before its target pass.
  */
 export class DataParallelStepper {
   private readonly worker: Worker;
-  private pending?: { resolve: (m: unknown) => void; reject: (e: Error) => void };
+  /** Replies awaited, answered in the order the worker sends them. */
+  private readonly pending: { resolve: (m: unknown) => void; reject: (e: Error) => void }[] = [];
   private failure?: Error;
   private readonly stats: { variable: tf.Variable; momentum: number }[];
   private readonly variables: tf.Variable[];
@@ -144,10 +176,13 @@ export class DataParallelStepper {
     this.stats = runningStats(parts.student);
     this.variables = stepVariables(parts);
     worker.on('message', (m: { type: string; message?: string; code?: string }) => {
-      const p = this.pending;
-      this.pending = undefined;
-      if (m.type === 'error') p?.reject(new Ir2fError((m.code ?? 'WORKER_FAILED') as Ir2fErrorCode, `data-parallel worker: ${m.message}`));
-      else p?.resolve(m);
+      if (m.type === 'error') {
+        // the worker stops at its first failure: every reply awaited fails with it
+        const err = new Ir2fError((m.code ?? 'WORKER_FAILED') as Ir2fErrorCode, `data-parallel worker: ${m.message}`);
+        for (const p of this.pending.splice(0)) p.reject(err);
+      } else {
+        this.pending.shift()?.resolve(m);
+      }
     });
     worker.on('error', (err) => this.fail(err));
     worker.on('exit', (code) => {
@@ -157,16 +192,19 @@ export class DataParallelStepper {
 
   private fail(err: Error): void {
     this.failure = new Ir2fError('WORKER_FAILED', `data-parallel worker failed: ${err.message}. Train with one replica (workers: 1)`, { cause: err });
-    this.pending?.reject(this.failure);
-    this.pending = undefined;
+    for (const p of this.pending.splice(0)) p.reject(this.failure);
+  }
+
+  /** A reply to wait for: the next message the worker sends that no earlier `expect` took. */
+  private expect<T>(): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<T>((resolve, reject) => this.pending.push({ resolve: resolve as (m: unknown) => void, reject }));
   }
 
   private request<T>(message: unknown, transfer: ArrayBuffer[] = []): Promise<T> {
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise<T>((resolve, reject) => {
-      this.pending = { resolve: resolve as (m: unknown) => void, reject };
-      this.worker.postMessage(message, transfer);
-    });
+    const reply = this.expect<T>();
+    if (!this.failure) this.worker.postMessage(message, transfer);
+    return reply;
   }
 
   /** Start the worker, build its replica, and copy this replica's state into it. */
@@ -211,16 +249,23 @@ export class DataParallelStepper {
     const before = snapshotRunningStats(this.stats);
     // the loss's state (e.g. a running mixture fit) lives here between steps: the worker starts from it
     const lossState = this.parts.loss.state?.slice();
+    // a rectifier's source-side loss: the worker's teacher labels the source crop first, while the source pass
+    // runs here, and the loss follows it here (the target pass has the teacher's target labels and the
+    // rectifier's target queries to run: the two replicas' shares stay close)
+    const labelsReply = hasSourceLoss(this.parts, opts.mode) ? this.expect<SourceLabelsMessage>() : undefined;
+    labelsReply?.catch(() => undefined);
     const reply = this.request<TargetPassMessage>({
       type: 'step', batch: batch.host, running: before, lossState, opts: { ...opts, ctx: { step: opts.ctx.step, training: true } },
     });
     // keep a rejection from going unhandled while the source pass runs
     reply.catch(() => undefined);
     const t0 = performance.now();
-    let src: PassResult;
+    let src: PassResult | undefined;
     try {
       src = sourcePass(this.parts, batch.tensors, opts);
+      if (labelsReply) src = joinPasses(src, rectifierSourcePass(this.parts, batch.tensors, sourceLabelsFromHost(await labelsReply), opts));
     } catch (err) {
+      if (src) tf.dispose(Object.values(src.grads));
       // the worker drops its pass's update; its reply is awaited so that it answers this request, not the next
       this.worker.postMessage({ type: 'source', failed: true } satisfies SourcePassMessage);
       await reply.catch(() => undefined);

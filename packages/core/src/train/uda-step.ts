@@ -177,10 +177,7 @@ export function stepVariables(parts: Pick<UdaParts, 'student' | 'rectifier'>): t
   return [...parts.student.variables, ...parts.rectifier.variables] as tf.Variable[];
 }
 
-/**
- * The source pass: cross-entropy on labelled source crops (+ DAFormer's feature distance), and in `uda` mode
- * a rectifier's source-side loss (its auxiliary loss, on the teacher's labels of the source crop).
- */
+/** The source pass: cross-entropy on labelled source crops (+ DAFormer's feature distance). */
 export function sourcePass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, opts: StepOptions): PassResult {
   const { student, featureDistance: fd } = parts;
   checkStep(parts, batch, opts.mode);
@@ -188,37 +185,59 @@ export function sourcePass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, 
   // dropout and drop path draw from (seed, step, pass) only: resumable, repeatable, and the same whichever
   // replica runs the pass
   student.reseed(opts.ctx.rng.fork('student-noise'));
-  // a rectifier's source-side loss (DESIGN §5.1.6) belongs to this pass: it reads the source crop only, and
-  // on two replicas it balances the target pass, which has the teacher's target labels and the rectifier's
-  // target queries to run. The teacher labels the source crop for it (or a shifted view of it, so that
-  // calibration sees target-like errors: §5.1.8).
-  const aux = opts.mode === 'uda' ? parts.rectifier.auxLoss?.bind(parts.rectifier) : undefined;
+  const r = pass(stepVariables(parts), (keep) => {
+    if (!fd) return keep('source', meanCE(upsampled(student.forward(batch.source.image), batch.source.image), batch.source.labels));
+    const out = student.forwardWithFeatures!(batch.source.image);
+    const source = keep('source', meanCE(upsampled(out, batch.source.image), batch.source.labels));
+    return tf.add(source, keep('featDist', featureDistance(fd, out.features.at(-1)!, batch.source.image, batch.source.labels)));
+  });
+  return { ...r, teacherMs: 0, rectifierMs: 0 };
+}
+
+/** Whether a step in `mode` has a rectifier's source-side loss (DESIGN §5.1.6), and so needs `sourceLabels`. */
+export const hasSourceLoss = (parts: Pick<UdaParts, 'rectifier'>, mode: TrainMode): boolean => mode === 'uda' && !!parts.rectifier.auxLoss;
+
+/** The teacher's labels of the source crop for the rectifier's source-side loss, and the ms they took (with `profile`). */
+export type SourceLabels = TeacherOut & { teacherMs: number };
+
+/**
+ * The teacher on the source crop (or the shifted view of it, so that calibration sees target-like errors:
+ * §5.1.8) for the rectifier's source-side loss. It reads only the teacher and the source crop, so on two
+ * replicas the worker computes it while the main thread runs the student's source pass.
+ */
+export function sourceLabels(parts: Pick<UdaParts, 'teacher' | 'rectifier' | 'mixer'>, batch: Pick<UdaBatch, 'source'>, opts: StepOptions): SourceLabels {
   const t0 = clock(!!opts.profile, () => []);
-  const teacherSource = aux ? teacherPass(parts.teacher, calibrationView(parts, batch.source.image, opts.ctx), opts) : undefined;
-  const teacherMs = clock(!!opts.profile, () => (teacherSource ? [teacherSource.probs] : [])) - t0;
+  const view = calibrationView(parts, batch.source.image, opts.ctx);
+  const out = teacherPass(parts.teacher, view, opts);
+  if (view !== batch.source.image) view.dispose();
+  return { ...out, teacherMs: clock(!!opts.profile, () => [out.probs]) - t0 };
+}
+
+/**
+ * The rectifier's source-side loss on the teacher's source labels, as its own gradient pass (it trains only
+ * the rectifier, so the gradients add to the source pass's as in one). Frees `labels`.
+ */
+export function rectifierSourcePass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, labels: SourceLabels, opts: StepOptions): PassResult {
   let rectifierMs = 0;
   try {
     const r = pass(stepVariables(parts), (keep) => {
-      let total: tf.Scalar;
-      if (!fd) {
-        total = keep('source', meanCE(upsampled(student.forward(batch.source.image), batch.source.image), batch.source.labels));
-      } else {
-        const out = student.forwardWithFeatures!(batch.source.image);
-        const source = keep('source', meanCE(upsampled(out, batch.source.image), batch.source.labels));
-        total = tf.add(source, keep('featDist', featureDistance(fd, out.features.at(-1)!, batch.source.image, batch.source.labels)));
-      }
-      if (aux && teacherSource) {
-        const a0 = clock(!!opts.profile, () => []);
-        const a = aux({ teacherProbs: teacherSource.probs, features: teacherSource.features, logProbs: teacherSource.logProbs, labels: batch.source.labels }, opts.ctx);
-        rectifierMs += clock(!!opts.profile, () => [a]) - a0;
-        total = tf.add(total, keep('rectifierAux', a));
-      }
-      return total;
+      const a0 = clock(!!opts.profile, () => []);
+      const a = parts.rectifier.auxLoss!({ teacherProbs: labels.probs, features: labels.features, logProbs: labels.logProbs, labels: batch.source.labels }, opts.ctx);
+      rectifierMs += clock(!!opts.profile, () => [a]) - a0;
+      return keep('rectifierAux', a);
     });
-    return { ...r, teacherMs, rectifierMs };
+    return { ...r, teacherMs: labels.teacherMs, rectifierMs };
   } finally {
-    if (teacherSource) tf.dispose([teacherSource.probs, teacherSource.features, teacherSource.logProbs]);
+    tf.dispose([labels.probs, labels.features, labels.logProbs]);
   }
+}
+
+/** Two passes as one: gradients added (the first's first), losses and times together. */
+export function joinPasses(a: PassResult, b: PassResult): PassResult {
+  return {
+    grads: sumGradients([a, b]), total: a.total + b.total, losses: { ...a.losses, ...b.losses }, pseudo: a.pseudo ?? b.pseudo,
+    teacherMs: a.teacherMs + b.teacherMs, rectifierMs: a.rectifierMs + b.rectifierMs,
+  };
 }
 
 /**
@@ -372,7 +391,18 @@ export function udaStep(parts: UdaParts, batch: UdaBatch, opts: StepOptions): Ud
   const stats = runningStats(parts.student);
   const before = snapshotRunningStats(stats);
   const lossState = parts.loss.state && { state: parts.loss.state, before: parts.loss.state.slice() };
-  const passes = [sourcePass(parts, batch, opts), targetPass(parts, batch, opts)];
+  const passes: PassResult[] = [];
+  try {
+    passes.push(sourcePass(parts, batch, opts));
+    // the rectifier's source-side loss runs before `rectify` of the same step (the contract's order)
+    if (hasSourceLoss(parts, opts.mode)) passes[0] = joinPasses(passes[0], rectifierSourcePass(parts, batch, sourceLabels(parts, batch, opts), opts));
+    passes.push(targetPass(parts, batch, opts));
+  } catch (err) {
+    for (const p of passes) tf.dispose(Object.values(p.grads));
+    setRunningStats(stats, before);
+    lossState?.state.set(lossState.before);
+    throw err;
+  }
   const grads = sumGradients(passes);
   const t2 = clock(!!opts.profile, () => Object.values(grads));
   const losses = lossesOrRollback(passes, grads, stats, before, opts.ctx.step, lossState);
