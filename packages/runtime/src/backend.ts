@@ -17,7 +17,7 @@ import { registerReduceGradients } from './gradients/reduce-grads.js';
 import { registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
 import { registerOnce } from './kernels/host-kernel.js';
 import { registerWasmGradientKernels } from './kernels/register-wasm-kernels.js';
-import { denseRuntime, registerDenseKernels, setDenseRuntime } from './kernels/ort-dense-kernels.js';
+import { denseRuntime, nchwcBlock, registerDenseKernels, setDenseRuntime } from './kernels/ort-dense-kernels.js';
 import { OrtKernelRuntime } from './kernels/ort-runtime.js';
 import { startThreadedWasm } from './kernels/wasm-threads.js';
 
@@ -39,7 +39,8 @@ export interface BackendInfo {
    * wasm, cpu: where convolutions and matrix products run: onnxruntime's CPU provider (MLAS, AVX2/AVX-512) on
    * `threads` threads, or the backend's own kernels, and why.
    */
-  dense?: { provider: 'onnxruntime'; version: string; threads: number } | { provider: 'backend'; reason: string };
+  /** `nchwcBlock`: the channel block of MLAS's blocked convolutions on this CPU (0: none; see `nhwcConv`). */
+  dense?: { provider: 'onnxruntime'; version: string; threads: number; nchwcBlock: number } | { provider: 'backend'; reason: string };
 }
 
 export interface BackendOptions {
@@ -187,7 +188,7 @@ function attachDense(info: BackendInfo, choice: DenseKernels | undefined, thread
   }
   registerDenseKernels();
   setDenseRuntime(rt);
-  return { ...info, dense: { provider: 'onnxruntime', version: rt.version, threads } };
+  return { ...info, dense: { provider: 'onnxruntime', version: rt.version, threads, nchwcBlock: nchwcBlock(rt) } };
 }
 
 /** onnxruntime on `threads` (the current runtime if it has them), or why not; an explicit request must load. */

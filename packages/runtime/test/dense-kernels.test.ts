@@ -26,7 +26,18 @@ const CONVS: ConvCase[] = [
   // into padding (12) and only padding (18: all but the centre)
   conv([2, 16, 16, 32], [3, 3, 32, 19], [1, 1], 'same', [12, 12]),
   conv([2, 16, 16, 32], [3, 3, 32, 19], [1, 1], 'same', [18, 18]),
+  // channels in whole NCHWc blocks (8 and 16): MLAS's blocked kernels, forward and (stride 1) input gradient;
+  // dilated, strided, and 48 channels (three blocks of 16, six of 8). The cases above with 19 or 24 channels
+  // run there too, padded to whole blocks (19 also to a multiple of 4 first, as their input gradient's input)
+  conv([2, 16, 16, 32], [3, 3, 32, 32], [1, 1], 'same', [2, 2]),
+  conv([2, 17, 17, 32], [3, 3, 32, 48], [2, 2], 'same'),
+  conv([2, 12, 12, 48], [3, 3, 48, 16], [1, 1], 'same'),
 ];
+/** CONVS that run on blocks of `block` channels: at most 2× the multiply-adds with channels padded to whole blocks. */
+const blocked = (block: number) => CONVS.filter((c) => {
+  const up = (n: number) => Math.ceil(n / block) * block;
+  return up(c.filter[2]) * up(c.filter[3]) <= 2 * c.filter[2] * c.filter[3];
+});
 
 const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 const outShape = (c: ConvCase) => tf.backend_util.computeConv2DInfo(c.x, c.filter, c.strides, c.dilations, c.pad).outShape;
@@ -144,6 +155,10 @@ test.serial('convolutions, both their gradients, the depthwise filter gradient, 
   const info = await initBackend('wasm', { denseKernels: 'onnxruntime', wasmThreads: 2 });
   t.is(info.threads, 2);
   t.like(info.dense, { provider: 'onnxruntime', threads: 2 });
+  // the NCHWc block of this CPU (0 where MLAS has none), and cases that run on it
+  const block = info.dense?.provider === 'onnxruntime' ? info.dense.nchwcBlock : NaN;
+  t.true(block === 0 || block === 8 || block === 16, `NCHWc block ${block}`);
+  if (block) t.true(blocked(block).length >= 8, `${blocked(block).length} cases in blocks of ${block}`);
   const total = () => Object.values(denseKernelCalls()).reduce((a, b) => a + b, 0);
   for (const backend of ['wasm', 'cpu']) {
     for (const [i, [label, run, tol]] of cases.entries()) {

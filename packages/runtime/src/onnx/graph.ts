@@ -53,6 +53,8 @@ export class OnnxGraph {
   readonly outputs: pkg.onnx.IValueInfoProto[] = [];
   private readonly used = new Set<string>();
   private readonly opsUsed = new Set<string>();
+  /** Operator domains other than ONNX's own that the nodes use (each imported at version 1). */
+  private readonly domains = new Set<string>();
 
   /** A fresh name derived from `base`. */
   name(base: string): string {
@@ -105,6 +107,14 @@ export class OnnxGraph {
     return outs;
   }
 
+  /** A node of another operator domain (e.g. onnxruntime's `com.microsoft.nchwc`), imported at version 1. */
+  nodeIn(domain: string, op: string, inputs: string[], attrs: Record<string, OnnxAttr> = {}): string {
+    const out = this.node(op, inputs, attrs);
+    this.nodes[this.nodes.length - 1].domain = domain;
+    this.domains.add(domain);
+    return out;
+  }
+
   node(op: string, inputs: string[], attrs: Record<string, OnnxAttr> = {}, base = op): string {
     return this.nodeN(op, inputs, attrs, base, 1)[0];
   }
@@ -119,7 +129,7 @@ export class OnnxGraph {
       irVersion: 8,
       producerName: opts.producer ?? 'ir2f',
       producerVersion: '0.1.0',
-      opsetImport: [{ domain: '', version: opts.opset ?? 17 }],
+      opsetImport: [{ domain: '', version: opts.opset ?? 17 }, ...[...this.domains].map((domain) => ({ domain, version: 1 }))],
       docString: opts.docString ?? '',
       graph: {
         name: opts.graphName ?? 'ir2f',
