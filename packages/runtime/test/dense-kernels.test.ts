@@ -32,8 +32,6 @@ const CONVS: ConvCase[] = [
   conv([2, 16, 16, 32], [3, 3, 32, 32], [1, 1], 'same', [2, 2]),
   conv([2, 17, 17, 32], [3, 3, 32, 48], [2, 2], 'same'),
   conv([2, 12, 12, 48], [3, 3, 48, 16], [1, 1], 'same'),
-  // a stride-1 filter gradient as one GEMM a tap (19 outputs: not the im2col GEMM)
-  conv([2, 16, 16, 32], [3, 3, 32, 19], [1, 1], 'same'),
 ];
 /** CONVS that run on blocks of `block` channels: at most 2× the multiply-adds with channels padded to whole blocks. */
 const blocked = (block: number) => CONVS.filter((c) => {

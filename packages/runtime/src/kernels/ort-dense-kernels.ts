@@ -41,14 +41,6 @@ const MAX_DEPTHWISE_ELEMENTS = 1 << 20;
 /** A strided filter gradient's im2col columns (floats) above which it stays on the backend's chunked im2col. */
 const MAX_STRIDED_COLUMNS = 1 << 24;
 
-/**
- * A stride-1 filter gradient runs as one im2col GEMM up to this many columns (floats), where the columns stay
- * in cache and one GEMM beats one a tap: measured on one thread, 3×3 on [2, 16, 16, 64] 0.65 → 0.40 ms,
- * [2, 64, 64, 16] 1.1 → 0.75, [2, 16, 16, 128] → 128 1.9 → 1.3; on [2, 32, 32, 256] (4.7M columns) the two
- * are even. Not with an output width MLAS cuts poorly (19 classes: 1.2 → 1.9).
- */
-const MAX_IM2COL_COLUMNS = 1 << 21;
-
 /** Below this many multiply-adds a kernel stays on the backend (measured: a 2.4M-MAC conv gains ~30%). */
 export const MIN_MACS = 1 << 16;
 
@@ -332,8 +324,6 @@ const conv2DBackpropFilter: Run = (rt, { inputs, attrs }, io) => {
   const { info } = c;
   const [B, H, W, Ci] = x.shape;
   const Co = info.outChannels;
-  const columns = B * info.outHeight * info.outWidth * info.filterHeight * info.filterWidth * Ci;
-  if (!c.pointwise && columns <= MAX_IM2COL_COLUMNS && Co % 8 === 0) return im2colFilterGradient(rt, io, x, dy, a.filterShape, c);
   if (c.pointwise) {
     const dims = [[B * H * W, Ci], [B * H * W, Co]];
     return runGraph(rt, io, key('dw1x1', dims), graph(dims, (g, [xi, d]) => g.node('Gemm', [xi, d], gemm(true, false)), [Ci, Co]),
