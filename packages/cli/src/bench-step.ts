@@ -92,6 +92,13 @@ export function kernelFlops(kernels: KernelRecord[]): number {
         flops += 2 * batch * m * n * (size(a) / (aBatch * m));
         break;
       }
+      case 'Ir2fEnsembleMlp': { // table, index, x [N, Q, K], wx [K, H₀], wOut, bOut, weight, then w, b per layer
+        const rows = size(k.inputShapes[2].slice(0, 2));
+        const layers = k.inputShapes.slice(7).filter((_, i) => i % 2 === 0);
+        const macs = size(k.inputShapes[3]) + layers.reduce((acc, w) => acc + size(w), 0) + size(k.inputShapes[4]);
+        flops += 2 * rows * macs;
+        break;
+      }
       default:
     }
   }

@@ -1,13 +1,14 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ir2f/core';
+import { ensembleMlp } from '@ir2f/runtime';
 import { kernelFlops, kernelTotals } from '@ir2f/cli';
 
 test.before(async () => {
   await initBackend('wasm');
 });
 
-test('kernelFlops counts 2 per multiply-add of convolutions and matrix products, forward and backward, nothing else', async (t) => {
+test.serial('kernelFlops counts 2 per multiply-add of convolutions and matrix products, forward and backward, nothing else', async (t) => {
   const x = tf.ones([2, 8, 8, 3]) as tf.Tensor4D;
   const w = tf.ones([3, 3, 3, 5]) as tf.Tensor4D;
   const a = tf.ones([4, 6, 7]) as tf.Tensor3D;
@@ -28,6 +29,16 @@ test('kernelFlops counts 2 per multiply-add of convolutions and matrix products,
   }));
   t.is(kernelFlops(bwd.kernels as never), 3 * conv + 3 * matmul);
   tf.dispose([x, w, a, b]);
+});
+
+test.serial('kernelFlops counts the fused ensemble MLP\'s products: the coordinate term, each hidden layer and the output layer, per query and neighbour', async (t) => {
+  const [N, Q] = [4, 300];
+  const p = await tf.profile(() => tf.tidy(() => {
+    ensembleMlp(tf.ones([10, 16]), tf.zeros([N, Q], 'int32') as tf.Tensor2D, tf.ones([N, Q, 2]), tf.ones([2, 16]),
+      [{ w: tf.ones([16, 8]), b: tf.ones([8]) }, { w: tf.ones([8, 8]), b: tf.ones([8]) }] as never, { w: tf.ones([8, 1]), b: tf.ones([1]) } as never, tf.ones([N, Q]));
+  }));
+  t.true(p.kernels.some((k) => k.name === 'Ir2fEnsembleMlp'), 'the fused graph ran');
+  t.is(kernelFlops(p.kernels as never), 2 * N * Q * (2 * 16 + 16 * 8 + 8 * 8 + 8));
 });
 
 test('kernelTotals sums calls and time per kernel name, slowest first, and counts kernels with no timing', (t) => {

@@ -15,7 +15,7 @@
  * Coordinates are (row, column) in [−1, 1], pixel centres at −1 + (2i + 1)/n, as LIIF's `make_coord`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { dense, ensembleDot, gatherAffineRelu } from '@ir2f/runtime';
+import { ensembleMlp, ensembleMlpTail } from '@ir2f/runtime';
 
 export interface InrShape {
   /** Latent channels: projection channels + classes. */
@@ -225,26 +225,19 @@ export function mlpLogits(
     const perQueryCell = cell instanceof tf.Tensor;
     let gridTerm = tf.add(tf.reshape(G, [B * h * w, H1]), p.b1) as tf.Tensor2D;
     if (shape.cellDecode && !perQueryCell) gridTerm = tf.add(gridTerm, cellTerm(tf.tensor2d([cell[0], cell[1]], [1, 2])));
-    const index = tf.reshape(geo.index, [N * BQ]) as tf.Tensor1D;
-    const rel = tf.reshape(geo.rel, [N * BQ, 2]) as tf.Tensor2D;
-    let act: tf.Tensor2D;
-    if (shape.cellDecode && perQueryCell) {
-      // the same cell term for every neighbour of a query
-      const z = tf.add(tf.gather(gridTerm, index), tf.matMul(rel, p.w1Coord));
-      act = tf.relu(tf.reshape(tf.add(tf.reshape(z, [N, BQ, H1]), cellTerm(cell)), [N * BQ, H1])) as tf.Tensor2D;
-    } else {
-      // gather + coordinate term + ReLU as one kernel (and one gradient pass, no segment sum) on wasm and cpu
-      act = gatherAffineRelu(gridTerm, index, rel, p.w1Coord);
-    }
     const out = p.layers[p.layers.length - 1];
     const hidden = p.layers.slice(0, -1);
-    // the output layer and the ensemble's blend in one pass over the last features
-    if (!hidden.length) return ensembleDot(act, out.w, out.b, geo.weight);
-    // product + bias + ReLU as one kernel, also under the gradient tape (tfjs's fused op unfuses there)
-    for (const l of hidden.slice(0, -1)) act = dense(act, l.w, l.b, 'relu');
-    // the last hidden layer a plain product: its bias and ReLU are applied as the output layer reads it
-    const last = hidden[hidden.length - 1];
-    return ensembleDot(dense(act, last.w), out.w, out.b, geo.weight, last.b);
+    if (!(shape.cellDecode && perQueryCell)) {
+      // gather + coordinate term + ReLU, the hidden layers, the output layer and the ensemble's blend: one
+      // onnxruntime graph over tiles of queries where no gradient is recorded, the fused kernels under a tape
+      return ensembleMlp(gridTerm, geo.index, geo.rel, p.w1Coord, hidden, out, geo.weight);
+    }
+    // a cell per query: the same cell term for every neighbour of a query
+    const index = tf.reshape(geo.index, [N * BQ]) as tf.Tensor1D;
+    const rel = tf.reshape(geo.rel, [N * BQ, 2]) as tf.Tensor2D;
+    const z = tf.add(tf.gather(gridTerm, index), tf.matMul(rel, p.w1Coord));
+    const act = tf.relu(tf.reshape(tf.add(tf.reshape(z, [N, BQ, H1]), cellTerm(cell)), [N * BQ, H1])) as tf.Tensor2D;
+    return ensembleMlpTail(act, hidden, out, geo.weight);
   });
 }
 

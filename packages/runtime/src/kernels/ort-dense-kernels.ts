@@ -614,3 +614,92 @@ export function registerDenseKernels(): void {
     }
   }
 }
+
+/** `Ir2fEnsembleMlp`: the fused ensemble-MLP forward (`fused/ensemble-mlp.ts`) as one onnxruntime graph. */
+export const ENSEMBLE_MLP = 'Ir2fEnsembleMlp';
+
+/**
+ * Queries a tile of the ensemble MLP's loop: on one thread 1024 (N·T rows of activations a layer, ~1 MB at 64
+ * channels); on more, 4096, so that each op has enough rows to share. Measured on [4, 131072] queries, 64
+ * channels, in one process: one thread 60 ms at 1024 (64 at 2048, 69 at 4096) against 100 for the unfused
+ * kernels; two threads 63–67 at 4096 (72–77 at 1024) against 80–86.
+ */
+const mlpTile = (threads: number) => (threads > 1 ? 4096 : 1024);
+
+const scalarInfo = (name: string, elemType: number) => ({ name, type: { tensorType: { elemType, shape: { dim: [] } } } });
+
+/**
+ * The ensemble MLP's graph: inputs table [R, H₀], index [N, Q] (float, exact below 2²⁴), x [N, Q, K], wx [K, H₀],
+ * per layer w and b, the output layer's w [H, 1] and b [1], weight [N, Q]; output s [Q]. A Loop over tiles of T
+ * queries runs the whole MLP on each tile, so no layer's [N·Q, H] activations reach memory (the unfused ops
+ * write and read each of them once: 128 MB a layer for a 4× query's chunk). Q is padded to whole tiles.
+ */
+function ensembleMlpGraph(shapes: number[][], layers: number, tile: number): OnnxGraph {
+  const [R, H0] = shapes[0];
+  const [N, Q, K] = shapes[2];
+  const T = Math.min(tile, Q);
+  const iters = Math.ceil(Q / T);
+  const Qp = iters * T;
+  const g = new OnnxGraph();
+  const xs = shapes.map((d, i) => g.input(`x${i}`, d));
+  const [table, index0, x0, wx] = xs;
+  const hidden = Array.from({ length: layers }, (_, i) => [xs[4 + 2 * i], xs[5 + 2 * i]]);
+  const [wOut, bOut, weight0] = xs.slice(4 + 2 * layers);
+  // padded queries read cell 0 with weight 0: their sums are cut off below
+  const pad = (t: string, rank: number) => (Qp === Q ? t : g.node('Pad', [t, g.int64s('pads', Array.from({ length: 2 * rank }, (_, i) => (i === rank + 1 ? Qp - Q : 0)))]));
+  const [index, x, weight] = [pad(index0, 2), pad(x0, 3), pad(weight0, 2)];
+  // the body: one tile of T queries (names prefixed: a subgraph sees the outer graph's)
+  const b = new OnnxGraph();
+  const n = (op: string, inputs: string[], attrs: Record<string, OnnxAttr> = {}) => b.node(op, inputs, attrs, `tile_${op}`);
+  const start = n('Unsqueeze', [n('Mul', ['tile_iter', b.int64s('tile_T', [T], [])]), b.int64s('tile_axis0', [0])]);
+  const end = n('Add', [start, b.int64s('tile_T1', [T])]);
+  const axis1 = b.int64s('tile_axis1', [1]);
+  const rows = (t: string) => n('Slice', [t, start, end, axis1]);
+  const cells = n('Cast', [rows(index)], { to: attr.int(7) });
+  let a = n('Relu', [n('Add', [n('Gather', [table, cells], { axis: attr.int(0) }), n('MatMul', [rows(x), wx])])]);
+  a = n('Reshape', [a, b.int64s('tile_rows', [N * T, H0])]);
+  for (const [w, bias] of hidden) a = n('Relu', [n('Gemm', [a, w, bias])]);
+  const perRow = n('Reshape', [n('Gemm', [a, wOut, bOut]), b.int64s('tile_nt', [N, T])]);
+  const s = n('ReduceSum', [n('Mul', [perRow, rows(weight)]), b.int64s('tile_axis0b', [0])], { keepdims: attr.int(0) });
+  b.nodes.push({ opType: 'Identity', name: 'tile_cond_node', input: ['tile_cond'], output: ['tile_cond_out'] });
+  b.nodes.push({ opType: 'Identity', name: 'tile_s_node', input: [s], output: ['tile_s'] });
+  const body = {
+    name: 'tile', node: b.nodes, initializer: b.initializers, input: [scalarInfo('tile_iter', 7), scalarInfo('tile_cond', 9)],
+    output: [scalarInfo('tile_cond_out', 9), { name: 'tile_s', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: T }] } } } }],
+  };
+  const scan = g.name('scan');
+  g.nodes.push({ opType: 'Loop', name: g.name('loop_node'), input: [g.int64s('iters', [iters], []), ''], output: [scan], attribute: [{ name: 'body', type: 5, g: body }] });
+  let y = g.node('Reshape', [scan, g.int64s('flat', [Qp])]);
+  if (Qp !== Q) y = g.node('Slice', [y, g.int64s('from', [0]), g.int64s('to', [Q]), g.int64s('axis', [0])]);
+  g.nodes[g.nodes.length - 1].output = ['y0'];
+  g.output('y0', [Q]);
+  return g;
+}
+
+/**
+ * Register `Ir2fEnsembleMlp` on the host backends (idempotent): the graph above on the runtime set by
+ * `setDenseRuntime`. Inputs table, index (float), x, wx, w0, b0, …, wOut, bOut, weight; attribute `layers`.
+ * Callers check `denseRuntime()` first (the op has no backend form of its own); a graph onnxruntime refuses is
+ * an error naming its reason.
+ */
+export function registerEnsembleMlpKernel(): void {
+  for (const backendName of HOST_BACKENDS) {
+    if (tf.getKernel(ENSEMBLE_MLP, backendName)) continue;
+    tf.registerKernel({
+      kernelName: ENSEMBLE_MLP, backendName,
+      kernelFunc: ((args: KernelArgs) => {
+        const rt = runtime;
+        if (!rt) throw new Error(`${ENSEMBLE_MLP}: no onnxruntime (call it only where denseRuntime() is set)`);
+        const layers = (args.attrs as { layers: number }).layers;
+        const names = ['table', 'index', 'x', 'wx', ...Array.from({ length: layers }, (_, i) => [`w${i}`, `b${i}`]).flat(), 'wOut', 'bOut', 'weight'];
+        const infos = names.map((name) => (args.inputs as Record<string, Info>)[name]);
+        const shapes = infos.map((t) => t.shape);
+        const k = key('mlp', ...shapes.map((s) => s.join('x')));
+        const out = runGraph(rt, hostIO(backendName, args.backend), k, () => ensembleMlpGraph(shapes, layers, mlpTile(rt.threads)), infos.map((t) => [t, t.shape]), [shapes[2][1]]);
+        if (!out) throw new Error(`${ENSEMBLE_MLP}: onnxruntime refused the graph: ${rt.refused.get(k) ?? 'unknown reason'}`);
+        calls[ENSEMBLE_MLP] = (calls[ENSEMBLE_MLP] ?? 0) + 1;
+        return out;
+      }) as tf.KernelFunc,
+    });
+  }
+}

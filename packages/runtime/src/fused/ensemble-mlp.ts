@@ -1,0 +1,88 @@
+/**
+ * A whole LIIF-style query MLP with its local ensemble: for N neighbours n and Q queries q,
+ *
+ *   a₀ = relu(table[index[n, q]] + x[n, q]·wx),  aᵢ₊₁ = relu(aᵢ·wᵢ + bᵢ),  s[q] = Σₙ weight[n, q]·(a_L·wOut + bOut)
+ *
+ * (`gatherAffineRelu`, `dense` layers, `ensembleDot`). Composed, each layer's [N·Q, H] activations are written
+ * to memory and read back: for a 4× query chunk of the INR rectifier that is 128 MB a layer, and the passes
+ * took more time than the products (a [524288, 64]·[64, 64] product 50 ms, the gather 20, the blend 15). On
+ * wasm and cpu with onnxruntime the forward is one graph that loops over tiles of 1024 queries, running the
+ * whole MLP on each tile while its activations stay in cache. That graph has no gradient: under a gradient
+ * tape (tf.grads, tf.variableGrads), and on other backends, the composition runs.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { denseRuntime, ENSEMBLE_MLP, registerEnsembleMlpKernel } from '../kernels/ort-dense-kernels.js';
+import { dense } from './dense.js';
+import { ensembleDot } from './ensemble-dot.js';
+import { gatherAffineRelu } from './gather-affine-relu.js';
+
+/** A layer's weights: w [in, out], b [out]. */
+export interface MlpLayer {
+  w: tf.Tensor2D;
+  b: tf.Tensor1D;
+}
+
+/**
+ * The MLP after its first layer on activations a [N·Q, H₀]: the hidden `layers` (ReLU), the output layer and the
+ * ensemble's blend by weight [N, Q] → [Q], as the fused kernels (`dense`, `ensembleDot`).
+ */
+export function ensembleMlpTail(a: tf.Tensor2D, layers: readonly MlpLayer[], out: MlpLayer, weight: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() => {
+    if (!layers.length) return ensembleDot(a, out.w, out.b, weight);
+    let act = a;
+    for (const l of layers.slice(0, -1)) act = dense(act, l.w, l.b, 'relu');
+    // the last hidden layer a plain product: its bias and ReLU are applied as the output layer reads it
+    const last = layers[layers.length - 1];
+    return ensembleDot(dense(act, last.w), out.w, out.b, weight, last.b);
+  });
+}
+
+/** The composition (the unfused kernels, and their gradients): the reference the tests compare with. */
+export function ensembleMlpComposed(
+  table: tf.Tensor2D, index: tf.Tensor2D, x: tf.Tensor3D, wx: tf.Tensor2D, layers: readonly MlpLayer[], out: MlpLayer, weight: tf.Tensor2D,
+): tf.Tensor1D {
+  return tf.tidy(() => {
+    const [N, Q, K] = x.shape;
+    const a = gatherAffineRelu(table, tf.reshape(index, [N * Q]) as tf.Tensor1D, tf.reshape(x, [N * Q, K]) as tf.Tensor2D, wx);
+    return ensembleMlpTail(a, layers, out, weight);
+  });
+}
+
+function check(table: tf.Tensor2D, index: tf.Tensor2D, x: tf.Tensor3D, wx: tf.Tensor2D, layers: readonly MlpLayer[], out: MlpLayer, weight: tf.Tensor2D): void {
+  const [N, Q, K] = x.shape;
+  const widths = [table.shape[1], ...layers.map((l) => l.w.shape[1])];
+  const ok = table.rank === 2 && index.rank === 2 && index.dtype === 'int32' && index.shape[0] === N && index.shape[1] === Q && x.rank === 3
+    && wx.rank === 2 && wx.shape[0] === K && wx.shape[1] === widths[0] && weight.rank === 2 && weight.shape[0] === N && weight.shape[1] === Q
+    && layers.every((l, i) => l.w.rank === 2 && l.w.shape[0] === widths[i] && l.b.rank === 1 && l.b.shape[0] === l.w.shape[1])
+    && out.w.rank === 2 && out.w.shape[0] === widths[widths.length - 1] && out.w.shape[1] === 1 && out.b.rank === 1 && out.b.shape[0] === 1;
+  if (!ok) {
+    throw new Error(`ensembleMlp: needs table [R, H₀], int32 index [N, Q], x [N, Q, K], wx [K, H₀], layers w [Hᵢ, Hᵢ₊₁] b [Hᵢ₊₁], out w [H, 1] b [1], `
+      + `weight [N, Q]; got table ${JSON.stringify(table.shape)}, ${index.dtype} index ${JSON.stringify(index.shape)}, x ${JSON.stringify(x.shape)}, `
+      + `wx ${JSON.stringify(wx.shape)}, layers ${JSON.stringify(layers.map((l) => [l.w.shape, l.b.shape]))}, out ${JSON.stringify([out.w.shape, out.b.shape])}, `
+      + `weight ${JSON.stringify(weight.shape)}`);
+  }
+}
+
+/** s [Q] for table [R, H₀], int32 index [N, Q], x [N, Q, K], wx [K, H₀], hidden `layers`, the output layer `out`, weight [N, Q]. */
+export function ensembleMlp(
+  table: tf.Tensor2D, index: tf.Tensor2D, x: tf.Tensor3D, wx: tf.Tensor2D, layers: readonly MlpLayer[], out: MlpLayer, weight: tf.Tensor2D,
+): tf.Tensor1D {
+  check(table, index, x, wx, layers, out, weight);
+  const backend = tf.getBackend();
+  const floats = [table, x, wx, weight, out.w, out.b, ...layers.flatMap((l) => [l.w, l.b])];
+  // the graph reads the index as float (exact up to 2²⁴ rows)
+  if (recordingGradients() || !denseRuntime() || (backend !== 'wasm' && backend !== 'cpu') || floats.some((t) => t.dtype !== 'float32') || table.shape[0] >= 2 ** 24) {
+    return ensembleMlpComposed(table, index, x, wx, layers, out, weight);
+  }
+  registerEnsembleMlpKernel();
+  return tf.tidy(() => {
+    const inputs: tf.NamedTensorMap = { table, index: tf.cast(index, 'float32'), x, wx, wOut: out.w, bOut: out.b, weight };
+    layers.forEach((l, i) => Object.assign(inputs, { [`w${i}`]: l.w, [`b${i}`]: l.b }));
+    return tf.engine().runKernel(ENSEMBLE_MLP, inputs, { layers: layers.length }) as tf.Tensor1D;
+  });
+}
+
+/** Whether a gradient tape is recording (tfjs keeps no public flag: its engine's gradient depth). */
+function recordingGradients(): boolean {
+  return ((tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth ?? 0) > 0;
+}
