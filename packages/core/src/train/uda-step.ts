@@ -197,8 +197,16 @@ export function sourcePass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, 
 /** Whether a step in `mode` has a rectifier's source-side loss (DESIGN §5.1.6), and so needs `sourceLabels`. */
 export const hasSourceLoss = (parts: Pick<UdaParts, 'rectifier'>, mode: TrainMode): boolean => mode === 'uda' && !!parts.rectifier.auxLoss;
 
-/** The teacher's labels of the source crop for the rectifier's source-side loss, and the ms they took (with `profile`). */
-export type SourceLabels = TeacherOut & { teacherMs: number };
+/** The teacher's labels of the source crop for the rectifier's source-side loss. */
+export interface SourceLabels {
+  /** Probabilities at the crop's resolution [B, H, W, K]. */
+  probs: tf.Tensor4D;
+  /** The decoder's embedding and log-probabilities at feature resolution. */
+  features: tf.Tensor4D;
+  logProbs: tf.Tensor4D;
+  /** The ms they took (with `profile`). */
+  teacherMs: number;
+}
 
 /**
  * The teacher on the source crop (or the shifted view of it, so that calibration sees target-like errors:

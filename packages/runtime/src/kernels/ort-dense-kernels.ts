@@ -635,8 +635,8 @@ const scalarInfo = (name: string, elemType: number) => ({ name, type: { tensorTy
  * write and read each of them once: 128 MB a layer for a 4× query's chunk). Q is padded to whole tiles.
  */
 function ensembleMlpGraph(shapes: number[][], layers: number, tile: number): OnnxGraph {
-  const [R, H0] = shapes[0];
-  const [N, Q, K] = shapes[2];
+  const H0 = shapes[0][1];
+  const [N, Q] = shapes[2];
   const T = Math.min(tile, Q);
   const iters = Math.ceil(Q / T);
   const Qp = iters * T;
@@ -669,8 +669,9 @@ function ensembleMlpGraph(shapes: number[][], layers: number, tile: number): Onn
   };
   const scan = g.name('scan');
   g.nodes.push({ opType: 'Loop', name: g.name('loop_node'), input: [g.int64s('iters', [iters], []), ''], output: [scan], attribute: [{ name: 'body', type: 5, g: body }] });
-  let y = g.node('Reshape', [scan, g.int64s('flat', [Qp])]);
-  if (Qp !== Q) y = g.node('Slice', [y, g.int64s('from', [0]), g.int64s('to', [Q]), g.int64s('axis', [0])]);
+  const flat = g.node('Reshape', [scan, g.int64s('flat', [Qp])]);
+  if (Qp !== Q) g.node('Slice', [flat, g.int64s('from', [0]), g.int64s('to', [Q]), g.int64s('axis', [0])]);
+  // the last node's output is the graph's
   g.nodes[g.nodes.length - 1].output = ['y0'];
   g.output('y0', [Q]);
   return g;
