@@ -11,6 +11,7 @@
  * tape (tf.grads, tf.variableGrads), and on other backends, the composition runs.
  */
 import * as tf from '@tensorflow/tfjs';
+import { HOST_BACKENDS } from '../kernels/host-kernel.js';
 import { denseRuntime, ENSEMBLE_MLP, registerEnsembleMlpKernel } from '../kernels/ort-dense-kernels.js';
 import { dense } from './dense.js';
 import { ensembleDot } from './ensemble-dot.js';
@@ -71,7 +72,7 @@ export function ensembleMlp(
   const backend = tf.getBackend();
   const floats = [table, x, wx, weight, out.w, out.b, ...layers.flatMap((l) => [l.w, l.b])];
   // the graph reads the index as float (exact up to 2²⁴ rows)
-  if (recordingGradients() || !denseRuntime() || (backend !== 'wasm' && backend !== 'cpu') || floats.some((t) => t.dtype !== 'float32') || table.shape[0] >= 2 ** 24) {
+  if (recordingGradients() || !denseRuntime() || !(HOST_BACKENDS as readonly string[]).includes(backend) || floats.some((t) => t.dtype !== 'float32') || table.shape[0] >= 2 ** 24) {
     return ensembleMlpComposed(table, index, x, wx, layers, out, weight);
   }
   registerEnsembleMlpKernel();

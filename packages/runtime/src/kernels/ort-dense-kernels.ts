@@ -226,7 +226,7 @@ function nhwcConv(g: OnnxGraph, block: number, x: string, w: string, shape: numb
   const up = (n: number, m: number) => Math.ceil(n / m) * m;
   const [Op, Ip] = [up(O, block), up(I, block)];
   if (!block || Op * Ip > MAX_BLOCK_PADDING * O * I) {
-    return channelsFirst(g, 'Conv', x, g.node('Transpose', [w], { perm: attr.ints(out === 3 ? OIHW : [2, 3, 0, 1]) }), attrs);
+    return channelsFirst(g, 'Conv', x, out === 3 ? oihw(g, w) : g.node('Transpose', [w], { perm: attr.ints([2, 3, 0, 1]) }), attrs);
   }
   // ReorderInput takes whole groups of 4 channels (and zero-fills the rest of the block itself)
   const x4 = I % 4 === 0 ? x : g.node('Pad', [x, g.int64s('pads', [0, 0, 0, 0, 0, 0, 0, up(I, 4) - I])]);
