@@ -65,6 +65,12 @@ export interface RectifyInput {
   logProbs?: tf.Tensor4D;
   /** The target image [B, H, W, 3]. */
   image: tf.Tensor4D;
+  /**
+   * Whether the step's loss may take gradients through `Rectified.rectification` or `logit` (`Loss.rectificationGradient`;
+   * absent: true). When false, a rectifier whose `weight` carries no gradient either may compute r without
+   * recording it (`withoutGradients`).
+   */
+  rectificationGradient?: boolean;
 }
 
 export interface Rectified {
@@ -130,6 +136,12 @@ export interface LossOutput {
 export interface Loss {
   /** Set when `compute` reads `LossInput.teacherProbs` (the trainer mixes them only then). */
   readonly usesTeacherProbs?: boolean;
+  /**
+   * False when `compute`'s total carries no gradient through `rectified.rectification` or `rectified.logit` (it
+   * reads them as constants, or not at all): rectifiers may then compute r off the gradient tape. Absent or
+   * true: it may, and r keeps its gradient.
+   */
+  readonly rectificationGradient?: boolean;
   /**
    * Host state the loss carries from step to step (e.g. a running mixture fit), updated in place by `compute`.
    * The trainer checkpoints it, restores it on resume and on a failed step, and copies it between replicas;

@@ -24,7 +24,7 @@ export { Rng, type RngState } from './rng.js';
 export { boundaryMask, ConfusionMatrix, expectedCalibrationError } from './metrics.js';
 // the runtime's backend API, re-exported so that a pipeline needs one import (see README: why)
 export {
-  currentBackend, describeBackend, initBackend, wasmThreads, BACKEND_NAMES, DENSE_KERNELS, RuntimeError, stopGradient,
+  currentBackend, describeBackend, initBackend, wasmThreads, BACKEND_NAMES, DENSE_KERNELS, RuntimeError, stopGradient, withoutGradients,
   type BackendInfo, type BackendName, type BackendOptions, type DenseKernels, type RuntimeErrorCode,
 } from '@ir2f/runtime';
 export { Ir2fError, type Ir2fErrorCode } from './errors.js';

@@ -105,10 +105,13 @@ test.serial('losses of one iteration equal a hand computation on a 2-image fixtu
 /** A rectifier with one trainable scalar: weight · σ(a) (so gradients must reach it through the mix and the loss). */
 class ScaledRectifier implements Rectifier {
   readonly a = tf.variable(tf.scalar(0.3), true);
+  /** `RectifyInput.rectificationGradient` of each call. */
+  readonly flags: (boolean | undefined)[] = [];
   get variables() {
     return [this.a];
   }
   rectify(input: RectifyInput): Rectified {
+    this.flags.push(input.rectificationGradient);
     const weight = tf.mul(input.pseudo.weight, tf.sigmoid(this.a)) as tf.Tensor3D;
     return { labels: input.pseudo.labels, weight, rectification: weight };
   }
@@ -164,6 +167,14 @@ test.serial('the gradient of a whole UDA iteration (student and rectifier) match
     t.true(Math.abs(fd - g) <= 2e-3 + 2e-2 * Math.abs(g), `${v.name}[${i}]: autodiff ${g} vs finite differences ${fd}`);
   }
   t.not(grads[rectifier.a.name][0], 0, 'the rectifier receives a gradient');
+  // the weighted cross-entropy reads r only through the weight: rectify is told no loss differentiates r, and
+  // a loss that does not say gets r with its gradient
+  t.true(rectifier.flags.every((f) => f === false));
+  rectifier.flags.length = 0;
+  const ce = new WeightedCrossEntropy();
+  udaStep({ ...parts, loss: { compute: (input) => ce.compute(input) } }, batch, { mode: 'uda', lr: 0, ctx: { step: 3, training: true, rng: new Rng(42) } });
+  teacher.namedState().forEach(([, e], i) => e.variable.assign(teacherState[i]));
+  t.deepEqual(rectifier.flags, [true]);
   tf.dispose([...teacherState, batch.source.image, batch.source.labels, batch.target.image]);
   student.dispose();
   teacher.dispose();

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  Ir2fError, RECTIFIER_WEIGHTINGS, redistributeWeight, Rng, stopGradient, z, type EventBus, type Rectified, type Rectifier, type RectifierSourceSide, type RectifyInput, type SmallMap,
+  Ir2fError, RECTIFIER_WEIGHTINGS, redistributeWeight, Rng, stopGradient, withoutGradients, z, type EventBus, type Rectified, type Rectifier, type RectifierSourceSide, type RectifyInput, type SmallMap,
   type StepContext,
 } from '@ir2f/core';
 import { exportRectifierOnnx } from './inr-onnx.js';
@@ -192,8 +192,14 @@ export class InrRectifier implements Rectifier {
 
   rectify(input: RectifyInput, ctx: StepContext): Rectified {
     const [, H, W] = input.pseudo.labels.shape;
-    const logit = this.gridLogits(input.features, input.logProbs!, H, W);
-    const r = tf.sigmoid(logit) as tf.Tensor3D;
+    // no loss takes r's gradient (a detached weight, a loss that reads r as a constant): r is computed off the
+    // tape, which saves its backward's inputs and lets the tiled query graph run
+    const constant = this.options.detachWeight && input.rectificationGradient === false;
+    const grid = () => {
+      const s = this.gridLogits(input.features, input.logProbs!, H, W);
+      return [s, tf.sigmoid(s) as tf.Tensor3D] as [tf.Tensor3D, tf.Tensor3D];
+    };
+    const [logit, r] = constant ? withoutGradients(grid) : grid();
     this.observe(r, input.pseudo.weight, ctx);
     if (ctx.step < this.options.qWarmupSteps) {
       // warm-up: the loss sees the pseudo-labeler's weight as r too (an RMM loss then trains no ψ on the
@@ -201,7 +207,7 @@ export class InrRectifier implements Rectifier {
       tf.dispose([logit, r]);
       return { labels: input.pseudo.labels, weight: tf.clone(input.pseudo.weight), rectification: tf.clone(input.pseudo.weight) };
     }
-    const rw = this.options.detachWeight ? stopGradient(r) : r;
+    const rw = this.options.detachWeight && !constant ? stopGradient(r) : r;
     let weight = rw;
     if (this.options.weighting === 'redistribute') {
       weight = redistributeWeight(input.pseudo.weight, rw);

@@ -218,3 +218,42 @@ test('weighting: redistribute (v2) spreads q by r with the same total, replace (
   tf.dispose([embedding, logProbs, q, pseudo.labels, pseudo.probs]);
 });
 
+
+test.serial('rectificationGradient false: the same r, weight and logit, computed off the tape; with a weight that keeps its gradient r stays on it', (t) => {
+  const { embedding, logProbs } = inputs(GRID);
+  const q = tf.fill([1, 8, 8], 0.5) as tf.Tensor3D;
+  const pseudo = { labels: tf.zeros([1, 8, 8], 'int32') as tf.Tensor3D, weight: q, probs: tf.zeros([1, 8, 8, K]) as tf.Tensor4D };
+  const image = tf.zeros([1, 8, 8, 3]) as tf.Tensor4D;
+  const tape = () => ((tf.engine() as unknown as { state: { activeTape: { kernelName: string }[] | null } }).state.activeTape ?? []).map((n) => n.kernelName);
+  // the query's kernels (its first layer's convolution, the MLP's products); the weighting's element-wise ops
+  // after it are recorded either way
+  const query = (names: string[]) => names.filter((n) => /Conv2D|MatMul|Ir2f/.test(n)).length;
+  const run = (detachWeight: boolean, rectificationGradient: boolean) => {
+    const rect = new InrRectifier({ detachWeight, calibrationWeight: 0, seed: 3 }, { embeddingChannels: E, numClasses: K });
+    let recorded = 0;
+    let values: number[][] = [];
+    // the loss is Σ weight (+ 0 · a ψ tensor, so that some path reaches ψ), so ψ's gradient is nonzero exactly
+    // when the weight carries one
+    const { value, grads } = tf.variableGrads(() => {
+      const t0 = tape().length;
+      const out = rect.rectify({ pseudo, features: embedding, logProbs, image, rectificationGradient }, { step: 0, training: true, rng: new Rng(0) });
+      recorded = query(tape().slice(t0));
+      values = [out.weight, out.rectification, out.logit!].map((x) => Array.from(x.dataSync()));
+      return tf.add(tf.sum(out.weight), tf.mul(tf.sum(rect.variables[0]), 0)) as tf.Scalar;
+    }, rect.variables as tf.Variable[]);
+    const gradNorm = Object.values(grads).reduce((a, g) => a + tf.tidy(() => tf.sum(tf.abs(g)).dataSync()[0]), 0);
+    tf.dispose([value, ...Object.values(grads)]);
+    rect.dispose();
+    return { recorded, values, gradNorm };
+  };
+  const onTape = run(true, true);
+  const off = run(true, false);
+  // the tiled graph off the tape, the fused kernels on it: equal up to float rounding
+  off.values.forEach((v, i) => v.forEach((x, j) => t.true(Math.abs(x - onTape.values[i][j]) < 1e-5, `${i}[${j}]: ${x} vs ${onTape.values[i][j]}`)));
+  t.is(off.recorded, 0, 'the query recorded nothing on the tape');
+  t.true(onTape.recorded > 0);
+  // a weight that keeps its gradient: r must stay on the tape whatever the loss says
+  const kept = run(false, false);
+  t.true(kept.recorded > 0 && kept.gradNorm > 0, `recorded ${kept.recorded}, |∇ψ| ${kept.gradNorm}`);
+  tf.dispose([embedding, logProbs, q, pseudo.labels, pseudo.probs, image]);
+});

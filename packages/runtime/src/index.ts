@@ -20,7 +20,7 @@ export { registerDilatedConvGradients } from './gradients/dilated-conv-grads.js'
 export { registerBatchNormGradient } from './gradients/batch-norm-grad.js';
 export { registerReduceGradients } from './gradients/reduce-grads.js';
 export { bilinearMatrix, registerResizeBilinearGradient } from './gradients/resize-bilinear-grad.js';
-export { stopGradient } from './stop-gradient.js';
+export { stopGradient, withoutGradients } from './stop-gradient.js';
 export { batchNormTrain, batchNormTrainComposed, type BatchNormTrainResult } from './fused/batch-norm-train.js';
 export { dense, denseComposed, type DenseActivation } from './fused/dense.js';
 export { ensembleDot, ensembleDotComposed } from './fused/ensemble-dot.js';

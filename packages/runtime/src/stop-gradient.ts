@@ -14,3 +14,28 @@ export function stopGradient<T extends tf.Tensor>(x: T): T {
   const out = identity.kernelFunc({ inputs: { x }, backend, attrs: {} }) as tf.TensorInfo;
   return tf.engine().makeTensorFromTensorInfo(out, backend) as T;
 }
+
+interface EngineTapeState {
+  state: { gradientDepth: number; activeTape: unknown };
+}
+
+/**
+ * `fn` with gradient recording off, as PyTorch's `no_grad`: inside a `tf.grads` or `tf.variableGrads`
+ * closure, its ops are not put on the tape (nor their inputs saved for a backward pass), so backprop never
+ * reaches them and kernels without a gradient, such as `ensembleMlp`'s tiled graph, may run. Its results are
+ * constants to the enclosing gradient, as `stopGradient`'s. The tape is restored afterwards even if `fn`
+ * throws or takes gradients of its own.
+ */
+export function withoutGradients<T extends tf.TensorContainer>(fn: () => T): T {
+  // tfjs has no public switch; the engine records while its gradient depth is above 0
+  const state = (tf.engine() as unknown as EngineTapeState).state;
+  const { gradientDepth, activeTape } = state;
+  if (gradientDepth === 0) return tf.tidy(fn);
+  state.gradientDepth = 0;
+  try {
+    return tf.tidy(fn);
+  } finally {
+    state.gradientDepth = gradientDepth;
+    state.activeTape = activeTape;
+  }
+}

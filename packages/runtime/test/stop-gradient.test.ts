@@ -1,6 +1,6 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, stopGradient } from '@ir2f/runtime';
+import { initBackend, stopGradient, withoutGradients } from '@ir2f/runtime';
 import { onBackend } from './backend-helpers.js';
 
 test.before(async () => {
@@ -40,3 +40,34 @@ for (const backend of ['wasm', 'cpu']) {
     });
   });
 }
+
+test.serial('withoutGradients: its ops are constants to the enclosing gradient, it may take gradients of its own, and the tape survives a throw', (t) => {
+  const before = tf.memory().numTensors;
+  const init = tf.tensor1d([1, 2, 3]);
+  const w = tf.variable(init);
+  init.dispose();
+  const tapeLength = () => ((tf.engine() as unknown as { state: { activeTape: unknown[] | null } }).state.activeTape ?? []).length;
+  let recorded = -1;
+  const { value, grads } = tf.variableGrads(() => {
+    const y = tf.mul(w, 2);
+    const taped = tapeLength();
+    // y², off the tape: 10·y² adds nothing to w's gradient; the inner gradient of its own is still right
+    const [sq, inner] = withoutGradients(() => {
+      const g = tf.grad((x: tf.Tensor) => tf.sum(tf.square(x)))(y);
+      return [tf.mul(tf.square(y), 10), g];
+    });
+    recorded = tapeLength() - taped;
+    t.deepEqual(Array.from(inner.dataSync()), [4, 8, 12]);
+    t.throws(() => withoutGradients(() => { throw new Error('inside'); }), { message: 'inside' });
+    return tf.add(tf.sum(sq), tf.sum(y)) as tf.Scalar;
+  }, [w]);
+  t.is(recorded, 0, 'nothing recorded on the outer tape');
+  t.is(value.dataSync()[0], 10 * (4 + 16 + 36) + 12);
+  t.deepEqual(Array.from(grads[w.name].dataSync()), [2, 2, 2]);
+  tf.dispose([value, ...Object.values(grads), w]);
+  // outside any tape it is a tidy
+  const z = withoutGradients(() => tf.add(tf.scalar(1), tf.scalar(2)));
+  t.is(z.dataSync()[0], 3);
+  z.dispose();
+  t.is(tf.memory().numTensors, before);
+});

@@ -15,6 +15,9 @@ export function pixelCrossEntropy(logits: tf.Tensor4D, labels: tf.Tensor3D, igno
 }
 
 export class WeightedCrossEntropy implements Loss {
+  /** The rectification reaches this loss only through the target weight. */
+  readonly rectificationGradient = false;
+
   constructor(private readonly ignoreIndex = 255) {}
 
   compute(input: LossInput): LossOutput {

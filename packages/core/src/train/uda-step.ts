@@ -272,7 +272,9 @@ export function targetPass(parts: Omit<UdaParts, 'optimizer'>, batch: UdaBatch, 
   try {
     const r = pass(stepVariables(parts), (keep) => {
       const r0 = clock(!!opts.profile, () => []);
-      const rect = rectifier.rectify({ pseudo: p, features: tOut.features, logProbs: tOut.logProbs, image: batch.target.image }, ctx);
+      const rect = rectifier.rectify({
+        pseudo: p, features: tOut.features, logProbs: tOut.logProbs, image: batch.target.image, rectificationGradient: loss.rectificationGradient ?? true,
+      }, ctx);
       rectifierMs += clock(!!opts.profile, () => [rect.rectification]) - r0;
       const mixed = mixer.mix(
         { image: batch.source.image, labels: batch.source.labels },
