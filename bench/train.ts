@@ -14,7 +14,8 @@
  * `npm run bench -- train --check` times only the default, compares with it and exits non-zero when a case is
  * more than 25 % slower: a regression (such as the broadcast-Tile one) is caught in about a minute. The default
  * and PyTorch columns are medians of `--rounds N` (default 3) rounds over all cases, since this VM's speed
- * drifts over minutes.
+ * drifts over minutes; the ratio columns are medians of each round's own ratio (its default and PyTorch steps
+ * ran back to back).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -193,15 +194,22 @@ export async function benchTrain(): Promise<void> {
     const dp = medianOf(dps[i], (d) => d.msPerStep);
     reference.msPerStep[caseKey([preset, size, extra])] = dp.msPerStep;
     const [t1, tN] = [torchMs(i, 0), torchMs(i, 1)];
-    // throughput ratio: > 1 means tfjs is faster
-    const ratio = (w: number, t?: number) => (t ? fmt(t / w, 2) : 'n/a');
+    // throughput ratios (> 1: tfjs is faster), each the median over the rounds of that round's own ratio: a
+    // round times the default and PyTorch back to back, so a drift of the VM's speed touches both sides alike
+    const paired = (torchOf: (t: [TorchStep | undefined, TorchStep | undefined]) => number | undefined) => {
+      const ratios = dps[i].flatMap((d, r) => {
+        const t = torch[i][r] ? torchOf(torch[i][r]) : undefined;
+        return t ? [t / d.msPerStep] : [];
+      });
+      return ratios.length ? fmt(medianOf(ratios, (x) => x), 2) : 'n/a';
+    };
     const name = extra ? `${preset} + INR` : preset;
-    const best = t1 && tN ? Math.min(t1, tN) : undefined;
+    const bestOf = ([a, b]: [TorchStep | undefined, TorchStep | undefined]) => (a && b ? Math.min(a.ms, b.ms) : undefined);
     // the rounds' plans: a case near the crossover may keep either
     const plans = [...new Set(dps[i].map((d) => d.workers))].sort().join('/');
     rows.push([name, `${size}²`, fmt(dp.flops / 1e9, 2), fmt(plainWasm.msPerStep, 0), fmt(one.msPerStep, 0), fmt(many.msPerStep, 0), `${fmt(dp.msPerStep, 0)} (${plans})`,
       fmt(dp.flops / dp.msPerStep / 1e6, 1), t1 ? fmt(t1, 0) : 'n/a', tN ? fmt(tN, 0) : 'n/a',
-      ratio(dp.msPerStep, t1), ratio(dp.msPerStep, tN), ratio(dp.msPerStep, best)]);
+      paired((t) => t[0]?.ms), paired((t) => t[1]?.ms), paired(bestOf)]);
     phases.push([name, `${size}²`, ...(['teacher', 'student', 'rectifier', 'optimizer'] as const).map((k) => fmt(dp.phases[k], 0)), dp.kernels.count]);
     // timed on one thread and one replica, where the kernels' wall times add up to the step
     kernelTables.push(`${name} ${size}² (1 replica, 1 thread: ${one.kernels.count} kernels, ${fmt(one.kernels.top.reduce((a, k) => a + k.ms, 0), 0)} ms in the top ${one.kernels.top.length})\n` +
@@ -212,7 +220,7 @@ export async function benchTrain(): Promise<void> {
   const inrAt = CASES.findIndex(([, , e]) => e === 'inr');
   const inrRatios = dps[inrAt].map((d, r) => d.msPerStep / dps[plainAt][r].msPerStep).sort((a, b) => a - b);
   console.log(table(rows));
-  console.log(`\nmedians of ${rounds} round(s) for the default and PyTorch columns; the INR step ÷ the plain one (default, 128²): ` +
+  console.log(`\nmedians of ${rounds} round(s) for the default and PyTorch columns, and of the rounds' own ratios for the ratio columns; the INR step ÷ the plain one (default, 128²): ` +
     `${fmt(inrRatios[Math.floor(inrRatios.length / 2)], 2)} (rounds: ${inrRatios.map((x) => fmt(x, 2)).join(', ')}; target ≤ 1.4)`);
   await writeAtomic(fileURLToPath(REFERENCE), new TextEncoder().encode(`${JSON.stringify(reference, null, 2)}\n`));
   console.log(`\nthe default's ms per iteration: ${fileURLToPath(REFERENCE)} (\`npm run bench -- train --check\` compares with it)`);

@@ -109,6 +109,8 @@ export interface StepBenchResult {
   backend: string;
   /** Median over unprofiled steps (profiling adds a device sync per phase). */
   msPerStep: number;
+  /** Each unprofiled step's time, in order (how far the warm-up settled). */
+  stepsMs: number[];
   /** Medians over profiled steps. */
   phases: { teacher: number; student: number; rectifier: number; optimizer: number };
   numTensorsDelta: number;
@@ -181,7 +183,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
       udaStep(parts, batch, { mode: config.mode, lr: 1e-5, ctx: { step: 300, training: true, rng: root.fork('step-300') } });
     });
     return {
-      backend: `${describeBackend(backend)}${workers > 1 ? ' × 2 replicas' : ''}`, msPerStep: median(plain),
+      backend: `${describeBackend(backend)}${workers > 1 ? ' × 2 replicas' : ''}`, msPerStep: median(plain), stepsMs: plain,
       phases: { teacher: phase('teacher'), student: phase('student'), rectifier: phase('rectifier'), optimizer: phase('optimizer') },
       numTensorsDelta, flops: kernelFlops(record.kernels as unknown as KernelRecord[]),
       kernels: { count: record.kernels.length, top: kernelTotals(record.kernels).slice(0, 12) },
