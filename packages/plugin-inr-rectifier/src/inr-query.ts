@@ -182,6 +182,10 @@ export function queryGeometry(
   const index = new Int32Array(N * BQ);
   const rel = new Float32Array(N * BQ * 2);
   const weight = new Float32Array(N * BQ);
+  if (grid && shared) {
+    gridGeometry(shared, grid.W, S, B, h, w, start, n, index, rel, weight);
+    return { index: tf.tensor2d(index, [N, BQ], 'int32'), rel: tf.tensor3d(rel, [N, BQ, 2]), weight: tf.tensor2d(weight, [N, BQ]) };
+  }
   for (let b = 0; b < B; b++) {
     const [ys, xs] = shared ?? tables(b);
     for (let q = 0; q < n; q++) {
@@ -200,6 +204,53 @@ export function queryGeometry(
     }
   }
   return { index: tf.tensor2d(index, [N, BQ], 'int32'), rel: tf.tensor3d(rel, [N, BQ, 2]), weight: tf.tensor2d(weight, [N, BQ]) };
+}
+
+/**
+ * `queryGeometry`'s loop for the queries [start, start + n) of a W-column grid, the same values: the first image's
+ * neighbours walk the grid row by row (no division per query), and every other image's are copies of them, the
+ * cell index moved by the image's offset (h·w cells per image).
+ */
+function gridGeometry(
+  [ys, xs]: [AxisTable, AxisTable], W: number, S: number, B: number, h: number, w: number, start: number, n: number,
+  index: Int32Array, rel: Float32Array, weight: Float32Array,
+): void {
+  const BQ = B * n;
+  // per neighbour (a, c), the queries row segment by row segment: a row's neighbour row is fixed, so the inner
+  // loop reads the column table only
+  for (let a = 0; a < S; a++) {
+    for (let c = 0; c < S; c++) {
+      const base = (a * S + c) * BQ;
+      for (let q = 0; q < n;) {
+        const row = Math.floor((start + q) / W);
+        const col0 = (start + q) % W;
+        const len = Math.min(W - col0, n - q);
+        const yi = ys.index[row * S + a] * w;
+        const yr = ys.rel[row * S + a];
+        const yw = ys.weight[row * S + a];
+        for (let k = 0; k < len; k++) {
+          const o = base + q + k;
+          const x = (col0 + k) * S + c;
+          index[o] = yi + xs.index[x];
+          rel[o * 2] = yr;
+          rel[o * 2 + 1] = xs.rel[x];
+          // a float32 store of the double product rounds it once, as Math.fround
+          weight[o] = yw * xs.weight[x];
+        }
+        q += len;
+      }
+    }
+  }
+  for (let nb = 0; nb < S * S; nb++) {
+    const first = nb * BQ;
+    for (let b = 1; b < B; b++) {
+      const at = first + b * n;
+      rel.copyWithin(at * 2, first * 2, (first + n) * 2);
+      weight.copyWithin(at, first, first + n);
+      const offset = b * h * w;
+      for (let q = 0; q < n; q++) index[at + q] = index[first + q] + offset;
+    }
+  }
 }
 
 /** Coordinates as host values (a tensor is read once). */
