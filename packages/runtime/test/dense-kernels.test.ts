@@ -19,8 +19,10 @@ const CONVS: ConvCase[] = [
   conv([1, 40, 38, 8], [5, 5, 8, 16], [1, 1], 'valid'),
   conv([2, 12, 14, 16], [3, 3, 16, 16], [1, 1], [[0, 0], [2, 0], [1, 2], [0, 0]]),
   conv([1, 12, 12, 32], [2, 2, 32, 32], [1, 1], [[0, 0], [3, 3], [3, 3], [0, 0]]),
-  // strided filter gradients: unequal strides with 'valid', a strided 1×1
+  // strided filter gradients: unequal strides with 'valid', a strided 1×1; 3 channels (one correlation) where
+  // the last rows and columns are read by no tap
   conv([2, 15, 20, 8], [3, 2, 8, 16], [2, 3], 'valid'),
+  conv([2, 66, 67, 3], [5, 5, 3, 16], [3, 2], 'valid'),
   conv([2, 17, 17, 32], [1, 1, 32, 64], [2, 2], 'same'),
   // DeepLab's ASPP on a 16×16 map: padding-dominated filter gradients (the im2col GEMM), taps reading partly
   // into padding (12) and only padding (18: all but the centre)
