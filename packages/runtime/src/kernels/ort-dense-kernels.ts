@@ -9,7 +9,8 @@
  *   tap's offset. With x padded and dy zero-padded to the same [Hp, Wp] grid and both flattened to rows, the
  *   pixel a tap reads for output (h, w) is the row (h, w) plus kh·dh·Wp + kw·dw, so each tap is one GEMM on
  *   contiguous rows, no im2col; rows that wrap past a line end meet dy's zero padding. Strided, or mostly
- *   padding: im2col from one strided Slice of x a live tap (each the output's size) and one GEMM.
+ *   padding: im2col from one strided Slice of x a live tap (each the output's size) and one GEMM; strided with
+ *   fewer than 8 input channels: one Conv correlating x with dy.
  * - `DepthwiseConv2dNativeBackpropFilter` (cpu; wasm without SIMD): per tap, a product and a reduction over the
  *   valid rectangle.
  * - `BatchMatMul`, `_FusedMatMul` (bias, relu): Gemm with its transposition flags, or a batched MatMul (an
