@@ -173,32 +173,28 @@ export function queryGeometry(
   const S = ensemble ? 2 : 1;
   const N = S * S;
   const BQ = B * n;
-  // a grid: one table over its rows' coordinates and one over its columns'; otherwise one per image over
-  // this range's queries
-  const tables = (b: number): [AxisTable, AxisTable] => (grid
-    ? [axisTable(values, 0, 2 * grid.W, grid.H, h, ensemble), axisTable(values, 1, 2, grid.W, w, ensemble)]
-    : [axisTable(values, (b * Q + start) * 2, 2, n, h, ensemble), axisTable(values, (b * Q + start) * 2 + 1, 2, n, w, ensemble)]);
-  const shared = grid ? tables(0) : undefined;
   const index = new Int32Array(N * BQ);
   const rel = new Float32Array(N * BQ * 2);
   const weight = new Float32Array(N * BQ);
-  if (grid && shared) {
-    gridGeometry(shared, grid.W, S, B, h, w, start, n, index, rel, weight);
-    return { index: tf.tensor2d(index, [N, BQ], 'int32'), rel: tf.tensor3d(rel, [N, BQ, 2]), weight: tf.tensor2d(weight, [N, BQ]) };
-  }
-  for (let b = 0; b < B; b++) {
-    const [ys, xs] = shared ?? tables(b);
-    for (let q = 0; q < n; q++) {
-      const py = (grid ? Math.floor((start + q) / grid.W) : q) * S;
-      const px = (grid ? (start + q) % grid.W : q) * S;
-      const i = b * n + q;
-      for (let a = 0; a < S; a++) {
-        for (let c = 0; c < S; c++) {
-          const o = (a * S + c) * BQ + i;
-          index[o] = b * h * w + ys.index[py + a] * w + xs.index[px + c];
-          rel[o * 2] = ys.rel[py + a];
-          rel[o * 2 + 1] = xs.rel[px + c];
-          weight[o] = f(ys.weight[py + a] * xs.weight[px + c]);
+  if (grid) {
+    // one table over the grid's rows' coordinates and one over its columns'
+    const tables: [AxisTable, AxisTable] = [axisTable(values, 0, 2 * grid.W, grid.H, h, ensemble), axisTable(values, 1, 2, grid.W, w, ensemble)];
+    gridGeometry(tables, grid.W, S, B, h, w, start, n, index, rel, weight);
+  } else {
+    // one table per image and axis over this range's queries
+    for (let b = 0; b < B; b++) {
+      const ys = axisTable(values, (b * Q + start) * 2, 2, n, h, ensemble);
+      const xs = axisTable(values, (b * Q + start) * 2 + 1, 2, n, w, ensemble);
+      for (let q = 0; q < n; q++) {
+        const i = b * n + q;
+        for (let a = 0; a < S; a++) {
+          for (let c = 0; c < S; c++) {
+            const o = (a * S + c) * BQ + i;
+            index[o] = b * h * w + ys.index[q * S + a] * w + xs.index[q * S + c];
+            rel[o * 2] = ys.rel[q * S + a];
+            rel[o * 2 + 1] = xs.rel[q * S + c];
+            weight[o] = f(ys.weight[q * S + a] * xs.weight[q * S + c]);
+          }
         }
       }
     }

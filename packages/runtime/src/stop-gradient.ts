@@ -19,6 +19,12 @@ interface EngineTapeState {
   state: { gradientDepth: number; activeTape: unknown };
 }
 
+/** tfjs's engine state (it keeps no public flag for recording): gradients are recorded while its depth is above 0. */
+const tapeState = () => (tf.engine() as unknown as EngineTapeState).state;
+
+/** Whether a gradient tape (tf.grads, tf.variableGrads) is recording. */
+export const recordingGradients = (): boolean => (tapeState().gradientDepth ?? 0) > 0;
+
 /**
  * `fn` with gradient recording off, as PyTorch's `no_grad`: inside a `tf.grads` or `tf.variableGrads`
  * closure, its ops are not put on the tape (nor their inputs saved for a backward pass), so backprop never
@@ -27,8 +33,7 @@ interface EngineTapeState {
  * throws or takes gradients of its own.
  */
 export function withoutGradients<T extends tf.TensorContainer>(fn: () => T): T {
-  // tfjs has no public switch; the engine records while its gradient depth is above 0
-  const state = (tf.engine() as unknown as EngineTapeState).state;
+  const state = tapeState();
   const { gradientDepth, activeTape } = state;
   if (gradientDepth === 0) return tf.tidy(fn);
   state.gradientDepth = 0;

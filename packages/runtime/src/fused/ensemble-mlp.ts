@@ -16,6 +16,7 @@ import { denseRuntime, ENSEMBLE_MLP, registerEnsembleMlpKernel } from '../kernel
 import { dense } from './dense.js';
 import { ensembleDot } from './ensemble-dot.js';
 import { gatherAffineRelu } from './gather-affine-relu.js';
+import { recordingGradients } from '../stop-gradient.js';
 
 /** A layer's weights: w [in, out], b [out]. */
 export interface MlpLayer {
@@ -81,9 +82,4 @@ export function ensembleMlp(
     layers.forEach((l, i) => Object.assign(inputs, { [`w${i}`]: l.w, [`b${i}`]: l.b }));
     return tf.engine().runKernel(ENSEMBLE_MLP, inputs, { layers: layers.length }) as tf.Tensor1D;
   });
-}
-
-/** Whether a gradient tape is recording (tfjs keeps no public flag: its engine's gradient depth). */
-function recordingGradients(): boolean {
-  return ((tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth ?? 0) > 0;
 }

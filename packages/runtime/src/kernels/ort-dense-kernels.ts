@@ -273,8 +273,7 @@ const conv2D: Run = (rt, { inputs, attrs }, io) => {
   if (c.pointwise) return pixelProduct(rt, io, 'conv1x1', x, filter, info.inChannels, false, info.outShape);
   const k = key('conv', x.shape, filter.shape, c.strides, c.dilations, c.pads, c.crop?.h ?? [], c.crop?.w ?? []);
   const shape = [info.filterHeight, info.filterWidth, info.inChannels, info.outChannels];
-  const block = nchwcBlock(rt);
-  return runGraph(rt, io, k, graph([x.shape, filter.shape], (g, [xi, w]) => nhwcConv(g, block, xi, liveFilter(g, w, c), shape, 3, convAttrs(c)), info.outShape),
+  return runGraph(rt, io, k, graph([x.shape, filter.shape], (g, [xi, w]) => nhwcConv(g, nchwcBlock(rt), xi, liveFilter(g, w, c), shape, 3, convAttrs(c)), info.outShape),
     [[x, x.shape], [filter, filter.shape]], info.outShape);
 };
 
@@ -303,10 +302,9 @@ const conv2DBackpropInput: Run = (rt, { inputs, attrs }, io) => {
     const pads = [(KH - 1) * dh - top, (KW - 1) * dw - left, (KH - 1) * dh - bottom, (KW - 1) * dw - right];
     if (pads.every((p) => p >= 0)) {
       const k = key('dxconv', dy.shape, filter.shape, c.dilations, pads, ...crop);
-      const block = nchwcBlock(rt);
       // the rotated filter as [kh, kw, O, I]: this convolution's outputs are the forward's input channels
       return runGraph(rt, io, k, graph([dy.shape, filter.shape],
-        (g, [d, w]) => nhwcConv(g, block, d, flip(g, w), hwio, 2, { dilations: attr.ints(c.dilations), pads: attr.ints(pads) }), a.inputShape),
+        (g, [d, w]) => nhwcConv(g, nchwcBlock(rt), d, flip(g, w), hwio, 2, { dilations: attr.ints(c.dilations), pads: attr.ints(pads) }), a.inputShape),
       [[dy, dy.shape], [filter, filter.shape]], a.inputShape);
     }
   }
