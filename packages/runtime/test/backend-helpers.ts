@@ -1,14 +1,26 @@
 import * as tf from '@tensorflow/tfjs';
 
-/** Run `fn` with `backend` active, returning plain arrays so results can be compared across backends. */
-export async function onBackend<T>(backend: string, fn: () => T): Promise<T> {
-  const previous = tf.getBackend();
-  await tf.setBackend(backend);
-  try {
-    return fn();
-  } finally {
-    if (previous) await tf.setBackend(previous);
-  }
+/** The last queued `onBackend` run: each waits for the one before it. */
+let queue: Promise<unknown> = Promise.resolve();
+
+/**
+ * Run `fn` with `backend` active, returning plain arrays so results can be compared across backends. Runs are
+ * queued: ava runs a file's tests concurrently, and two tests switching the one global backend around their
+ * awaits would otherwise run each other's `fn` on the wrong backend.
+ */
+export function onBackend<T>(backend: string, fn: () => T): Promise<T> {
+  const run = queue.then(async () => {
+    const previous = tf.getBackend();
+    await tf.setBackend(backend);
+    try {
+      if (tf.getBackend() !== backend) throw new Error(`onBackend: '${backend}' did not become the active backend`);
+      return fn();
+    } finally {
+      if (previous) await tf.setBackend(previous);
+    }
+  });
+  queue = run.catch(() => undefined);
+  return run;
 }
 
 /** Deterministic pseudo-random values (test inputs only). */

@@ -99,7 +99,12 @@ function runGraph(rt: OrtKernelRuntime, io: HostIO, k: string, build: () => Onnx
   inputs: [Info, number[]][], outShape: number[], outDims = outShape): Info | undefined {
   if (!rt.ready(k, build)) return undefined;
   const out = io.alloc(outShape);
-  const arrays: OrtArray[] = inputs.map(([t, dims]) => ({ data: io.view(t) as Float32Array, dims }));
+  // float32 data: tfjs-cpu may hold a float32 tensor's values in another array type (an int32 tensor cast to
+  // float32 keeps its Int32Array), which onnxruntime refuses
+  const arrays: OrtArray[] = inputs.map(([t, dims]) => {
+    const data = io.view(t);
+    return { data: data instanceof Float32Array ? data : Float32Array.from(data), dims };
+  });
   rt.run(k, build, arrays, [{ data: io.view(out) as Float32Array, dims: outDims }]);
   return out;
 }
