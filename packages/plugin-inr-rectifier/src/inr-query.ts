@@ -15,7 +15,7 @@
  * Coordinates are (row, column) in [−1, 1], pixel centres at −1 + (2i + 1)/n, as LIIF's `make_coord`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ensembleMlp, ensembleMlpTail } from '@ir2f/runtime';
+import { ensembleMlp, ensembleMlpTail, filledTensors } from '@ir2f/runtime';
 
 export interface InrShape {
   /** Latent channels: projection channels + classes. */
@@ -173,9 +173,21 @@ export function queryGeometry(
   const S = ensemble ? 2 : 1;
   const N = S * S;
   const BQ = B * n;
-  const index = new Int32Array(N * BQ);
-  const rel = new Float32Array(N * BQ * 2);
-  const weight = new Float32Array(N * BQ);
+  // written in place into the new tensors (on wasm its heap: no JS buffers of a chunk's size to fault in)
+  const [index, rel, weight] = filledTensors([
+    { shape: [N, BQ], dtype: 'int32' }, { shape: [N, BQ, 2], dtype: 'float32' }, { shape: [N, BQ], dtype: 'float32' },
+  ], ([indexArr, relArr, weightArr]) => fillGeometry(
+    values, B, Q, grid, h, w, start, n, S, ensemble, indexArr as Int32Array, relArr as Float32Array, weightArr as Float32Array,
+  ));
+  return { index: index as tf.Tensor2D, rel: rel as tf.Tensor3D, weight: weight as tf.Tensor2D };
+}
+
+/** `queryGeometry`'s values, written into index [N, B·n], rel [N, B·n, 2] and weight [N, B·n]. */
+function fillGeometry(
+  values: Float32Array, B: number, Q: number, grid: HostCoords['grid'], h: number, w: number, start: number, n: number, S: number,
+  ensemble: boolean, index: Int32Array, rel: Float32Array, weight: Float32Array,
+): void {
+  const BQ = B * n;
   if (grid) {
     // one table over the grid's rows' coordinates and one over its columns'
     const tables: [AxisTable, AxisTable] = [axisTable(values, 0, 2 * grid.W, grid.H, h, ensemble), axisTable(values, 1, 2, grid.W, w, ensemble)];
@@ -199,7 +211,6 @@ export function queryGeometry(
       }
     }
   }
-  return { index: tf.tensor2d(index, [N, BQ], 'int32'), rel: tf.tensor3d(rel, [N, BQ, 2]), weight: tf.tensor2d(weight, [N, BQ]) };
 }
 
 /**

@@ -12,7 +12,8 @@ export { RuntimeError, type RuntimeErrorCode } from './errors.js';
 export { envWithMallocTunables, MALLOC_TUNABLES, mallocTunablesSet, onGlibc, relaunchWithMallocTunables } from './malloc-tunables.js';
 export { denseKernelCalls, MIN_DEPTH, MIN_ELEMENTS, MIN_MACS } from './kernels/ort-dense-kernels.js';
 export {
-  hasHostKernel, HOST_BACKENDS, registerHostKernel, registerOnce, type HostArray, type HostInput, type HostKernel, type WasmHeap, type WasmHostKernel,
+  filledTensors, hasHostKernel, HOST_BACKENDS, registerHostKernel, registerOnce, type HostArray, type HostInput, type HostKernel, type TensorSpec, type WasmHeap,
+  type WasmHostKernel,
 } from './kernels/host-kernel.js';
 export type { SimdKernels } from './simd/simd-kernels.js';
 export { registerWasmGradientKernels, wasmGradientKernels, replacedWasmKernels } from './kernels/register-wasm-kernels.js';
