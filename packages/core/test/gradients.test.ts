@@ -123,8 +123,13 @@ test('tf.grads of a small conv net (conv, dilated conv, depthwise, batch norm, r
   const c = await grads('cpu');
   t.true(Math.abs(w.loss - c.loss) < 1e-5 * Math.max(1, Math.abs(c.loss)));
   t.is(w.grads.length, c.grads.length);
+  // each variable against its own scale, floored at 1% of the largest gradient in the net: with the stem's β at
+  // its initial 0, relu(γ·x̂) = γ·relu(x̂), and the depthwise conv and batch norm after it act per channel, so the
+  // loss does not depend on the stem's γ; its gradient (~1e-6 where the others are ~0.1) is the rounding noise
+  // of two backends' summation orders (0.5% of itself between wasm and cpu)
+  const netScale = Math.max(...c.grads.map((g) => Math.max(...Array.from(g, Math.abs))));
   w.grads.forEach((g, i) => {
-    const err = relativeError(g, c.grads[i]);
+    const err = relativeError(g, c.grads[i], 0.01 * netScale);
     t.true(err < 1e-4, `variable ${i}: relative error ${err}`);
   });
 });

@@ -34,11 +34,15 @@ export function randomArray(n: number, seed: number): Float32Array {
   return out;
 }
 
-/** max |a−b| / max(max|b|, 1e-6): relative to the reference's scale, robust to near-zero entries. */
-export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+/**
+ * max |a−b| / max(max|b|, minScale): relative to the reference's scale, robust to near-zero entries. `minScale`
+ * (default 1e-6) floors the scale, e.g. at a fraction of a whole model's gradients where one parameter's are
+ * analytically zero and their values are rounding noise.
+ */
+export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>, minScale = 1e-6): number {
   if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
   let maxDiff = 0;
-  let scale = 1e-6;
+  let scale = minScale;
   for (let i = 0; i < a.length; i++) {
     maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
     scale = Math.max(scale, Math.abs(b[i]));
