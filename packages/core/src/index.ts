@@ -44,6 +44,7 @@ export {
 export { ConfidencePseudoLabeler, type ConfidencePseudoLabelerOptions } from './defaults/pseudo-labeler-confidence.js';
 export { pixelCrossEntropy, WeightedCrossEntropy } from './defaults/loss-weighted-ce.js';
 export { ClassMix, classMixMask, gaussianBlur, type ClassMixOptions } from './defaults/mixer-classmix.js';
+export { colorJitter, colorJitterComposed, drawColorJitter, type ColorJitterParams } from './defaults/color-jitter.js';
 export { emaAlpha, emaUpdate, emaUpdateModule } from './defaults/ema.js';
 export {
   AdamW, DAFORMER_PARAM_RULES, paramGroups, polyLr,

@@ -10,9 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { MixBatch, Mixer, MixResult, StepContext } from '../contracts.js';
-
-const MEAN = [123.675, 116.28, 103.53];
-const STD = [58.395, 57.12, 57.375];
+import { colorJitter, drawColorJitter } from './color-jitter.js';
 
 export interface ClassMixOptions {
   numClasses: number;
@@ -52,40 +50,6 @@ export function classMixMask(labels: tf.Tensor3D, scores: tf.Tensor2D, numClasse
   });
 }
 
-function denormalize(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.div(tf.add(tf.mul(x, STD), MEAN), 255) as tf.Tensor4D;
-}
-
-function renormalize(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.div(tf.sub(tf.mul(x, 255), MEAN), STD) as tf.Tensor4D;
-}
-
-/** Per-image brightness, contrast, saturation and hue (YIQ rotation) on [0, 1] RGB. */
-function colorJitter(x: tf.Tensor4D, s: number, ctx: StepContext): tf.Tensor4D {
-  const B = x.shape[0];
-  const draw = () => tf.tensor(Array.from({ length: B }, () => ctx.rng.uniform(1 - s, 1 + s)), [B, 1, 1, 1]);
-  const gray = (t: tf.Tensor4D) => tf.sum(tf.mul(t, [0.299, 0.587, 0.114]), 3, true);
-  let y: tf.Tensor4D = tf.clipByValue(tf.mul(x, draw()), 0, 1);
-  const m = tf.mean(gray(y), [1, 2, 3], true);
-  y = tf.clipByValue(tf.add(tf.mul(tf.sub(y, m), draw()), m), 0, 1);
-  const g = gray(y);
-  y = tf.clipByValue(tf.add(tf.mul(tf.sub(y, g), draw()), g), 0, 1);
-  // hue: rotate the chroma plane of YIQ by θ ∈ [−s, s] of a full turn
-  const rgb2yiq = tf.tensor2d([[0.299, 0.596, 0.211], [0.587, -0.274, -0.523], [0.114, -0.322, 0.312]]);
-  const yiq2rgb = tf.tensor2d([[1, 1, 1], [0.956, -0.272, -1.106], [0.621, -0.647, 1.703]]);
-  const [, H, W] = x.shape;
-  const rot = tf.stack(Array.from({ length: B }, () => {
-    const th = ctx.rng.uniform(-s, s) * 2 * Math.PI;
-    const c = Math.cos(th);
-    const si = Math.sin(th);
-    return tf.tensor2d([[1, 0, 0], [0, c, si], [0, -si, c]]);
-  })) as tf.Tensor3D;
-  const flat = tf.reshape(y, [B, H * W, 3]) as tf.Tensor3D;
-  const yiq = tf.matMul(tf.matMul(flat, tf.tile(tf.expandDims(rgb2yiq, 0), [B, 1, 1]) as tf.Tensor3D), rot);
-  const back = tf.matMul(yiq, tf.tile(tf.expandDims(yiq2rgb, 0), [B, 1, 1]) as tf.Tensor3D);
-  return tf.clipByValue(tf.reshape(back, [B, H, W, 3]), 0, 1) as tf.Tensor4D;
-}
-
 /**
  * Separable Gaussian blur with reflect padding. Each pass is a convolution whose filter is the 1-D kernel on the
  * channels' diagonal: C× a depthwise convolution's multiply-adds, but on the backends' dense kernels (with three
@@ -117,7 +81,10 @@ export class ClassMix implements Mixer {
     const sigma = ctx.rng.uniform(0.15, 1.15) * (H / (this.opts.blurReferenceSize ?? 512));
     const result = tf.tidy(() => {
       const mask = classMixMask(source.labels, scores, numClasses);
-      const m4 = tf.expandDims(mask, 3);
+      // the mask over the channels as a product with ones (exact): on wasm, 0.3 ms for a 128² pair against 0.8
+      // with broadcasting products and 4.8 with Tile
+      const [, , , C] = source.image.shape;
+      const m4 = tf.reshape(tf.matMul(tf.reshape(mask, [-1, 1]), tf.ones([1, C])), source.image.shape);
       const image = tf.add(tf.mul(m4, source.image), tf.mul(tf.sub(1, m4), target.image)) as tf.Tensor4D;
       const fromSource = tf.cast(mask, 'bool');
       const labels = tf.where(fromSource, tf.cast(source.labels, 'int32'), tf.cast(target.labels, 'int32')) as tf.Tensor3D;
@@ -143,16 +110,19 @@ export class ClassMix implements Mixer {
     return result;
   }
 
-  /** DACS's colour jitter and blur on a normalised image batch (each when its flag is set). */
+  /**
+   * DACS's colour jitter and blur on a normalised image batch (each when its flag is set). The blur runs on the
+   * normalised image: a normalised kernel with reflect padding commutes with the per-channel affine map.
+   */
   private photometric(image: tf.Tensor4D, on: { jitter: boolean; blur: boolean; sigma: number }, ctx: StepContext): tf.Tensor4D {
     return tf.tidy(() => {
-      let rgb = denormalize(image);
-      if (on.jitter) rgb = colorJitter(rgb, this.opts.colorJitterStrength ?? 0.2, ctx);
+      let out = image;
+      if (on.jitter) out = colorJitter(image, drawColorJitter(image.shape[0], this.opts.colorJitterStrength ?? 0.2, ctx.rng));
       // DAFormer's kernel: ⌈0.1·H⌉, made odd by rounding down
       const k = Math.ceil(0.1 * image.shape[1]);
       const size = k % 2 === 1 ? k : k - 1;
-      if (on.blur && size >= 3) rgb = gaussianBlur(rgb, on.sigma, size);
-      return renormalize(rgb);
+      if (on.blur && size >= 3) out = gaussianBlur(out, on.sigma, size);
+      return out;
     });
   }
 
