@@ -71,7 +71,11 @@ interface ChildResult extends StepBenchResult {
  * One iteration's timing (and peak RSS) in a fresh process with `threads` wasm threads per replica, after
  * `STEP_WARMUP` warm-up steps: onnxruntime's sessions, the JIT-compiled JS and V8's wasm tier-up settle over the
  * first ones (resnet-tiny at 128² ran ~150 ms a step at steps 3–8 and ~100 from 15 on before ir2f lowered the
- * tiering budget; a training run lives at the steady state).
+ * tiering budget; a training run lives at the steady state), and so does the malloc heap: onnxruntime-node
+ * returns each run's output as a copy that lives until V8 collects it, and until the heap has grown past the
+ * holes those copies leave, steps fault in fresh pages (resnet-tiny at 128², three processes: 50–3,000 faults a
+ * step up to steps 25–31, then about none, and steps of ~65 ms against ~70–80 before; the phases table's last
+ * column shows what is left).
  */
 function stepInChild(preset: string, size: number, threads: number, inr: boolean, workers = 1, dense = 'onnxruntime', steps = 6): ChildResult {
   const child = spawnSync(process.execPath,
@@ -84,7 +88,7 @@ function stepInChild(preset: string, size: number, threads: number, inr: boolean
 
 const HALF = Math.max(1, Math.floor(THREADS / 2));
 /** Warm-up steps before a tfjs child times its steps, and iterations PyTorch runs before it times its own. */
-const STEP_WARMUP = 10;
+const STEP_WARMUP = 30;
 const TORCH_WARMUP = 3;
 
 /** `--rounds N` (default 3): how many times the default and PyTorch's steps are timed, in rounds over all cases. */
@@ -168,7 +172,7 @@ export async function benchTrain(): Promise<void> {
     'preset', 'crop', 'GFLOP/it', '1 thr, wasm kernels ms', 'wasm 1 thr ms', `wasm ${THREADS} thr ms`, 'default ms (replicas)', 'default GFLOP/s',
     'torch 1 thr ms', `torch ${THREADS} thr ms`, 'default ÷ torch 1 thr', `default ÷ torch ${THREADS} thr`, 'default ÷ torch best',
   ]];
-  const phases: (string | number)[][] = [['preset', 'crop', 'teacher', 'student f+b', 'rectifier', 'optim+EMA', 'kernels/it']];
+  const phases: (string | number)[][] = [['preset', 'crop', 'teacher', 'student f+b', 'rectifier', 'optim+EMA', 'kernels/it', 'page faults/it']];
   const kernelTables: string[] = [];
   // the default and PyTorch's steps in rounds over all cases, each case's median kept: this VM's speed drifts
   // by tens of percent over minutes (PyTorch's too), and a drift then touches every case of a round alike
@@ -210,7 +214,7 @@ export async function benchTrain(): Promise<void> {
     rows.push([name, `${size}²`, fmt(dp.flops / 1e9, 2), fmt(plainWasm.msPerStep, 0), fmt(one.msPerStep, 0), fmt(many.msPerStep, 0), `${fmt(dp.msPerStep, 0)} (${plans})`,
       fmt(dp.flops / dp.msPerStep / 1e6, 1), t1 ? fmt(t1, 0) : 'n/a', tN ? fmt(tN, 0) : 'n/a',
       paired((t) => t[0]?.ms), paired((t) => t[1]?.ms), paired(bestOf)]);
-    phases.push([name, `${size}²`, ...(['teacher', 'student', 'rectifier', 'optimizer'] as const).map((k) => fmt(dp.phases[k], 0)), dp.kernels.count]);
+    phases.push([name, `${size}²`, ...(['teacher', 'student', 'rectifier', 'optimizer'] as const).map((k) => fmt(dp.phases[k], 0)), dp.kernels.count, dp.faultsPerStep]);
     // timed on one thread and one replica, where the kernels' wall times add up to the step
     kernelTables.push(`${name} ${size}² (1 replica, 1 thread: ${one.kernels.count} kernels, ${fmt(one.kernels.top.reduce((a, k) => a + k.ms, 0), 0)} ms in the top ${one.kernels.top.length})\n` +
       table([['kernel', 'calls', 'ms', 'ms/call'], ...one.kernels.top.map((k) => [k.name, k.calls, fmt(k.ms, 1), fmt(k.ms / k.calls, 3)])]));
