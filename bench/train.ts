@@ -69,7 +69,7 @@ interface ChildResult extends StepBenchResult {
 
 /**
  * One iteration's timing (and peak RSS) in a fresh process with `threads` wasm threads per replica, after
- * `STEP_WARMUP` warm-up steps: onnxruntime's sessions, the JIT-compiled JS and V8's wasm tier-up settle over the
+ * `--warmup` steps (default 30): onnxruntime's sessions, the JIT-compiled JS and V8's wasm tier-up settle over the
  * first ones (resnet-tiny at 128² ran ~150 ms a step at steps 3–8 and ~100 from 15 on before ir2f lowered the
  * tiering budget; a training run lives at the steady state), and so does the malloc heap: onnxruntime-node
  * returns each run's output as a copy that lives until V8 collects it, and until the heap has grown past the
@@ -79,7 +79,7 @@ interface ChildResult extends StepBenchResult {
  */
 function stepInChild(preset: string, size: number, threads: number, inr: boolean, workers = 1, dense = 'onnxruntime', steps = 6): ChildResult {
   const child = spawnSync(process.execPath,
-    [...process.execArgv, fileURLToPath(import.meta.url), '--step-child', preset, String(size), String(steps), inr ? 'inr' : '', String(workers)],
+    [...process.execArgv, fileURLToPath(import.meta.url), '--step-child', preset, String(size), String(steps), inr ? 'inr' : '', String(workers), String(warmupOption())],
     { encoding: 'utf8', env: { ...process.env, IR2F_WASM_THREADS: String(threads), IR2F_DENSE_KERNELS: dense } });
   const line = child.stdout.trim().split('\n').pop() ?? '';
   if (child.status !== 0 || !line.startsWith('{')) throw new Error(`bench child failed: ${child.stderr.slice(-500)}`);
@@ -87,17 +87,21 @@ function stepInChild(preset: string, size: number, threads: number, inr: boolean
 }
 
 const HALF = Math.max(1, Math.floor(THREADS / 2));
-/** Warm-up steps before a tfjs child times its steps, and iterations PyTorch runs before it times its own. */
-const STEP_WARMUP = 30;
+/** Iterations PyTorch runs before it times its own. */
 const TORCH_WARMUP = 3;
 
-/** `--rounds N` (default 3): how many times the default and PyTorch's steps are timed, in rounds over all cases. */
-function roundsOption(): number {
-  const at = process.argv.indexOf('--rounds');
-  const n = at < 0 ? 3 : Number(process.argv[at + 1]);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--rounds needs a whole number ≥ 1, got '${process.argv[at + 1]}'`);
+/** `--name N`: a whole number of at least `min`, else `fallback`. */
+function intOption(name: string, fallback: number, min: number): number {
+  const at = process.argv.indexOf(name);
+  const n = at < 0 ? fallback : Number(process.argv[at + 1]);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} needs a whole number ≥ ${min}, got '${process.argv[at + 1]}'`);
   return n;
 }
+
+/** `--rounds N` (default 3): how many times the default and PyTorch's steps are timed, in rounds over all cases. */
+const roundsOption = () => intOption('--rounds', 3, 1);
+/** `--warmup N` (default 30): warm-up steps before a tfjs child times its steps (see `stepInChild`). */
+const warmupOption = () => intOption('--warmup', 30, 0);
 
 interface DefaultResult extends ChildResult {
   /** The replicas of the plan the default keeps. */
@@ -166,7 +170,7 @@ export async function benchTrain(): Promise<void> {
   };
   const peakN = sgemmPeak(THREADS);
   console.log(`# one DAFormer-style training iteration, batch 2+2: tfjs-wasm on 1 and ${THREADS} threads with onnxruntime's dense kernels ` +
-    `(and once with XNNPACK's), PyTorch CPU (${debianBlas()}) on the same threads`);
+    `(and once with XNNPACK's), PyTorch CPU (${debianBlas()}) on the same threads; tfjs steps timed after ${warmupOption()} warm-up steps, PyTorch's after ${TORCH_WARMUP}`);
   console.log(`# practical peak (PyTorch 2048² sgemm): ${fmt(peak1 ?? NaN, 0)} GFLOP/s on 1 thread, ${fmt(peakN ?? NaN, 0)} on ${THREADS}\n`);
   const rows: (string | number)[][] = [[
     'preset', 'crop', 'GFLOP/it', '1 thr, wasm kernels ms', 'wasm 1 thr ms', `wasm ${THREADS} thr ms`, 'default ms (replicas)', 'default GFLOP/s',
@@ -238,10 +242,10 @@ export async function benchTrain(): Promise<void> {
 }
 
 if (process.argv[2] === '--step-child') {
-  const [preset, size, steps, inr, workers] = process.argv.slice(3);
+  const [preset, size, steps, inr, workers, warmup] = process.argv.slice(3);
   const plugins = inr === 'inr' ? [{ package: '@ir2f/plugin-inr-rectifier', options: {} }] : [];
   const r = await benchStep({
-    preset, size: Number(size), batch: 2, steps: Number(steps), warmup: STEP_WARMUP, backend: 'wasm', plugins, workers: Number(workers), threads: Number(process.env.IR2F_WASM_THREADS ?? 1),
+    preset, size: Number(size), batch: 2, steps: Number(steps), warmup: Number(warmup), backend: 'wasm', plugins, workers: Number(workers), threads: Number(process.env.IR2F_WASM_THREADS ?? 1),
   });
   console.log(JSON.stringify({ ...r, maxRssKiB: process.resourceUsage().maxRSS }));
 }
