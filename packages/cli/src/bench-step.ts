@@ -180,9 +180,9 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     const plain: number[] = [];
     const faults: number[] = [];
     for (let i = 0; i < o.steps; i++) {
-      const before = process.resourceUsage().minorPageFault;
+      const faultsBefore = process.resourceUsage().minorPageFault;
       plain.push((await run(100 + i, false)).ms);
-      faults.push(process.resourceUsage().minorPageFault - before);
+      faults.push(process.resourceUsage().minorPageFault - faultsBefore);
     }
     const profiled: Awaited<ReturnType<typeof run>>[] = [];
     for (let i = 0; i < Math.max(2, Math.ceil(o.steps / 2)); i++) profiled.push(await run(200 + i, true));

@@ -3,7 +3,7 @@
  * contrast, saturation and hue (a rotation of YIQ's chroma plane) on [0, 1] RGB, each clipped to [0, 1], then
  * normalised again. On the host backends (wasm, cpu) one JS kernel does it in two passes over the image (the
  * second needs the first's mean grey); the tensor composition is ~35 kernels, most of them broadcasts over the
- * channels, which tfjs-wasm runs at ~4 ns an element (a 128² pair: ~5 ms of kernels, against ~0.6 here).
+ * channels, which tfjs-wasm runs at ~4 ns an element (a 128² pair: ~5 ms of kernels, against ~1 here).
  * Elsewhere (webgl, tfjs-node) the composition runs. Both take the same draws from the step's RNG.
  */
 import * as tf from '@tensorflow/tfjs';
