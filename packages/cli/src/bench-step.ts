@@ -92,11 +92,13 @@ export function kernelFlops(kernels: KernelRecord[]): number {
         flops += 2 * batch * m * n * (size(a) / (aBatch * m));
         break;
       }
-      case 'Ir2fEnsembleMlp': { // table, index, x [N, Q, K], wx [K, H₀], wOut, bOut, weight, then w, b per layer
+      case 'Ir2fEnsembleMlp': case 'Ir2fEnsembleMlpGrad': { // table, index, x [N, Q, K], wx [K, H₀], wOut, bOut, weight, then w, b per layer (, ds)
         const rows = size(k.inputShapes[2].slice(0, 2));
-        const layers = k.inputShapes.slice(7).filter((_, i) => i % 2 === 0);
+        const grad = k.name === 'Ir2fEnsembleMlpGrad';
+        const layers = k.inputShapes.slice(7, grad ? -1 : undefined).filter((_, i) => i % 2 === 0);
         const macs = size(k.inputShapes[3]) + layers.reduce((acc, w) => acc + size(w), 0) + size(k.inputShapes[4]);
-        flops += 2 * rows * macs;
+        // the gradient recomputes the forward, then per layer the input's and the weights' products
+        flops += 2 * rows * macs * (grad ? 3 : 1);
         break;
       }
       default:

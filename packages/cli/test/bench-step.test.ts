@@ -39,6 +39,9 @@ test.serial('kernelFlops counts the fused ensemble MLP\'s products: the coordina
   }));
   t.true(p.kernels.some((k) => k.name === 'Ir2fEnsembleMlp'), 'the fused graph ran');
   t.is(kernelFlops(p.kernels as never), 2 * N * Q * (2 * 16 + 16 * 8 + 8 * 8 + 8));
+  // its gradient graph (inputs as the forward's, then ds) recomputes the forward, then runs two products a layer
+  const grad = { name: 'Ir2fEnsembleMlpGrad', outputShapes: [], inputShapes: p.kernels.find((k) => k.name === 'Ir2fEnsembleMlp')!.inputShapes.concat([[Q]]) };
+  t.is(kernelFlops([grad]), 3 * 2 * N * Q * (2 * 16 + 16 * 8 + 8 * 8 + 8));
 });
 
 test('kernelTotals sums calls and time per kernel name, slowest first, and counts kernels with no timing', (t) => {

@@ -1,6 +1,8 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import { denseKernelCalls, ensembleMlp, ensembleMlpComposed, initBackend, type MlpLayer } from '@ir2f/runtime';
+import { denseRuntime, setDenseRuntime } from '../src/kernels/ort-dense-kernels.js';
+import { OrtKernelRuntime } from '../src/kernels/ort-runtime.js';
 import { onBackend, randomArray, relativeError } from './backend-helpers.js';
 
 test.before(async () => {
@@ -49,18 +51,62 @@ for (const backend of ['wasm', 'cpu']) {
   });
 }
 
-test('ensembleMlp under a gradient tape runs the composition: its gradients are the composition\'s, and the loop does not run', async (t) => {
-  await onBackend('wasm', () => {
-    const p = inputs(CASES[0], 7);
-    const calls = denseKernelCalls().Ir2fEnsembleMlp ?? 0;
-    const grads = (f: typeof ensembleMlp) => tf.tidy(() => tf.grads((table: tf.Tensor, wx: tf.Tensor, w0: tf.Tensor) => tf.sum(tf.square(
-      f(table as tf.Tensor2D, p.index, p.x, wx as tf.Tensor2D, [{ w: w0 as tf.Tensor2D, b: p.layers[0].b }], p.out, p.weight))))([p.table, p.wx, p.layers[0].w])
-      .map((g) => g.dataSync() as Float32Array));
-    const [a, b] = [grads(ensembleMlp), grads(ensembleMlpComposed)];
-    a.forEach((g, i) => t.deepEqual(g, b[i]));
-    t.true(a[0].some((v) => v !== 0));
-    t.is(denseKernelCalls().Ir2fEnsembleMlp ?? 0, calls);
+/** `f` with the dense kernels on an onnxruntime of `threads` threads (the backend's own put back after). */
+async function withOrtThreads(threads: number, f: () => Promise<void>): Promise<void> {
+  const own = denseRuntime();
+  const rt = OrtKernelRuntime.load(threads);
+  if (typeof rt === 'string') throw new Error(rt);
+  setDenseRuntime(rt);
+  try {
+    await f();
+  } finally {
+    setDenseRuntime(own);
+  }
+}
+
+/** The gradients of Σ sin(q)·s_q w.r.t. every float input of `f`, in customGrad's order. */
+function inputGrads(f: typeof ensembleMlp, p: ReturnType<typeof inputs>, Q: number): Float32Array[] {
+  return tf.tidy(() => tf.grads((...a: tf.Tensor[]) => {
+    const [table, x, wx, wOut, bOut, weight, ...ws] = a;
+    const layers = p.layers.map((_, k) => ({ w: ws[2 * k] as tf.Tensor2D, b: ws[2 * k + 1] as tf.Tensor1D }));
+    // a loss whose ds varies by query and sign
+    const s = f(table as tf.Tensor2D, p.index, x as tf.Tensor3D, wx as tf.Tensor2D, layers, { w: wOut as tf.Tensor2D, b: bOut as tf.Tensor1D }, weight as tf.Tensor2D);
+    return tf.sum(tf.mul(s, tf.sin(tf.range(0, Q))));
+  })([p.table, p.x, p.wx, p.out.w, p.out.b, p.weight, ...p.layers.flatMap((l) => [l.w, l.b])]).map((g) => g.dataSync() as Float32Array));
+}
+
+const disposeInputs = (p: ReturnType<typeof inputs>) => tf.dispose([p.table, p.index, p.x, p.wx, p.weight, p.out.w, p.out.b, ...p.layers.flatMap((l) => [l.w, l.b])]);
+
+for (const backend of ['wasm', 'cpu']) {
+  test.serial(`ensembleMlp under a gradient tape on ${backend}, one thread: the tiled gradient graph matches the composition's gradients for every input`, async (t) => {
+    await withOrtThreads(1, () => onBackend(backend, () => {
+      for (const [i, c] of CASES.entries()) {
+        const p = inputs(c, 60 + i);
+        const before = tf.memory().numTensors;
+        const calls = denseKernelCalls().Ir2fEnsembleMlpGrad ?? 0;
+        const [fused, composed] = [inputGrads(ensembleMlp, p, c[4]), inputGrads(ensembleMlpComposed, p, c[4])];
+        t.is(denseKernelCalls().Ir2fEnsembleMlpGrad, calls + 1, `${JSON.stringify(c)}: the gradient ran on onnxruntime`);
+        t.is(tf.memory().numTensors, before);
+        fused.forEach((g, k) => {
+          t.is(g.length, composed[k].length);
+          t.true(relativeError(g, composed[k]) < 1e-4, `${JSON.stringify(c)} input ${k}: rel ${relativeError(g, composed[k])}`);
+        });
+        t.true(fused[0].some((v) => v !== 0));
+        disposeInputs(p);
+      }
+    }));
   });
+}
+
+test.serial('ensembleMlp under a gradient tape on two onnxruntime threads runs the composition (the graph\'s small ops would wake the pool)', async (t) => {
+  await withOrtThreads(2, () => onBackend('wasm', () => {
+    const p = inputs(CASES[0], 7);
+    const calls = denseKernelCalls().Ir2fEnsembleMlpGrad ?? 0;
+    const [a, b] = [inputGrads(ensembleMlp, p, CASES[0][4]), inputGrads(ensembleMlpComposed, p, CASES[0][4])];
+    a.forEach((g, i) => t.deepEqual(g, b[i]));
+    t.is(denseKernelCalls().Ir2fEnsembleMlpGrad ?? 0, calls);
+    disposeInputs(p);
+  }));
 });
 
 test('ensembleMlp refuses shapes that do not chain, naming them', (t) => {

@@ -12,7 +12,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HOST_BACKENDS } from '../kernels/host-kernel.js';
-import { denseRuntime, ENSEMBLE_MLP, registerEnsembleMlpKernel } from '../kernels/ort-dense-kernels.js';
+import {
+  denseRuntime, ENSEMBLE_MLP, ENSEMBLE_MLP_GRAD, registerEnsembleMlpGradKernel, registerEnsembleMlpKernel,
+} from '../kernels/ort-dense-kernels.js';
 import { dense } from './dense.js';
 import { ensembleDot } from './ensemble-dot.js';
 import { gatherAffineRelu } from './gather-affine-relu.js';
@@ -72,14 +74,44 @@ export function ensembleMlp(
   check(table, index, x, wx, layers, out, weight);
   const backend = tf.getBackend();
   const floats = [table, x, wx, weight, out.w, out.b, ...layers.flatMap((l) => [l.w, l.b])];
-  // the graph reads the index as float (exact up to 2²⁴ rows)
-  if (recordingGradients() || !denseRuntime() || !(HOST_BACKENDS as readonly string[]).includes(backend) || floats.some((t) => t.dtype !== 'float32') || table.shape[0] >= 2 ** 24) {
+  // the graphs read the index as float (exact up to 2²⁴ rows)
+  if (!denseRuntime() || !(HOST_BACKENDS as readonly string[]).includes(backend) || floats.some((t) => t.dtype !== 'float32') || table.shape[0] >= 2 ** 24) {
     return ensembleMlpComposed(table, index, x, wx, layers, out, weight);
   }
   registerEnsembleMlpKernel();
-  return tf.tidy(() => {
-    const inputs: tf.NamedTensorMap = { table, index: tf.cast(index, 'float32'), x, wx, wOut: out.w, bOut: out.b, weight };
-    layers.forEach((l, i) => Object.assign(inputs, { [`w${i}`]: l.w, [`b${i}`]: l.b }));
-    return tf.engine().runKernel(ENSEMBLE_MLP, inputs, { layers: layers.length }) as tf.Tensor1D;
-  });
+  const params = layers.flatMap((l) => [l.w, l.b]);
+  // the kernels' inputs by name, from the differentiable ones in customGrad's order and the float index
+  const named = (t: tf.Tensor[], indexF: tf.Tensor): tf.NamedTensorMap => {
+    const [tb, xx, wxx, wOut, bOut, wt, ...ps] = t;
+    const inputs: tf.NamedTensorMap = { table: tb, index: indexF, x: xx, wx: wxx, wOut, bOut, weight: wt };
+    layers.forEach((_, i) => Object.assign(inputs, { [`w${i}`]: ps[2 * i], [`b${i}`]: ps[2 * i + 1] }));
+    return inputs;
+  };
+  const run = (t: tf.Tensor[]) => tf.tidy(() => tf.engine().runKernel(ENSEMBLE_MLP, named(t, tf.cast(index, 'float32')), { layers: layers.length }) as tf.Tensor1D);
+  const inputs = [table, x, wx, out.w, out.b, weight, ...params];
+  if (!recordingGradients()) return run(inputs);
+  // under a tape on one thread: the same forward, and a gradient that is one graph too (it recomputes each tile's
+  // activations, so the tape keeps none of them). On more threads the composition: the graph's ~30 small ops a
+  // tile each wake the pool (its threads do not spin), and its gradient of a [4, 32768] query took 60–63 ms on
+  // two threads against 40 on one, where the composition's big products run 47–58 ms on two
+  if (denseRuntime()!.threads > 1) return ensembleMlpComposed(table, index, x, wx, layers, out, weight);
+  registerEnsembleMlpGradKernel();
+  return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const t = args as tf.Tensor[];
+    save([...t, index]);
+    return {
+      value: run(t),
+      gradFunc: (ds: tf.Tensor, saved: tf.Tensor[]) => {
+        const indexF = tf.cast(saved[saved.length - 1], 'float32');
+        const grads = tf.engine().runKernel(ENSEMBLE_MLP_GRAD, { ...named(saved.slice(0, -1), indexF), ds }, { layers: layers.length }) as tf.Tensor[];
+        indexF.dispose();
+        // the kernel's order: dtable, dx, dwx, dw0, db0, …, dwOut, dbOut, dweight
+        const [dTable, dX, dWx, ...rest] = grads;
+        const dWeight = rest.pop()!;
+        const [dWOut, dBOut] = rest.splice(-2, 2);
+        return [dTable, dX, dWx, dWOut, dBOut, dWeight, ...rest];
+      },
+    };
+  })(...inputs) as tf.Tensor1D;
 }

@@ -764,3 +764,145 @@ export function registerEnsembleMlpKernel(): void {
     });
   }
 }
+
+/** `Ir2fEnsembleMlpGrad`: the ensemble MLP's gradient (`fused/ensemble-mlp.ts`) as one onnxruntime graph. */
+export const ENSEMBLE_MLP_GRAD = 'Ir2fEnsembleMlpGrad';
+
+const floatInfo = (name: string, dims: number[]) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
+
+/**
+ * The gradient of `ensembleMlpGraph`'s s [Q] given ds [Q] (inputs as the forward's, then ds): outputs dtable
+ * [R, H₀], dx [N, Q, K], dwx, per layer dw and db, dwOut, dbOut, dweight [N, Q]. A Loop over tiles of T queries
+ * recomputes the tile's forward (its activations stay in cache, none is kept from the forward) and carries the
+ * weight gradients and dtable as sums: dtable by ScatterND's add over the tile's cells (repeated cells add up),
+ * no [N·Q, H₀] segment sum. Unlike the forward it keeps the biases apart: folded, every activation is 65 wide
+ * at 64 channels, and onnxruntime's products and gathers at that width took twice as long.
+ * The per-query gradients dx and dweight leave as the loop's scan outputs.
+ */
+function ensembleMlpGradGraph(shapes: number[][], layers: number, tile: number): OnnxGraph {
+  const [R, H0] = shapes[0];
+  const [N, Q, K] = shapes[2];
+  const T = Math.min(tile, Q);
+  const iters = Math.ceil(Q / T);
+  const Qp = iters * T;
+  const NT = N * T;
+  const g = new OnnxGraph();
+  const xs = shapes.map((d, i) => g.input(`x${i}`, d));
+  const [, index0, x0] = xs;
+  const [wOut, bOut, weight0, ds0] = xs.slice(4 + 2 * layers);
+  // padded queries read cell 0 with weight 0 and ds 0: they add nothing, and their dx and dweight are cut off
+  const pad = (t: string, rank: number, axis: number) => (Qp === Q ? t : g.node('Pad', [t, g.int64s('pads', Array.from({ length: 2 * rank }, (_, i) => (i === rank + axis ? Qp - Q : 0)))]));
+  const [index, x, weight, ds] = [pad(index0, 2, 1), pad(x0, 3, 1), pad(weight0, 2, 1), pad(ds0, 1, 0)];
+  const [table, , , wx] = xs;
+  const hidden = Array.from({ length: layers }, (_, i) => [xs[4 + 2 * i], xs[5 + 2 * i]]);
+  const perm = { perm: attr.ints([1, 0]) };
+  const [wxT, wOutT] = [g.node('Transpose', [wx], perm), g.node('Transpose', [wOut], perm)];
+  const wT = hidden.map(([w]) => g.node('Transpose', [w], perm));
+  // the sums the loop carries, zero to start: dtable, dwx, per layer dw and db, dwOut, dbOut
+  const sumShapes = [[R, H0], [K, H0], ...hidden.flatMap((_, i) => [shapes[4 + 2 * i], shapes[5 + 2 * i]]), shapes[4 + 2 * layers], shapes[5 + 2 * layers]];
+  const zeros = sumShapes.map((d) => g.node('ConstantOfShape', [g.int64s('shape', d)]));
+
+  const b = new OnnxGraph();
+  const n = (op: string, inputs: string[], attrs: Record<string, OnnxAttr> = {}) => b.node(op, inputs, attrs, `tile_${op}`);
+  const c = (base: string, values: number[], dims?: number[]) => b.int64s(`tile_${base}`, values, dims);
+  const start = n('Unsqueeze', [n('Mul', ['tile_iter', c('T', [T], [])]), c('axis0', [0])]);
+  const end = n('Add', [start, c('T1', [T])]);
+  const [axis0, axis1] = [c('a0', [0]), c('a1', [1])];
+  const rows = (t: string) => n('Slice', [t, start, end, axis1]);
+  const carried = sumShapes.map((_, i) => `tile_sum${i}`);
+  const cells = n('Cast', [rows(index)], { to: attr.int(7) });
+  const xt = rows(x);
+  // the tile's forward, keeping each layer's input
+  const acts = [n('Reshape', [n('Relu', [n('Add', [n('Gather', [table, cells], { axis: attr.int(0) }), n('MatMul', [xt, wx])])]), c('nt_h0', [NT, H0])])];
+  for (const [w, bias] of hidden) acts.push(n('Relu', [n('Add', [n('MatMul', [acts[acts.length - 1], w]), bias])]));
+  const last = acts[acts.length - 1];
+  const perRow = n('Add', [n('Reshape', [n('MatMul', [last, wOut]), c('n_t', [N, T])]), bOut]);
+  const dsT = n('Unsqueeze', [n('Slice', [ds, start, end, axis0]), axis0]);
+  const dPerRow = n('Mul', [rows(weight), dsT]);
+  const dweight = n('Mul', [perRow, dsT]);
+  const dCol = n('Reshape', [dPerRow, c('nt_1', [NT, 1])]);
+  // aᵀ·dz added to a sum: Gemm's C
+  const addT = (sum: string, a: string, dz: string) => n('Gemm', [a, dz, sum], { transA: attr.int(1) });
+  // a ReLU's output is ≥ 0: its gradient's mask is where it is not zero, as float through bool (onnxruntime's
+  // Cast runs ~10× its Sign and Where here)
+  const mask = (d: string, a: string) => n('Mul', [d, n('Cast', [n('Cast', [a], { to: attr.int(9) })], { to: attr.int(1) })]);
+  const next: string[] = new Array<string>(carried.length);
+  next[2 * layers + 2] = addT(carried[2 * layers + 2], last, dCol);
+  next[2 * layers + 3] = n('Add', [carried[2 * layers + 3], n('Reshape', [n('ReduceSum', [dPerRow], { keepdims: attr.int(0) }), c('one', [1])])]);
+  let da = n('Mul', [dCol, wOutT]);
+  for (let i = layers - 1; i >= 0; i--) {
+    const dz = mask(da, acts[i + 1]);
+    next[2 + 2 * i] = addT(carried[2 + 2 * i], acts[i], dz);
+    next[3 + 2 * i] = n('Add', [carried[3 + 2 * i], n('ReduceSum', [dz, axis0], { keepdims: attr.int(0) })]);
+    da = n('MatMul', [dz, wT[i]]);
+  }
+  const dz0 = mask(da, acts[0]);
+  next[1] = addT(carried[1], n('Reshape', [xt, c('nt_k', [NT, K])]), dz0);
+  next[0] = n('ScatterND', [carried[0], n('Reshape', [cells, c('nt1', [NT, 1])]), dz0], { reduction: attr.str('add') });
+  const dx = n('Reshape', [n('MatMul', [dz0, wxT]), c('n_t_k', [N, T, K])]);
+  // the body's outputs are its nodes' own (an Identity would copy each sum every tile)
+  const outs = [...carried.map((sum) => `${sum}_out`), 'tile_dx', 'tile_dweight'];
+  [...next, dx, dweight].forEach((from, i) => {
+    b.nodes.find((node) => node.output?.[0] === from)!.output = [outs[i]];
+  });
+  b.nodes.push({ opType: 'Identity', name: 'tile_cond_node', input: ['tile_cond'], output: ['tile_cond_out'] });
+  const body = {
+    name: 'tile_grad', node: b.nodes, initializer: b.initializers,
+    input: [scalarInfo('tile_iter', 7), scalarInfo('tile_cond', 9), ...carried.map((sum, i) => floatInfo(sum, sumShapes[i]))],
+    output: [scalarInfo('tile_cond_out', 9), ...carried.map((sum, i) => floatInfo(`${sum}_out`, sumShapes[i])), floatInfo('tile_dx', [N, T, K]), floatInfo('tile_dweight', [N, T])],
+  };
+  const sums = sumShapes.map(() => g.name('sum'));
+  const [scanDx, scanDw] = [g.name('scan_dx'), g.name('scan_dweight')];
+  g.nodes.push({
+    opType: 'Loop', name: g.name('loop_node'), input: [g.int64s('iters', [iters], []), '', ...zeros], output: [...sums, scanDx, scanDw],
+    attribute: [{ name: 'body', type: 5, g: body }],
+  });
+  // scans are [iters, N, T(, K)]: back to [N, Q(, K)]
+  const unscan = (scan: string, k: number[]) => {
+    const flat = g.node('Reshape', [g.node('Transpose', [scan], { perm: attr.ints(k.length ? [1, 0, 2, 3] : [1, 0, 2]) }), g.int64s('nq', [N, Qp, ...k])]);
+    return Qp === Q ? flat : g.node('Slice', [flat, g.int64s('from', [0]), g.int64s('to', [Q]), g.int64s('axis', [1])]);
+  };
+  const results = [sums[0], unscan(scanDx, [K]), ...sums.slice(1), unscan(scanDw, [])];
+  const dims = [sumShapes[0], [N, Q, K], ...sumShapes.slice(1), [N, Q]];
+  results.forEach((r, i) => {
+    g.nodes.push({ opType: 'Identity', name: g.name('out_node'), input: [r], output: [`y${i}`] });
+    g.output(`y${i}`, dims[i]);
+  });
+  return g;
+}
+
+/**
+ * Register `Ir2fEnsembleMlpGrad` on the host backends (idempotent): `ensembleMlpGradGraph` on the runtime set
+ * by `setDenseRuntime`. Inputs as `Ir2fEnsembleMlp`'s and ds; outputs dtable, dx, dwx, dw0, db0, …, dwOut,
+ * dbOut, dweight. Callers check `denseRuntime()` first.
+ */
+export function registerEnsembleMlpGradKernel(): void {
+  for (const backendName of HOST_BACKENDS) {
+    if (tf.getKernel(ENSEMBLE_MLP_GRAD, backendName)) continue;
+    tf.registerKernel({
+      kernelName: ENSEMBLE_MLP_GRAD, backendName,
+      kernelFunc: ((args: KernelArgs) => {
+        const rt = runtime;
+        if (!rt) throw new Error(`${ENSEMBLE_MLP_GRAD}: no onnxruntime (call it only where denseRuntime() is set)`);
+        const layers = (args.attrs as { layers: number }).layers;
+        const names = ['table', 'index', 'x', 'wx', ...Array.from({ length: layers }, (_, i) => [`w${i}`, `b${i}`]).flat(), 'wOut', 'bOut', 'weight', 'ds'];
+        const infos = names.map((name) => (args.inputs as Record<string, Info>)[name]);
+        const shapes = infos.map((t) => t.shape);
+        const k = key('mlp-grad', ...shapes.map((s) => s.join('x')));
+        const build = () => ensembleMlpGradGraph(shapes, layers, mlpTile(rt.threads));
+        if (!rt.ready(k, build)) throw new Error(`${ENSEMBLE_MLP_GRAD}: onnxruntime refused the graph: ${rt.refused.get(k) ?? 'unknown reason'}`);
+        const io = hostIO(backendName, args.backend);
+        // the gradients in the inputs' order (the index has none), then dweight
+        const outShapes = [shapes[0], shapes[2], ...shapes.slice(3, 6 + 2 * layers), shapes[6 + 2 * layers]];
+        const outs = outShapes.map((s) => io.alloc(s));
+        const view = (t: Info) => {
+          const data = io.view(t);
+          return { data: data instanceof Float32Array ? data : Float32Array.from(data), dims: t.shape };
+        };
+        rt.run(k, build, infos.map(view), outs.map(view));
+        calls[ENSEMBLE_MLP_GRAD] = (calls[ENSEMBLE_MLP_GRAD] ?? 0) + 1;
+        return outs;
+      }) as tf.KernelFunc,
+    });
+  }
+}
