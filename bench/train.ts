@@ -21,7 +21,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { benchStep, type StepBenchResult } from '@ir2f/cli';
+import { benchInterleaved, benchStep, type StepBenchResult } from '@ir2f/cli';
 import { writeAtomic } from '@ir2f/core';
 import { DEBIAN_PYTHON, debianBlas } from './python-reference.js';
 import { fmt, table } from './timing.js';
@@ -183,11 +183,13 @@ export async function benchTrain(): Promise<void> {
   const rounds = roundsOption();
   const dps: DefaultResult[][] = CASES.map(() => []);
   const torch: [TorchStep | undefined, TorchStep | undefined][][] = CASES.map(() => []);
+  const inrRatios: InrRatio[] = [];
   for (let r = 0; r < rounds; r++) {
     CASES.forEach(([preset, size, extra], i) => {
       dps[i].push(defaultStep(preset, size, extra === 'inr'));
       if (!extra) torch[i].push([torchStep(preset, size, 1), torchStep(preset, size, THREADS)]);
     });
+    inrRatios.push(inrRatio());
   }
   const medianOf = <T>(xs: T[], ms: (x: T) => number): T => [...xs].sort((a, b) => ms(a) - ms(b))[Math.floor(xs.length / 2)];
   const torchMs = (i: number, k: 0 | 1) => {
@@ -223,13 +225,11 @@ export async function benchTrain(): Promise<void> {
     kernelTables.push(`${name} ${size}² (1 replica, 1 thread: ${one.kernels.count} kernels, ${fmt(one.kernels.top.reduce((a, k) => a + k.ms, 0), 0)} ms in the top ${one.kernels.top.length})\n` +
       table([['kernel', 'calls', 'ms', 'ms/call'], ...one.kernels.top.map((k) => [k.name, k.calls, fmt(k.ms, 1), fmt(k.ms / k.calls, 3)])]));
   }
-  // the INR step against the plain one, round by round (each round's two steps ran minutes apart at most)
-  const plainAt = CASES.findIndex(([p, s, e]) => p === 'mit-tiny-daformer' && s === 128 && !e);
-  const inrAt = CASES.findIndex(([, , e]) => e === 'inr');
-  const inrRatios = dps[inrAt].map((d, r) => d.msPerStep / dps[plainAt][r].msPerStep).sort((a, b) => a - b);
   console.log(table(rows));
-  console.log(`\nmedians of ${rounds} round(s) for the default and PyTorch columns, and of the rounds' own ratios for the ratio columns; the INR step ÷ the plain one (default, 128²): ` +
-    `${fmt(inrRatios[Math.floor(inrRatios.length / 2)], 2)} (rounds: ${inrRatios.map((x) => fmt(x, 2)).join(', ')}; target ≤ 1.4)`);
+  const ratios = inrRatios.map((x) => x.ratio).sort((a, b) => a - b);
+  console.log(`\nmedians of ${rounds} round(s) for the default and PyTorch columns, and of the rounds' own ratios for the ratio columns`);
+  console.log(`the INR step ÷ the plain one (the default of each, 128², in turn in one process a plan): ${fmt(ratios[Math.floor(ratios.length / 2)], 2)} ` +
+    `(rounds: ${inrRatios.map((x) => `${fmt(x.ratio, 2)} = ${fmt(x.ms.inr, 0)} (${x.workers.inr}) / ${fmt(x.ms.plain, 0)} (${x.workers.plain}) ms`).join(', ')}; target ≤ 1.4)`);
   await writeAtomic(fileURLToPath(REFERENCE), new TextEncoder().encode(`${JSON.stringify(reference, null, 2)}\n`));
   console.log(`\nthe default's ms per iteration: ${fileURLToPath(REFERENCE)} (\`npm run bench -- train --check\` compares with it)`);
   console.log(`\n# phases of the default iteration (its plan; ms; profiled steps sync after each phase; on 2 replicas teacher and rectifier summed over both, the student the rest of the passes' wall time)\n`);
@@ -239,6 +239,46 @@ export async function benchTrain(): Promise<void> {
   const rss = (workers: number) => stepInChild('mit-tiny-daformer', 256, workers > 1 ? HALF : THREADS, false, workers, 'onnxruntime', 3).maxRssKiB / 1024;
   console.log(`\npeak RSS, mit-tiny-daformer 2+2 at 256² on wasm: ${fmt(rss(1), 0)} MiB with one replica (${THREADS} threads), ` +
     `${fmt(rss(2), 0)} MiB with two (${HALF} thread each; target ≤ 2048 with one)`);
+}
+
+interface InrRatio {
+  /** The INR default's ms ÷ the plain default's: the median of paired rounds when both keep the same plan. */
+  ratio: number;
+  /** Each round's own ratio (empty when the defaults keep different plans). */
+  rounds: number[];
+  ms: { plain: number; inr: number };
+  workers: { plain: number; inr: number };
+}
+
+/**
+ * The INR step ÷ the plain one (mit-tiny-daformer 2+2 at 128²; the default of each, the faster of its plans),
+ * timed in turn: per plan one process that runs a plain and an INR iteration alternately (`benchInterleaved`).
+ * Timed in separate processes the ratio took the spread between processes too (session 18: rounds from 1.07 to
+ * 2.19 at one code); in one process the four setups of both plans slowed the INR steps most (its 2-replica step
+ * 1.6× the plain one where alone it was 1.2–1.4×), so each plan has its own.
+ */
+function inrRatio(steps = 10): InrRatio {
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const plans = (THREADS > 1 ? [2, 1] : [1]).map((workers) => {
+    const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--pair-child', String(workers), String(steps), String(warmupOption())],
+      { encoding: 'utf8', env: { ...process.env, IR2F_WASM_THREADS: String(HALF), IR2F_DENSE_KERNELS: 'onnxruntime' } });
+    const line = child.stdout.trim().split('\n').pop() ?? '';
+    if (child.status !== 0 || !line.startsWith('[')) throw new Error(`bench child failed: ${child.stderr.slice(-500)}`);
+    const [plain, inr] = JSON.parse(line) as [number[], number[]];
+    return { workers, plain, inr };
+  });
+  // the default of each: its plan with the lower median (a run times both and keeps the faster)
+  const best = (k: 'plain' | 'inr') => [...plans].sort((a, b) => med(a[k]) - med(b[k]))[0];
+  const [p, i] = [best('plain'), best('inr')];
+  const rounds = p === i ? i.inr.map((ms, r) => ms / i.plain[r]) : [];
+  const ms = { plain: med(p.plain), inr: med(i.inr) };
+  return { ratio: rounds.length ? med(rounds) : ms.inr / ms.plain, rounds, ms, workers: { plain: p.workers, inr: i.workers } };
+}
+
+if (process.argv[2] === '--pair-child') {
+  const [workers, steps, warmup] = process.argv.slice(3).map(Number);
+  const setup = (plugins: { package: string; options: Record<string, unknown> }[]) => ({ preset: 'mit-tiny-daformer', size: 128, batch: 2, steps, backend: 'wasm', plugins, workers, threads: HALF });
+  console.log(JSON.stringify(await benchInterleaved([setup([]), setup([{ package: '@ir2f/plugin-inr-rectifier', options: {} }])], steps, warmup)));
 }
 
 if (process.argv[2] === '--step-child') {

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   createPipeline, DataParallelStepper, describeBackend, initBackend, Rng, siblingModule, stepPartsFor, toTensors, TrainConfigSchema, udaStep,
-  type HostBatch, type Replica, type TrainMode,
+  type HostBatch, type Replica, type TrainMode, type UdaStepResult,
 } from '@ir2f/core';
 import { createModel } from '@ir2f/backbones';
 import type { RunConfig } from './config.js';
@@ -147,7 +147,19 @@ export function kernelTotals(kernels: { name: string; kernelTimeMs?: unknown }[]
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
+/** One bench setup ready to step: its replica(s) and pipeline on the seeded batch. */
+interface BenchSetup {
+  backend: Awaited<ReturnType<typeof initBackend>>;
+  parts: ReturnType<typeof stepPartsFor>;
+  config: ReturnType<typeof TrainConfigSchema.parse>;
+  batch: { source: { image: tf.Tensor4D; labels: tf.Tensor3D }; target: { image: tf.Tensor4D; labels?: tf.Tensor3D } };
+  root: Rng;
+  /** One iteration (`step` seeds its noise), its wall time and, with `profile`, its phases. */
+  run(step: number, profile: boolean): Promise<{ ms: number; phases: UdaStepResult['phases'] }>;
+  close(): Promise<void>;
+}
+
+async function benchSetup(o: StepBenchOptions): Promise<BenchSetup> {
   const workers = o.workers ?? 1;
   const backend = await initBackend(o.backend, workers > 1 ? { wasmThreads: o.threads ?? 1 } : {});
   const K = o.numClasses ?? 19;
@@ -170,12 +182,29 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     source: toTensors(hostBatch.source, true, 'source') as { image: tf.Tensor4D; labels: tf.Tensor3D },
     target: toTensors(hostBatch.target, true, 'target'),
   };
-  const run = async (step: number, profile: boolean) => {
-    const t0 = performance.now();
-    const opts = { mode: config.mode, lr: 1e-5, ctx: { step, training: true, rng: root.fork(`step-${step}`) }, profile };
-    const r = stepper ? await stepper.step({ host: hostBatch, tensors: batch }, opts) : udaStep(parts, batch, opts);
-    return { ms: performance.now() - t0, phases: r.phases };
+  return {
+    backend, parts, config, batch, root,
+    run: async (step, profile) => {
+      const t0 = performance.now();
+      const opts = { mode: config.mode, lr: 1e-5, ctx: { step, training: true, rng: root.fork(`step-${step}`) }, profile };
+      const r = stepper ? await stepper.step({ host: hostBatch, tensors: batch }, opts) : udaStep(parts, batch, opts);
+      return { ms: performance.now() - t0, phases: r.phases };
+    },
+    close: async () => {
+      await stepper?.close();
+      tf.dispose([batch.source.image, batch.source.labels, batch.target.image, batch.target.labels!]);
+      parts.optimizer.dispose();
+      replica.student.dispose();
+      replica.teacher.dispose();
+      await replica.pipeline.dispose();
+    },
   };
+}
+
+export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
+  const workers = o.workers ?? 1;
+  const setup = await benchSetup(o);
+  const { backend, parts, config, batch, root, run } = setup;
   try {
     for (let i = 0; i < (o.warmup ?? 1); i++) await run(i, false);
     const before = tf.memory().numTensors;
@@ -201,11 +230,25 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
       kernels: { count: record.kernels.length, top: kernelTotals(record.kernels).slice(0, 12) },
     };
   } finally {
-    await stepper?.close();
-    tf.dispose([batch.source.image, batch.source.labels, batch.target.image, batch.target.labels!]);
-    parts.optimizer.dispose();
-    replica.student.dispose();
-    replica.teacher.dispose();
-    await replica.pipeline.dispose();
+    await setup.close();
+  }
+}
+
+/**
+ * Several setups in one process, one iteration of each in turn (after `warmup` such rounds): the times of their
+ * `steps` rounds, per setup in order. Steps of one round ran seconds apart in one process, so their ratios are
+ * free of the speed spread between processes (tens of percent on the project's VM) and of its drift. The setups
+ * share the backend: they must agree on its threads (`threads` of two-replica setups, IR2F_WASM_THREADS else).
+ */
+export async function benchInterleaved(setups: StepBenchOptions[], steps: number, warmup: number): Promise<number[][]> {
+  const ready: BenchSetup[] = [];
+  try {
+    for (const o of setups) ready.push(await benchSetup(o));
+    for (let i = 0; i < warmup; i++) for (const s of ready) await s.run(i, false);
+    const times = ready.map(() => [] as number[]);
+    for (let i = 0; i < steps; i++) for (const [k, s] of ready.entries()) times[k].push((await s.run(100 + i, false)).ms);
+    return times;
+  } finally {
+    for (const s of ready) await s.close();
   }
 }

@@ -14,4 +14,4 @@ export { curvesSvg, writeCurvesPng } from './curves.js';
 export {
   evalCheckpoint, exportCheckpoint, heatColor, heatMap, loadTrained, pixelMaps, loadTrainedRectifier, predictImages, type EvalReport, type PredictOptions, type Which,
 } from './model-io.js';
-export { benchStep, kernelFlops, kernelTotals, type KernelRecord, type KernelTotal, type StepBenchOptions, type StepBenchResult } from './bench-step.js';
+export { benchInterleaved, benchStep, kernelFlops, kernelTotals, type KernelRecord, type KernelTotal, type StepBenchOptions, type StepBenchResult } from './bench-step.js';

@@ -2,7 +2,7 @@ import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@ir2f/core';
 import { ensembleMlp } from '@ir2f/runtime';
-import { kernelFlops, kernelTotals } from '@ir2f/cli';
+import { benchInterleaved, kernelFlops, kernelTotals } from '@ir2f/cli';
 
 test.before(async () => {
   await initBackend('wasm');
@@ -52,4 +52,16 @@ test('kernelTotals sums calls and time per kernel name, slowest first, and count
   t.deepEqual(totals, [
     { name: 'Conv2D', calls: 2, ms: 4.5 }, { name: 'Relu', calls: 2, ms: 3 }, { name: 'Add', calls: 1, ms: 0 },
   ]);
+});
+
+test.serial('benchInterleaved steps each setup in turn and returns each one\'s times, its tensors freed', async (t) => {
+  const before = tf.memory().numTensors;
+  const setup = (plugins: { package: string; options: Record<string, unknown> }[]) => ({ preset: 'resnet-tiny-deeplabv2', size: 32, batch: 1, steps: 2, backend: 'wasm', plugins });
+  const times = await benchInterleaved([setup([]), setup([{ package: '@ir2f/plugin-inr-rectifier', options: {} }])], 3, 1);
+  t.is(times.length, 2);
+  for (const ms of times) {
+    t.is(ms.length, 3);
+    t.true(ms.every((v) => Number.isFinite(v) && v > 0));
+  }
+  t.is(tf.memory().numTensors, before);
 });

@@ -154,13 +154,21 @@ export function createPipeline(options: PipelineOptions = {}): Pipeline {
   }
 
   const bus = c.resolve(Tokens.EventBus);
+  // tsyringe disposes only what it constructed from a class: a plugin's factory-made part (the INR rectifier's
+  // variables) is disposed here, once it has been resolved through the pipeline
+  const resolved = new Set<{ dispose(): unknown }>();
   return {
     container: c,
     plugins: names,
-    resolve: <T>(token: InjectionToken<T>) => c.resolve(token),
+    resolve: <T>(token: InjectionToken<T>) => {
+      const part = c.resolve(token);
+      if (typeof (part as { dispose?: unknown } | undefined)?.dispose === 'function') resolved.add(part as { dispose(): unknown });
+      return part;
+    },
     events$: bus.events$,
     async dispose() {
       bus.complete();
+      for (const part of resolved) await part.dispose();
       await c.dispose();
     },
   };

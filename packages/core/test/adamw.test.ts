@@ -20,6 +20,18 @@ test('one AdamW step equals the hand-computed PyTorch-semantics update', (t) => 
   opt.dispose();
 });
 
+test.serial('an AdamW built and disposed leaves no tensor behind (its moments\' initial zeros are freed)', (t) => {
+  const p = tf.variable(tf.ones([3, 4]), true, 'adamw_leak_p');
+  const before = tf.memory().numTensors;
+  const bytes = tf.memory().numBytes;
+  const opt = new AdamW([{ variables: [p], lrMult: 1, decayMult: 1 }]);
+  t.is(tf.memory().numTensors, before + 2);
+  opt.dispose();
+  t.is(tf.memory().numTensors, before);
+  t.is(tf.memory().numBytes, bytes);
+  p.dispose();
+});
+
 test('parameter groups follow mmcv custom_keys: head ×10, no decay on norms, longest key wins', (t) => {
   const mk = (n: string) => [n, entry(tf.variable(tf.zeros([1]), true, `pg_${n}`))] as [string, StateEntry];
   const groups = paramGroups([mk('backbone.block1.0.attn.q.weight'), mk('backbone.norm1.weight'), mk('decode_head.conv_seg.weight'),

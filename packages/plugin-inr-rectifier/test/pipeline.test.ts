@@ -111,6 +111,18 @@ test.serial('in a pipeline with a user-written network: ψ trains with the stude
   }
 });
 
+test.serial('disposing the pipeline frees the rectifier it made (a factory-made part, which tsyringe does not dispose)', async (t) => {
+  const student = new MyNet(1);
+  const before = tf.memory().numTensors;
+  const pipeline = compose(student);
+  const rectifier = pipeline.resolve(Tokens.Rectifier) as InrRectifier;
+  t.true(tf.memory().numTensors > before);
+  await pipeline.dispose();
+  t.is(tf.memory().numTensors, before);
+  t.true(rectifier.variables.every((v) => v.isDisposed));
+  student.dispose();
+});
+
 test.serial('gradients reach the projection and the MLP, through the loss only when r is not detached, never the teacher', (t) => {
   const grads = (detachWeight: boolean) => {
     const [student, teacher] = [new MyNet(1), new MyNet(2)];

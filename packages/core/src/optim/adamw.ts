@@ -143,10 +143,12 @@ export class AdamW {
     [this.beta1, this.beta2] = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0.01;
+    // a variable shares its initial tensor's data: the initial is freed here, or dispose() would leave its memory
+    const zeros = (p: tf.Variable) => tf.tidy(() => tf.variable(tf.zerosLike(p), false));
     for (const g of groups) {
       for (const p of g.variables) {
-        this.m.set(p, tf.variable(tf.zerosLike(p), false));
-        this.v.set(p, tf.variable(tf.zerosLike(p), false));
+        this.m.set(p, zeros(p));
+        this.v.set(p, zeros(p));
       }
     }
   }
