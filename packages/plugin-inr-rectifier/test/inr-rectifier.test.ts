@@ -2,6 +2,7 @@ import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, ofType, Rng, RxEventBus, type EventOf } from '@ir2f/core';
 import { batchGridCoords, InrOptionsSchema, InrRectifier, queryGeometry, type InrOptionsInput } from '@ir2f/plugin-inr-rectifier';
+import { quantiles } from '../src/inr-rectifier.js';
 
 test.before(async () => {
   await initBackend('wasm');
@@ -149,6 +150,21 @@ test.serial('a 4× query: memory bounded by the chunk size, nothing left behind'
   r.dispose();
   all.dispose();
   t.is(tf.memory().numTensors, before, 'nothing left behind once the rectifiers are disposed (grid geometry is cached until then)');
+});
+
+test('the event\'s quantiles by selection are a sorted copy\'s values at ⌊q·n⌋, with ties, any length, the input untouched', (t) => {
+  const rng = new Rng('quantiles');
+  for (const n of [1, 2, 3, 10, 101, 4096]) {
+    for (const levels of [0, 4]) {
+      // levels 4: heavy ties, as a saturated r has
+      const values = Float32Array.from({ length: n }, () => (levels ? Math.floor(rng.uniform(0, levels)) / levels : rng.uniform(0, 1)));
+      const copy = values.slice();
+      const sorted = values.slice().sort();
+      const qs = [0, 0.1, 0.5, 0.9, 0.999];
+      t.deepEqual(quantiles(values, qs), qs.map((q) => sorted[Math.min(n - 1, Math.floor(q * n))]), `n ${n}, levels ${levels}`);
+      t.deepEqual(values, copy);
+    }
+  }
 });
 
 test('options are validated with their paths; defaults follow DESIGN §5.1', (t) => {
