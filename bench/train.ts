@@ -9,6 +9,8 @@
  * the same step (bench/reference/models.py train) on 1 and N threads, as throughput ratios (> 1: tfjs is
  * faster); the iteration's convolution/matmul GFLOP/s against the machine's practical peak (PyTorch's 2048²
  * sgemm); the phases of the default, its kernel dispatches per iteration and the top kernels by time; and the peak RSS of a training process at 256² (target ≤ 2 GiB).
+ * The INR step ÷ the plain one (target ≤ 1.4) is timed apart, a plain and an INR iteration in turn in one process
+ * per plan (`inrRatio`), each round's pair a ratio: in separate processes it took their speed spread too.
  *
  * The default's ms per iteration is kept in bench/train-reference.json (with the CPU it was measured on);
  * `npm run bench -- train --check` times only the default, compares with it and exits non-zero when a case is

@@ -7,8 +7,9 @@
  * to memory and read back: for a 4× query chunk of the INR rectifier that is 128 MB a layer, and the passes
  * took more time than the products (a [524288, 64]·[64, 64] product 50 ms, the gather 20, the blend 15). On
  * wasm and cpu with onnxruntime the forward is one graph that loops over tiles of 1024 queries, running the
- * whole MLP on each tile while its activations stay in cache. That graph has no gradient: under a gradient
- * tape (tf.grads, tf.variableGrads), and on other backends, the composition runs.
+ * whole MLP on each tile while its activations stay in cache. Under a gradient tape (tf.grads,
+ * tf.variableGrads) on one onnxruntime thread its gradient is a second such graph, which recomputes each tile's
+ * forward; on more threads, and on other backends, the composition runs.
  */
 import * as tf from '@tensorflow/tfjs';
 import { HOST_BACKENDS } from '../kernels/host-kernel.js';
