@@ -737,34 +737,6 @@ function ensembleMlpGraph(shapes: number[][], layers: number, tile: number): Onn
   return g;
 }
 
-/**
- * Register `Ir2fEnsembleMlp` on the host backends (idempotent): the graph above on the runtime set by
- * `setDenseRuntime`. Inputs table, index (float), x, wx, w0, b0, …, wOut, bOut, weight; attribute `layers`.
- * Callers check `denseRuntime()` first (the op has no backend form of its own); a graph onnxruntime refuses is
- * an error naming its reason.
- */
-export function registerEnsembleMlpKernel(): void {
-  for (const backendName of HOST_BACKENDS) {
-    if (tf.getKernel(ENSEMBLE_MLP, backendName)) continue;
-    tf.registerKernel({
-      kernelName: ENSEMBLE_MLP, backendName,
-      kernelFunc: ((args: KernelArgs) => {
-        const rt = runtime;
-        if (!rt) throw new Error(`${ENSEMBLE_MLP}: no onnxruntime (call it only where denseRuntime() is set)`);
-        const layers = (args.attrs as { layers: number }).layers;
-        const names = ['table', 'index', 'x', 'wx', ...Array.from({ length: layers }, (_, i) => [`w${i}`, `b${i}`]).flat(), 'wOut', 'bOut', 'weight'];
-        const infos = names.map((name) => (args.inputs as Record<string, Info>)[name]);
-        const shapes = infos.map((t) => t.shape);
-        const k = key('mlp', ...shapes.map((s) => s.join('x')));
-        const out = runGraph(rt, hostIO(backendName, args.backend), k, () => ensembleMlpGraph(shapes, layers, mlpTile(rt.threads)), infos.map((t) => [t, t.shape]), [shapes[2][1]]);
-        if (!out) throw new Error(`${ENSEMBLE_MLP}: onnxruntime refused the graph: ${rt.refused.get(k) ?? 'unknown reason'}`);
-        calls[ENSEMBLE_MLP] = (calls[ENSEMBLE_MLP] ?? 0) + 1;
-        return out;
-      }) as tf.KernelFunc,
-    });
-  }
-}
-
 /** `Ir2fEnsembleMlpGrad`: the ensemble MLP's gradient (`fused/ensemble-mlp.ts`) as one onnxruntime graph. */
 export const ENSEMBLE_MLP_GRAD = 'Ir2fEnsembleMlpGrad';
 
@@ -872,37 +844,52 @@ function ensembleMlpGradGraph(shapes: number[][], layers: number, tile: number):
 }
 
 /**
- * Register `Ir2fEnsembleMlpGrad` on the host backends (idempotent): `ensembleMlpGradGraph` on the runtime set
- * by `setDenseRuntime`. Inputs as `Ir2fEnsembleMlp`'s and ds; outputs dtable, dx, dwx, dw0, db0, …, dwOut,
- * dbOut, dweight. Callers check `denseRuntime()` first.
+ * Register an ensemble-MLP graph kernel on the host backends (idempotent): inputs table, index (float), x, wx,
+ * w0, b0, …, wOut, bOut, weight, then `extra`; attribute `layers`. Its graph (`build`, given the inputs' shapes)
+ * runs on the runtime set by `setDenseRuntime` into outputs of `outShapes`. Callers check `denseRuntime()` first
+ * (the ops have no backend form of their own); a graph onnxruntime refuses is an error naming its reason.
  */
-export function registerEnsembleMlpGradKernel(): void {
+function registerMlpGraphKernel(
+  kernelName: string, extra: string[], build: (shapes: number[][], layers: number, tile: number) => OnnxGraph,
+  outShapes: (shapes: number[][], layers: number) => number[][],
+): void {
   for (const backendName of HOST_BACKENDS) {
-    if (tf.getKernel(ENSEMBLE_MLP_GRAD, backendName)) continue;
+    if (tf.getKernel(kernelName, backendName)) continue;
     tf.registerKernel({
-      kernelName: ENSEMBLE_MLP_GRAD, backendName,
+      kernelName, backendName,
       kernelFunc: ((args: KernelArgs) => {
         const rt = runtime;
-        if (!rt) throw new Error(`${ENSEMBLE_MLP_GRAD}: no onnxruntime (call it only where denseRuntime() is set)`);
+        if (!rt) throw new Error(`${kernelName}: no onnxruntime (call it only where denseRuntime() is set)`);
         const layers = (args.attrs as { layers: number }).layers;
-        const names = ['table', 'index', 'x', 'wx', ...Array.from({ length: layers }, (_, i) => [`w${i}`, `b${i}`]).flat(), 'wOut', 'bOut', 'weight', 'ds'];
+        const names = ['table', 'index', 'x', 'wx', ...Array.from({ length: layers }, (_, i) => [`w${i}`, `b${i}`]).flat(), 'wOut', 'bOut', 'weight', ...extra];
         const infos = names.map((name) => (args.inputs as Record<string, Info>)[name]);
         const shapes = infos.map((t) => t.shape);
-        const k = key('mlp-grad', ...shapes.map((s) => s.join('x')));
-        const build = () => ensembleMlpGradGraph(shapes, layers, mlpTile(rt.threads));
-        if (!rt.ready(k, build)) throw new Error(`${ENSEMBLE_MLP_GRAD}: onnxruntime refused the graph: ${rt.refused.get(k) ?? 'unknown reason'}`);
+        const k = key(kernelName, ...shapes.map((d) => d.join('x')));
+        const graphOf = () => build(shapes, layers, mlpTile(rt.threads));
+        if (!rt.ready(k, graphOf)) throw new Error(`${kernelName}: onnxruntime refused the graph: ${rt.refused.get(k) ?? 'unknown reason'}`);
         const io = hostIO(backendName, args.backend);
-        // the gradients in the inputs' order (the index has none), then dweight
-        const outShapes = [shapes[0], shapes[2], ...shapes.slice(3, 6 + 2 * layers), shapes[6 + 2 * layers]];
-        const outs = outShapes.map((s) => io.alloc(s));
-        const view = (t: Info) => {
+        // every output allocated before any view is taken (a wasm allocation may move the heap)
+        const outs = outShapes(shapes, layers).map((d) => io.alloc(d));
+        // float32 data: tfjs-cpu may hold a float32 tensor's values in another array type
+        const view = (t: Info): OrtArray => {
           const data = io.view(t);
           return { data: data instanceof Float32Array ? data : Float32Array.from(data), dims: t.shape };
         };
-        rt.run(k, build, infos.map(view), outs.map(view));
-        calls[ENSEMBLE_MLP_GRAD] = (calls[ENSEMBLE_MLP_GRAD] ?? 0) + 1;
-        return outs;
+        rt.run(k, graphOf, infos.map(view), outs.map(view));
+        calls[kernelName] = (calls[kernelName] ?? 0) + 1;
+        return outs.length === 1 ? outs[0] : outs;
       }) as tf.KernelFunc,
     });
   }
 }
+
+/** Register `Ir2fEnsembleMlp` (`ensembleMlpGraph`; output s [Q]) on the host backends. */
+export const registerEnsembleMlpKernel = (): void => registerMlpGraphKernel(ENSEMBLE_MLP, [], ensembleMlpGraph, (shapes) => [[shapes[2][1]]]);
+
+/**
+ * Register `Ir2fEnsembleMlpGrad` (`ensembleMlpGradGraph`) on the host backends: inputs as `Ir2fEnsembleMlp`'s and
+ * ds; outputs the gradients in the inputs' order (the index has none: dtable, dx, dwx, dw0, db0, …, dwOut, dbOut),
+ * then dweight.
+ */
+export const registerEnsembleMlpGradKernel = (): void => registerMlpGraphKernel(ENSEMBLE_MLP_GRAD, ['ds'], ensembleMlpGradGraph,
+  (shapes, layers) => [shapes[0], shapes[2], ...shapes.slice(3, 6 + 2 * layers), shapes[6 + 2 * layers]]);
