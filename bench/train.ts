@@ -122,6 +122,10 @@ function defaultStep(preset: string, size: number, inr: boolean): DefaultResult 
   return one.msPerStep < two.msPerStep ? { ...one, workers: 1 } : { ...two, workers: 2 };
 }
 
+/** The middle element of `xs` by `ms` (the upper of the two middle ones for an even count). */
+const medianOf = <T>(xs: T[], ms: (x: T) => number): T => [...xs].sort((a, b) => ms(a) - ms(b))[Math.floor(xs.length / 2)];
+const median = (xs: number[]) => medianOf(xs, (x) => x);
+
 const REFERENCE = new URL('./train-reference.json', import.meta.url);
 /** A case's default step may take this much longer than the reference before `--check` fails. */
 const SLOWER_LIMIT = 1.25;
@@ -193,7 +197,6 @@ export async function benchTrain(): Promise<void> {
     });
     inrRatios.push(inrRatio());
   }
-  const medianOf = <T>(xs: T[], ms: (x: T) => number): T => [...xs].sort((a, b) => ms(a) - ms(b))[Math.floor(xs.length / 2)];
   const torchMs = (i: number, k: 0 | 1) => {
     const ok = torch[i].map((t) => t[k]).filter((t): t is TorchStep => t !== undefined);
     return ok.length ? medianOf(ok, (t) => t.ms).ms : undefined;
@@ -213,7 +216,7 @@ export async function benchTrain(): Promise<void> {
         const t = torch[i][r] ? torchOf(torch[i][r]) : undefined;
         return t ? [t / d.msPerStep] : [];
       });
-      return ratios.length ? fmt(medianOf(ratios, (x) => x), 2) : 'n/a';
+      return ratios.length ? fmt(median(ratios), 2) : 'n/a';
     };
     const name = extra ? `${preset} + INR` : preset;
     const bestOf = ([a, b]: [TorchStep | undefined, TorchStep | undefined]) => (a && b ? Math.min(a.ms, b.ms) : undefined);
@@ -228,9 +231,8 @@ export async function benchTrain(): Promise<void> {
       table([['kernel', 'calls', 'ms', 'ms/call'], ...one.kernels.top.map((k) => [k.name, k.calls, fmt(k.ms, 1), fmt(k.ms / k.calls, 3)])]));
   }
   console.log(table(rows));
-  const ratios = inrRatios.map((x) => x.ratio).sort((a, b) => a - b);
   console.log(`\nmedians of ${rounds} round(s) for the default and PyTorch columns, and of the rounds' own ratios for the ratio columns`);
-  console.log(`the INR step ÷ the plain one (the default of each, 128², in turn in one process a plan): ${fmt(ratios[Math.floor(ratios.length / 2)], 2)} ` +
+  console.log(`the INR step ÷ the plain one (the default of each, 128², in turn in one process a plan): ${fmt(median(inrRatios.map((x) => x.ratio)), 2)} ` +
     `(rounds: ${inrRatios.map((x) => `${fmt(x.ratio, 2)} = ${fmt(x.ms.inr, 0)} (${x.workers.inr}) / ${fmt(x.ms.plain, 0)} (${x.workers.plain}) ms`).join(', ')}; target ≤ 1.4)`);
   await writeAtomic(fileURLToPath(REFERENCE), new TextEncoder().encode(`${JSON.stringify(reference, null, 2)}\n`));
   console.log(`\nthe default's ms per iteration: ${fileURLToPath(REFERENCE)} (\`npm run bench -- train --check\` compares with it)`);
@@ -246,8 +248,6 @@ export async function benchTrain(): Promise<void> {
 interface InrRatio {
   /** The INR default's ms ÷ the plain default's: the median of paired rounds when both keep the same plan. */
   ratio: number;
-  /** Each round's own ratio (empty when the defaults keep different plans). */
-  rounds: number[];
   ms: { plain: number; inr: number };
   workers: { plain: number; inr: number };
 }
@@ -260,7 +260,6 @@ interface InrRatio {
  * 1.6× the plain one where alone it was 1.2–1.4×), so each plan has its own.
  */
 function inrRatio(steps = 10): InrRatio {
-  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const plans = (THREADS > 1 ? [2, 1] : [1]).map((workers) => {
     const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--pair-child', String(workers), String(steps), String(warmupOption())],
       { encoding: 'utf8', env: { ...process.env, IR2F_WASM_THREADS: String(HALF), IR2F_DENSE_KERNELS: 'onnxruntime' } });
@@ -270,11 +269,11 @@ function inrRatio(steps = 10): InrRatio {
     return { workers, plain, inr };
   });
   // the default of each: its plan with the lower median (a run times both and keeps the faster)
-  const best = (k: 'plain' | 'inr') => [...plans].sort((a, b) => med(a[k]) - med(b[k]))[0];
+  const best = (k: 'plain' | 'inr') => [...plans].sort((a, b) => median(a[k]) - median(b[k]))[0];
   const [p, i] = [best('plain'), best('inr')];
-  const rounds = p === i ? i.inr.map((ms, r) => ms / i.plain[r]) : [];
-  const ms = { plain: med(p.plain), inr: med(i.inr) };
-  return { ratio: rounds.length ? med(rounds) : ms.inr / ms.plain, rounds, ms, workers: { plain: p.workers, inr: i.workers } };
+  const ms = { plain: median(p.plain), inr: median(i.inr) };
+  const ratio = p === i ? median(i.inr.map((t, r) => t / i.plain[r])) : ms.inr / ms.plain;
+  return { ratio, ms, workers: { plain: p.workers, inr: i.workers } };
 }
 
 if (process.argv[2] === '--pair-child') {

@@ -70,7 +70,7 @@ let uid = 0;
  * Puts the k-th smallest of a[lo, hi) at a[k], smaller ones before it and larger after (Hoare's selection,
  * median-of-three pivots): O(n) against a sort's O(n log n), ~0.3 ms for a 2×128² map where sorting took ~3.
  */
-export function selectKth(a: Float32Array, k: number, lo = 0, hi = a.length): number {
+function selectKth(a: Float32Array, k: number, lo = 0, hi = a.length): number {
   let [l, r] = [lo, hi - 1];
   while (r > l) {
     const m = (l + r) >> 1;

@@ -672,6 +672,26 @@ const mlpTile = (threads: number) => (threads > 1 ? 4096 : 1024);
 
 const scalarInfo = (name: string, elemType: number) => ({ name, type: { tensorType: { elemType, shape: { dim: [] } } } });
 
+/** A graph's input of Q queries (along `axis`) padded to Qp, whole tiles: padded queries read zeros (cell 0, weight 0, ds 0). */
+const padQueries = (g: OnnxGraph, Q: number, Qp: number) => (t: string, rank: number, axis = 1): string => (Qp === Q ? t
+  : g.node('Pad', [t, g.int64s('pads', Array.from({ length: 2 * rank }, (_, i) => (i === rank + axis ? Qp - Q : 0)))]));
+
+/**
+ * A Loop body over tiles of T queries (names prefixed: a subgraph sees the outer graph's): its node and int64
+ * constant builders, and `rows`, the tile's slice of an outer input along its query axis (1, or 0 for a [Qp] one).
+ */
+function queryTileBody(T: number) {
+  const b = new OnnxGraph();
+  const n = (op: string, inputs: string[], attrs: Record<string, OnnxAttr> = {}) => b.node(op, inputs, attrs, `tile_${op}`);
+  const c = (base: string, values: number[], dims?: number[]) => b.int64s(`tile_${base}`, values, dims);
+  const axis0 = c('axis0', [0]);
+  const start = n('Unsqueeze', [n('Mul', ['tile_iter', c('T', [T], [])]), axis0]);
+  const end = n('Add', [start, c('T1', [T])]);
+  const axis1 = c('axis1', [1]);
+  const rows = (t: string, axis: 0 | 1 = 1) => n('Slice', [t, start, end, axis === 1 ? axis1 : axis0]);
+  return { b, n, c, axis0, rows };
+}
+
 /**
  * The ensemble MLP's graph: inputs table [R, H₀], index [N, Q] (float, exact below 2²⁴), x [N, Q, K], wx [K, H₀],
  * per layer w and b, the output layer's w [H, 1] and b [1], weight [N, Q]; output s [Q]. A Loop over tiles of T
@@ -690,7 +710,7 @@ function ensembleMlpGraph(shapes: number[][], layers: number, tile: number): Onn
   const hidden = Array.from({ length: layers }, (_, i) => [xs[4 + 2 * i], xs[5 + 2 * i]]);
   const [wOut, bOut, weight0] = xs.slice(4 + 2 * layers);
   // padded queries read cell 0 with weight 0: their sums are cut off below
-  const pad = (t: string, rank: number) => (Qp === Q ? t : g.node('Pad', [t, g.int64s('pads', Array.from({ length: 2 * rank }, (_, i) => (i === rank + 1 ? Qp - Q : 0)))]));
+  const pad = padQueries(g, Q, Qp);
   const [index, x, weight] = [pad(index0, 2), pad(x0, 3), pad(weight0, 2)];
   // every layer a product without a bias: onnxruntime's Gemm with a bias runs at half speed on two threads (a
   // [8192, 64]·[64, 64] product 0.57 ms against 0.25 without). Each layer's bias is a row of its weights, read
@@ -708,19 +728,14 @@ function ensembleMlpGraph(shapes: number[][], layers: number, tile: number): Onn
     unit[rows - 1] = 1;
     return g.node('Concat', [wb, g.floats('ones_col', unit, [rows, 1])], { axis: attr.int(1) });
   });
-  // the body: one tile of T queries (names prefixed: a subgraph sees the outer graph's)
-  const b = new OnnxGraph();
-  const n = (op: string, inputs: string[], attrs: Record<string, OnnxAttr> = {}) => b.node(op, inputs, attrs, `tile_${op}`);
-  const start = n('Unsqueeze', [n('Mul', ['tile_iter', b.int64s('tile_T', [T], [])]), b.int64s('tile_axis0', [0])]);
-  const end = n('Add', [start, b.int64s('tile_T1', [T])]);
-  const axis1 = b.int64s('tile_axis1', [1]);
-  const rows = (t: string) => n('Slice', [t, start, end, axis1]);
+  // the body: one tile of T queries
+  const { b, n, c, axis0, rows } = queryTileBody(T);
   const cells = n('Cast', [rows(index)], { to: attr.int(7) });
   let a = n('Relu', [n('Add', [n('Gather', [tableX, cells], { axis: attr.int(0) }), n('MatMul', [rows(x), wxX])])]);
-  a = n('Reshape', [a, b.int64s('tile_rows', [N * T, H0 + (carry ? 1 : 0)])]);
+  a = n('Reshape', [a, c('rows', [N * T, H0 + (carry ? 1 : 0)])]);
   for (const w of weights) a = n('Relu', [n('MatMul', [a, w])]);
-  const perRow = n('Add', [n('Reshape', [n('MatMul', [a, wOut]), b.int64s('tile_nt', [N, T])]), bOut]);
-  const s = n('ReduceSum', [n('Mul', [perRow, rows(weight)]), b.int64s('tile_axis0b', [0])], { keepdims: attr.int(0) });
+  const perRow = n('Add', [n('Reshape', [n('MatMul', [a, wOut]), c('nt', [N, T])]), bOut]);
+  const s = n('ReduceSum', [n('Mul', [perRow, rows(weight)]), axis0], { keepdims: attr.int(0) });
   b.nodes.push({ opType: 'Identity', name: 'tile_cond_node', input: ['tile_cond'], output: ['tile_cond_out'] });
   b.nodes.push({ opType: 'Identity', name: 'tile_s_node', input: [s], output: ['tile_s'] });
   const body = {
@@ -760,12 +775,11 @@ function ensembleMlpGradGraph(shapes: number[][], layers: number, tile: number):
   const NT = N * T;
   const g = new OnnxGraph();
   const xs = shapes.map((d, i) => g.input(`x${i}`, d));
-  const [, index0, x0] = xs;
+  const [table, index0, x0, wx] = xs;
   const [wOut, bOut, weight0, ds0] = xs.slice(4 + 2 * layers);
   // padded queries read cell 0 with weight 0 and ds 0: they add nothing, and their dx and dweight are cut off
-  const pad = (t: string, rank: number, axis: number) => (Qp === Q ? t : g.node('Pad', [t, g.int64s('pads', Array.from({ length: 2 * rank }, (_, i) => (i === rank + axis ? Qp - Q : 0)))]));
-  const [index, x, weight, ds] = [pad(index0, 2, 1), pad(x0, 3, 1), pad(weight0, 2, 1), pad(ds0, 1, 0)];
-  const [table, , , wx] = xs;
+  const pad = padQueries(g, Q, Qp);
+  const [index, x, weight, ds] = [pad(index0, 2), pad(x0, 3), pad(weight0, 2), pad(ds0, 1, 0)];
   const hidden = Array.from({ length: layers }, (_, i) => [xs[4 + 2 * i], xs[5 + 2 * i]]);
   const perm = { perm: attr.ints([1, 0]) };
   const [wxT, wOutT] = [g.node('Transpose', [wx], perm), g.node('Transpose', [wOut], perm)];
@@ -774,13 +788,7 @@ function ensembleMlpGradGraph(shapes: number[][], layers: number, tile: number):
   const sumShapes = [[R, H0], [K, H0], ...hidden.flatMap((_, i) => [shapes[4 + 2 * i], shapes[5 + 2 * i]]), shapes[4 + 2 * layers], shapes[5 + 2 * layers]];
   const zeros = sumShapes.map((d) => g.node('ConstantOfShape', [g.int64s('shape', d)]));
 
-  const b = new OnnxGraph();
-  const n = (op: string, inputs: string[], attrs: Record<string, OnnxAttr> = {}) => b.node(op, inputs, attrs, `tile_${op}`);
-  const c = (base: string, values: number[], dims?: number[]) => b.int64s(`tile_${base}`, values, dims);
-  const start = n('Unsqueeze', [n('Mul', ['tile_iter', c('T', [T], [])]), c('axis0', [0])]);
-  const end = n('Add', [start, c('T1', [T])]);
-  const [axis0, axis1] = [c('a0', [0]), c('a1', [1])];
-  const rows = (t: string) => n('Slice', [t, start, end, axis1]);
+  const { b, n, c, axis0, rows } = queryTileBody(T);
   const carried = sumShapes.map((_, i) => `tile_sum${i}`);
   const cells = n('Cast', [rows(index)], { to: attr.int(7) });
   const xt = rows(x);
@@ -789,7 +797,7 @@ function ensembleMlpGradGraph(shapes: number[][], layers: number, tile: number):
   for (const [w, bias] of hidden) acts.push(n('Relu', [n('Add', [n('MatMul', [acts[acts.length - 1], w]), bias])]));
   const last = acts[acts.length - 1];
   const perRow = n('Add', [n('Reshape', [n('MatMul', [last, wOut]), c('n_t', [N, T])]), bOut]);
-  const dsT = n('Unsqueeze', [n('Slice', [ds, start, end, axis0]), axis0]);
+  const dsT = n('Unsqueeze', [rows(ds, 0), axis0]);
   const dPerRow = n('Mul', [rows(weight), dsT]);
   const dweight = n('Mul', [perRow, dsT]);
   const dCol = n('Reshape', [dPerRow, c('nt_1', [NT, 1])]);
