@@ -15,7 +15,7 @@
  * Coordinates are (row, column) in [−1, 1], pixel centres at −1 + (2i + 1)/n, as LIIF's `make_coord`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ensembleMlp, ensembleMlpTail, filledTensors } from '@ir2f/runtime';
+import { bceWithLogitsSum, ensembleMlp, ensembleMlpBce, ensembleMlpTail, filledTensors } from '@ir2f/runtime';
 
 export interface InrShape {
   /** Latent channels: projection channels + classes. */
@@ -277,25 +277,53 @@ export function mlpLogits(
   p: InrParams, shape: InrShape, G: tf.Tensor4D, geo: QueryGeometry, cell: tf.Tensor2D | readonly [number, number],
 ): tf.Tensor1D {
   return tf.tidy(() => {
-    const [B, h, w, H1] = G.shape;
-    const [N, BQ] = geo.index.shape;
-    const cellTerm = (c: tf.Tensor2D) => tf.matMul(tf.mul(c, tf.tensor1d([h, w])), p.w1Cell);
-    const perQueryCell = cell instanceof tf.Tensor;
-    let gridTerm = tf.add(tf.reshape(G, [B * h * w, H1]), p.b1) as tf.Tensor2D;
-    if (shape.cellDecode && !perQueryCell) gridTerm = tf.add(gridTerm, cellTerm(tf.tensor2d([cell[0], cell[1]], [1, 2])));
     const out = p.layers[p.layers.length - 1];
     const hidden = p.layers.slice(0, -1);
-    if (!(shape.cellDecode && perQueryCell)) {
+    if (!(shape.cellDecode && cell instanceof tf.Tensor)) {
       // gather + coordinate term + ReLU, the hidden layers, the output layer and the ensemble's blend: one
       // onnxruntime graph over tiles of queries where no gradient is recorded, the fused kernels under a tape
-      return ensembleMlp(gridTerm, geo.index, geo.rel, p.w1Coord, hidden, out, geo.weight);
+      return ensembleMlp(uniformCellTable(p, shape, G, cell), geo.index, geo.rel, p.w1Coord, hidden, out, geo.weight);
     }
     // a cell per query: the same cell term for every neighbour of a query
+    const [B, h, w, H1] = G.shape;
+    const [N, BQ] = geo.index.shape;
     const index = tf.reshape(geo.index, [N * BQ]) as tf.Tensor1D;
     const rel = tf.reshape(geo.rel, [N * BQ, 2]) as tf.Tensor2D;
+    const gridTerm = tf.add(tf.reshape(G, [B * h * w, H1]), p.b1);
     const z = tf.add(tf.gather(gridTerm, index), tf.matMul(rel, p.w1Coord));
-    const act = tf.relu(tf.reshape(tf.add(tf.reshape(z, [N, BQ, H1]), cellTerm(cell)), [N * BQ, H1])) as tf.Tensor2D;
+    const act = tf.relu(tf.reshape(tf.add(tf.reshape(z, [N, BQ, H1]), cellTerm(p, G, cell)), [N * BQ, H1])) as tf.Tensor2D;
     return ensembleMlpTail(act, hidden, out, geo.weight);
+  });
+}
+
+/** The first layer's cell term, cell·(h, w)·W_cell, for cells [M, 2]. */
+const cellTerm = (p: InrParams, G: tf.Tensor4D, cell: tf.Tensor2D) => tf.matMul(tf.mul(cell, tf.tensor1d([G.shape[1], G.shape[2]])), p.w1Cell);
+
+/**
+ * The first layer's per-cell part where the MLP reads no per-query cell, [B·h·w, H₁]: G + b₁, plus with cell
+ * decoding the term of the one cell size, added once per latent cell instead of once per query and neighbour.
+ */
+function uniformCellTable(p: InrParams, shape: InrShape, G: tf.Tensor4D, cell: tf.Tensor2D | readonly [number, number]): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [B, h, w, H1] = G.shape;
+    const gridTerm = tf.add(tf.reshape(G, [B * h * w, H1]), p.b1) as tf.Tensor2D;
+    if (!shape.cellDecode || cell instanceof tf.Tensor) return gridTerm;
+    return tf.add(gridTerm, cellTerm(p, G, tf.tensor2d([cell[0], cell[1]], [1, 2]))) as tf.Tensor2D;
+  });
+}
+
+/**
+ * §5.1.6's loss on a geometry's queries, Σ_q scale_q · BCE(σ(s_q), target_q) with target and scale [B·Q] in
+ * `mlpLogits`' order: on a grid (one cell size) the MLP and the BCE are one op, which under a tape computes the
+ * value and gradient in one pass over the queries (`ensembleMlpBce`).
+ */
+export function mlpBce(
+  p: InrParams, shape: InrShape, G: tf.Tensor4D, geo: QueryGeometry, cell: tf.Tensor2D | readonly [number, number], target: tf.Tensor1D, scale: tf.Tensor1D,
+): tf.Scalar {
+  return tf.tidy(() => {
+    if (shape.cellDecode && cell instanceof tf.Tensor) return bceWithLogitsSum(mlpLogits(p, shape, G, geo, cell), target, scale);
+    const table = uniformCellTable(p, shape, G, cell);
+    return ensembleMlpBce(table, geo.index, geo.rel, p.w1Coord, p.layers.slice(0, -1), p.layers[p.layers.length - 1], geo.weight, target, scale);
   });
 }
 
@@ -314,13 +342,17 @@ export function queryLogits(p: InrParams, shape: InrShape, G: tf.Tensor4D, coord
 /** Queries [start, start + n) of every image. */
 function queryRange(p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: HostCoords, cell: QueryCell, start: number, n: number): tf.Tensor2D {
   return tf.tidy(() => {
-    const { B, Q } = coords;
-    const geo = queryGeometry(shape, coords, G.shape[1], G.shape[2], start, n);
-    const c = cell instanceof tf.Tensor
-      ? tf.reshape(n === Q ? cell : tf.slice(cell, [0, start, 0], [-1, n, -1]), [B * n, 2]) as tf.Tensor2D
-      : cell;
-    return tf.reshape(mlpLogits(p, shape, G, geo, c), [B, n]) as tf.Tensor2D;
+    const { geo, c } = rangeQueries(shape, G, coords, cell, start, n);
+    return tf.reshape(mlpLogits(p, shape, G, geo, c), [coords.B, n]) as tf.Tensor2D;
   });
+}
+
+/** Queries [start, start + n) of every image: their geometry and cell sizes ([B·n, 2] if per query), in `mlpLogits`' order. */
+function rangeQueries(shape: InrShape, G: tf.Tensor4D, coords: HostCoords, cell: QueryCell, start: number, n: number) {
+  const { B, Q } = coords;
+  const geo = queryGeometry(shape, coords, G.shape[1], G.shape[2], start, n);
+  const c = cell instanceof tf.Tensor ? tf.reshape(n === Q ? cell : tf.slice(cell, [0, start, 0], [-1, n, -1]), [B * n, 2]) as tf.Tensor2D : cell;
+  return { geo, c };
 }
 
 /**
@@ -337,4 +369,32 @@ export function queryChunked(
   const out = tf.concat(parts, 1) as tf.Tensor2D;
   tf.dispose(parts);
   return out;
+}
+
+/**
+ * `mlpBce` at any coordinates with target and scale [B, Q], chunked along the queries as `queryChunked`: the
+ * chunks' sums add up to the whole's.
+ */
+export function queryBceChunked(
+  p: InrParams, shape: InrShape, G: tf.Tensor4D, coords: tf.Tensor3D | HostCoords, cell: QueryCell, target: tf.Tensor2D, scale: tf.Tensor2D, chunk: number,
+): tf.Scalar {
+  const host = toHostCoords(coords);
+  const { B, Q } = host;
+  let total: tf.Scalar | undefined;
+  for (let start = 0; start < Q; start += chunk) {
+    const n = Math.min(chunk, Q - start);
+    const part = tf.tidy(() => {
+      const rows = (t: tf.Tensor2D) => tf.reshape(n === Q ? t : tf.slice(t, [0, start], [-1, n]), [B * n]) as tf.Tensor1D;
+      const { geo, c } = rangeQueries(shape, G, host, cell, start, n);
+      return mlpBce(p, shape, G, geo, c, rows(target), rows(scale));
+    });
+    if (total) {
+      const sum = tf.add(total, part) as tf.Scalar;
+      tf.dispose([total, part]);
+      total = sum;
+    } else {
+      total = part;
+    }
+  }
+  return total!;
 }

@@ -11,7 +11,8 @@ import {
 } from '@ir2f/core';
 import { exportRectifierOnnx } from './inr-onnx.js';
 import {
-  batchGridCoords, firstLayerGrid, latentGrid, mlpLogits, queryChunked, queryGeometry, type InrParams, type InrShape, type QueryGeometry,
+  batchGridCoords, firstLayerGrid, latentGrid, mlpBce, mlpLogits, queryBceChunked, queryChunked, queryGeometry, type InrParams, type InrShape,
+  type QueryGeometry,
 } from './inr-query.js';
 
 export const InrOptionsSchema = z.object({
@@ -255,19 +256,33 @@ export class InrRectifier implements Rectifier {
     return { labels: input.pseudo.labels, weight, rectification: r, logit };
   }
 
+  /**
+   * Σ scale · BCE(r, target) over the pixel centres of target's H×W grid (target and scale [B, H, W]): the MLP
+   * and the BCE as one op, whose value and gradient are one pass over the queries under a tape (`mlpBce`).
+   */
+  private gridBce(features: tf.Tensor4D, logProbs: tf.Tensor4D, target: tf.Tensor3D, scale: tf.Tensor3D): tf.Scalar {
+    return tf.tidy(() => {
+      const [B, H, W] = target.shape;
+      const G = this.firstLayer(features, logProbs);
+      const cell: [number, number] = [2 / H, 2 / W];
+      if (B * H * W > this.options.chunkSize) {
+        const perImage = (t: tf.Tensor3D) => tf.reshape(t, [B, H * W]) as tf.Tensor2D;
+        return queryBceChunked(this.params, this.shape, G, batchGridCoords(B, H, W), cell, perImage(target), perImage(scale), this.options.chunkSize);
+      }
+      const flat = (t: tf.Tensor3D) => tf.reshape(t, [B * H * W]) as tf.Tensor1D;
+      return mlpBce(this.params, this.shape, G, this.gridGeometry(B, H, W, G.shape[1], G.shape[2]), cell, flat(target), flat(scale));
+    });
+  }
+
   /** §5.1.6: BCE(r(x), 1[argmax teacher = source label]) over labelled source pixels, times λ_cal. */
   private calibrationLoss(source: RectifierSourceSide): tf.Scalar {
-    const [, H, W] = source.labels.shape;
-    const s = this.gridLogits(source.features, source.logProbs!, H, W);
-    const bce = tf.tidy(() => {
+    return tf.tidy(() => {
       const valid = tf.cast(tf.notEqual(source.labels, 255), 'float32');
-      const correct = tf.cast(tf.equal(tf.argMax(source.teacherProbs, 3), source.labels), 'float32');
-      // BCE from the logit: −log σ(s) = softplus(−s), −log(1 − σ(s)) = softplus(s)
-      const nll = tf.add(tf.mul(correct, tf.softplus(tf.neg(s))), tf.mul(tf.sub(1, correct), tf.softplus(s)));
-      return tf.div(tf.sum(tf.mul(nll, valid)), tf.maximum(tf.sum(valid), 1)) as tf.Scalar;
+      const correct = tf.cast(tf.equal(tf.argMax(source.teacherProbs, 3), source.labels), 'float32') as tf.Tensor3D;
+      // the mean over labelled pixels: each one's share of the sum
+      const scale = tf.div(valid, tf.maximum(tf.sum(valid), 1)) as tf.Tensor3D;
+      return tf.mul(this.gridBce(source.features, source.logProbs!, correct, scale), this.options.calibrationWeight) as tf.Scalar;
     });
-    s.dispose();
-    return tf.mul(bce, this.options.calibrationWeight) as tf.Scalar;
   }
 
   /** Distribution of r for the `rectifier` event (a host read, every `statsEvery` steps). */

@@ -25,7 +25,9 @@ export { stopGradient, withoutGradients } from './stop-gradient.js';
 export { batchNormTrain, batchNormTrainComposed, type BatchNormTrainResult } from './fused/batch-norm-train.js';
 export { dense, denseComposed, type DenseActivation } from './fused/dense.js';
 export { ensembleDot, ensembleDotComposed } from './fused/ensemble-dot.js';
-export { ensembleMlp, ensembleMlpComposed, ensembleMlpTail, type MlpLayer } from './fused/ensemble-mlp.js';
+export {
+  bceWithLogitsSum, ensembleMlp, ensembleMlpBce, ensembleMlpBceComposed, ensembleMlpComposed, ensembleMlpTail, type MlpLayer,
+} from './fused/ensemble-mlp.js';
 export { gatherAffineRelu, gatherAffineReluComposed } from './fused/gather-affine-relu.js';
 export { gelu, geluComposed } from './fused/gelu.js';
 export { layerNorm, layerNormComposed } from './fused/layer-norm.js';

@@ -1,6 +1,8 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
-import { denseKernelCalls, ensembleMlp, ensembleMlpComposed, initBackend, type MlpLayer } from '@ir2f/runtime';
+import {
+  denseKernelCalls, ensembleMlp, ensembleMlpBce, ensembleMlpBceComposed, ensembleMlpComposed, initBackend, type MlpLayer,
+} from '@ir2f/runtime';
 import { denseRuntime, setDenseRuntime } from '../src/kernels/ort-dense-kernels.js';
 import { OrtKernelRuntime } from '../src/kernels/ort-runtime.js';
 import { onBackend, randomArray, relativeError } from './backend-helpers.js';
@@ -109,10 +111,88 @@ test.serial('ensembleMlp under a gradient tape on two onnxruntime threads runs t
   }));
 });
 
+/** A BCE's data for Q queries: targets 0, 1 and soft; a scale of 0 on every fifth query (an ignored pixel), else 1/Q. */
+function bceData(Q: number, seed: number): [tf.Tensor1D, tf.Tensor1D] {
+  const u = randomArray(Q, seed);
+  const target = tf.tensor1d(Float32Array.from(u, (v, i) => (i % 3 === 2 ? (v + 1) / 2 : v > 0 ? 1 : 0)));
+  const scale = tf.tensor1d(Float32Array.from({ length: Q }, (_, i) => (i % 5 === 4 ? 0 : 1 / Q)));
+  return [target, scale];
+}
+
+/** 2.5 × `f`'s loss (an incoming gradient other than 1) and its gradients w.r.t. table, wx, wOut, bOut, w0, b0, …. */
+function bceValueAndGrads(f: typeof ensembleMlpBce, p: ReturnType<typeof inputs>, target: tf.Tensor1D, scale: tf.Tensor1D): Float32Array[] {
+  return tf.tidy(() => {
+    const { value, grads } = tf.valueAndGrads((...a: tf.Tensor[]) => {
+      const [table, wx, wOut, bOut, ...ws] = a;
+      const layers = p.layers.map((_, k) => ({ w: ws[2 * k] as tf.Tensor2D, b: ws[2 * k + 1] as tf.Tensor1D }));
+      return tf.mul(f(table as tf.Tensor2D, p.index, p.x, wx as tf.Tensor2D, layers, { w: wOut as tf.Tensor2D, b: bOut as tf.Tensor1D }, p.weight, target, scale), 2.5) as tf.Scalar;
+    })([p.table, p.wx, p.out.w, p.out.b, ...p.layers.flatMap((l) => [l.w, l.b])]);
+    return [value, ...grads].map((g) => g.dataSync() as Float32Array);
+  });
+}
+
+for (const backend of ['wasm', 'cpu']) {
+  test.serial(`ensembleMlpBce under a gradient tape on ${backend}, one thread: one graph gives the value and gradients of the composition`, async (t) => {
+    await withOrtThreads(1, () => onBackend(backend, () => {
+      for (const [i, c] of CASES.entries()) {
+        const p = inputs(c, 80 + i);
+        const [target, scale] = bceData(c[4], 90 + i);
+        const before = tf.memory().numTensors;
+        const calls = denseKernelCalls();
+        const fused = bceValueAndGrads(ensembleMlpBce, p, target, scale);
+        const after = denseKernelCalls();
+        t.is(after.Ir2fEnsembleMlpBce, (calls.Ir2fEnsembleMlpBce ?? 0) + 1, `${JSON.stringify(c)}: value and gradient ran on onnxruntime`);
+        // the MLP's forward ran once, inside that graph
+        t.is(after.Ir2fEnsembleMlp ?? 0, calls.Ir2fEnsembleMlp ?? 0);
+        t.is(tf.memory().numTensors, before);
+        const composed = bceValueAndGrads(ensembleMlpBceComposed, p, target, scale);
+        fused.forEach((g, k) => {
+          t.is(g.length, composed[k].length);
+          t.true(relativeError(g, composed[k]) < 1e-4, `${JSON.stringify(c)} output ${k}: rel ${relativeError(g, composed[k])}`);
+        });
+        t.true(fused[1].some((v) => v !== 0));
+        disposeInputs(p);
+        tf.dispose([target, scale]);
+      }
+    }));
+  });
+}
+
+test.serial('ensembleMlpBce without a tape, or on two onnxruntime threads, is the composition\'s value', async (t) => {
+  const check = () => onBackend('wasm', () => {
+    const p = inputs(CASES[0], 8);
+    const [target, scale] = bceData(CASES[0][4], 9);
+    const calls = denseKernelCalls().Ir2fEnsembleMlpBce ?? 0;
+    const plain = tf.tidy(() => ensembleMlpBce(p.table, p.index, p.x, p.wx, p.layers, p.out, p.weight, target, scale).dataSync()[0]);
+    const reference = tf.tidy(() => ensembleMlpBceComposed(p.table, p.index, p.x, p.wx, p.layers, p.out, p.weight, target, scale).dataSync()[0]);
+    t.true(Math.abs(plain - reference) < 1e-5 * Math.abs(reference), `${plain} vs ${reference}`);
+    const [a, b] = [bceValueAndGrads(ensembleMlpBce, p, target, scale), bceValueAndGrads(ensembleMlpBceComposed, p, target, scale)];
+    a.forEach((g, k) => t.true(relativeError(g, b[k]) < 1e-4));
+    disposeInputs(p);
+    tf.dispose([target, scale]);
+    return calls;
+  });
+  await withOrtThreads(2, async () => {
+    const calls = await check();
+    t.is(denseKernelCalls().Ir2fEnsembleMlpBce ?? 0, calls);
+  });
+  await withOrtThreads(1, async () => {
+    await check();
+  });
+});
+
 test('ensembleMlp refuses shapes that do not chain, naming them', (t) => {
   tf.tidy(() => {
     const p = inputs(CASES[1], 3);
     const err = t.throws(() => ensembleMlp(p.table, p.index, p.x, tf.ones([3, 8]) as tf.Tensor2D, p.layers, p.out, p.weight));
     t.regex(err!.message, /^ensembleMlp: needs .*wx \[3,8\]/);
+  });
+});
+
+test('ensembleMlpBce refuses a target that is not one per query, naming it', (t) => {
+  tf.tidy(() => {
+    const p = inputs(CASES[1], 3);
+    const err = t.throws(() => ensembleMlpBce(p.table, p.index, p.x, p.wx, p.layers, p.out, p.weight, tf.zeros([5]) as tf.Tensor1D, tf.zeros([1024]) as tf.Tensor1D));
+    t.regex(err!.message, /^ensembleMlpBce: needs float32 target and scale \[1024\].*target \[5\]/);
   });
 });

@@ -9,12 +9,13 @@
  * wasm and cpu with onnxruntime the forward is one graph that loops over tiles of 1024 queries, running the
  * whole MLP on each tile while its activations stay in cache. Under a gradient tape (tf.grads,
  * tf.variableGrads) on one onnxruntime thread its gradient is a second such graph, which recomputes each tile's
- * forward; on more threads, and on other backends, the composition runs.
+ * forward; on more threads, and on other backends, the composition runs. `ensembleMlpBce`, a loss on the logits,
+ * runs one graph for its value and gradient together there, so the forward runs once.
  */
 import * as tf from '@tensorflow/tfjs';
 import { HOST_BACKENDS } from '../kernels/host-kernel.js';
 import {
-  denseRuntime, ENSEMBLE_MLP, ENSEMBLE_MLP_GRAD, registerEnsembleMlpGradKernel, registerEnsembleMlpKernel,
+  denseRuntime, ENSEMBLE_MLP, ENSEMBLE_MLP_BCE, ENSEMBLE_MLP_GRAD, registerEnsembleMlpBceKernel, registerEnsembleMlpGradKernel, registerEnsembleMlpKernel,
 } from '../kernels/ort-dense-kernels.js';
 import { dense } from './dense.js';
 import { ensembleDot } from './ensemble-dot.js';
@@ -68,25 +69,32 @@ function check(table: tf.Tensor2D, index: tf.Tensor2D, x: tf.Tensor3D, wx: tf.Te
   }
 }
 
+/** Whether the onnxruntime graphs can run these inputs: a dense runtime, a host backend, float32 (the graphs read the index as float, exact below 2²⁴ rows). */
+function graphsRun(table: tf.Tensor2D, x: tf.Tensor3D, wx: tf.Tensor2D, layers: readonly MlpLayer[], out: MlpLayer, weight: tf.Tensor2D): boolean {
+  const floats = [table, x, wx, weight, out.w, out.b, ...layers.flatMap((l) => [l.w, l.b])];
+  return !!denseRuntime() && (HOST_BACKENDS as readonly string[]).includes(tf.getBackend()) && floats.every((t) => t.dtype === 'float32') && table.shape[0] < 2 ** 24;
+}
+
+/** The graph kernels' inputs by name; `params` the hidden layers' w0, b0, w1, …. */
+function graphInputs(
+  table: tf.Tensor, indexF: tf.Tensor, x: tf.Tensor, wx: tf.Tensor, params: tf.Tensor[], wOut: tf.Tensor, bOut: tf.Tensor, weight: tf.Tensor,
+): tf.NamedTensorMap {
+  const inputs: tf.NamedTensorMap = { table, index: indexF, x, wx, wOut, bOut, weight };
+  for (let i = 0; i < params.length / 2; i++) Object.assign(inputs, { [`w${i}`]: params[2 * i], [`b${i}`]: params[2 * i + 1] });
+  return inputs;
+}
+
 /** s [Q] for table [R, H₀], int32 index [N, Q], x [N, Q, K], wx [K, H₀], hidden `layers`, the output layer `out`, weight [N, Q]. */
 export function ensembleMlp(
   table: tf.Tensor2D, index: tf.Tensor2D, x: tf.Tensor3D, wx: tf.Tensor2D, layers: readonly MlpLayer[], out: MlpLayer, weight: tf.Tensor2D,
 ): tf.Tensor1D {
   check(table, index, x, wx, layers, out, weight);
-  const backend = tf.getBackend();
-  const floats = [table, x, wx, weight, out.w, out.b, ...layers.flatMap((l) => [l.w, l.b])];
-  // the graphs read the index as float (exact up to 2²⁴ rows)
-  if (!denseRuntime() || !(HOST_BACKENDS as readonly string[]).includes(backend) || floats.some((t) => t.dtype !== 'float32') || table.shape[0] >= 2 ** 24) {
-    return ensembleMlpComposed(table, index, x, wx, layers, out, weight);
-  }
+  if (!graphsRun(table, x, wx, layers, out, weight)) return ensembleMlpComposed(table, index, x, wx, layers, out, weight);
   registerEnsembleMlpKernel();
   const params = layers.flatMap((l) => [l.w, l.b]);
-  // the kernels' inputs by name, from the differentiable ones in customGrad's order and the float index
   const named = (t: tf.Tensor[], indexF: tf.Tensor): tf.NamedTensorMap => {
     const [tb, xx, wxx, wOut, bOut, wt, ...ps] = t;
-    const inputs: tf.NamedTensorMap = { table: tb, index: indexF, x: xx, wx: wxx, wOut, bOut, weight: wt };
-    layers.forEach((_, i) => Object.assign(inputs, { [`w${i}`]: ps[2 * i], [`b${i}`]: ps[2 * i + 1] }));
-    return inputs;
+    return graphInputs(tb, indexF, xx, wxx, ps, wOut, bOut, wt);
   };
   const run = (t: tf.Tensor[]) => tf.tidy(() => tf.engine().runKernel(ENSEMBLE_MLP, named(t, tf.cast(index, 'float32')), { layers: layers.length }) as tf.Tensor1D);
   const inputs = [table, x, wx, out.w, out.b, weight, ...params];
@@ -115,4 +123,69 @@ export function ensembleMlp(
       },
     };
   })(...inputs) as tf.Tensor1D;
+}
+
+/**
+ * Σ_q scale_q · BCE(σ(s_q), target_q) from logits s [Q]: target·softplus(−s) + (1 − target)·softplus(s), weighted
+ * per query (a mask over a count, say), summed.
+ */
+export function bceWithLogitsSum(s: tf.Tensor1D, target: tf.Tensor1D, scale: tf.Tensor1D): tf.Scalar {
+  return tf.tidy(() => {
+    const nll = tf.add(tf.mul(target, tf.softplus(tf.neg(s))), tf.mul(tf.sub(1, target), tf.softplus(s)));
+    return tf.sum(tf.mul(nll, scale)) as tf.Scalar;
+  });
+}
+
+/** `ensembleMlpBce` composed: `bceWithLogitsSum` of `ensembleMlpComposed` (the reference the tests compare with). */
+export function ensembleMlpBceComposed(
+  table: tf.Tensor2D, index: tf.Tensor2D, x: tf.Tensor3D, wx: tf.Tensor2D, layers: readonly MlpLayer[], out: MlpLayer, weight: tf.Tensor2D,
+  target: tf.Tensor1D, scale: tf.Tensor1D,
+): tf.Scalar {
+  return tf.tidy(() => bceWithLogitsSum(ensembleMlpComposed(table, index, x, wx, layers, out, weight), target, scale));
+}
+
+/**
+ * Σ_q scale_q · BCE(σ(s_q), target_q) for the ensemble MLP's logits s [Q] (`ensembleMlp`'s inputs, then target and
+ * scale [Q]): a calibration loss in one op. Differentiable in table, wx, the layers and out; index, x, weight,
+ * target and scale are data (no gradient reaches them). Under a gradient tape on one onnxruntime thread it is one
+ * graph that computes the loss's value and all its gradients in one pass over the query tiles (the gradient is
+ * the saved result times the incoming scalar), so the MLP's forward runs once, not once for the value and again in
+ * the gradient; elsewhere it is the composition.
+ */
+export function ensembleMlpBce(
+  table: tf.Tensor2D, index: tf.Tensor2D, x: tf.Tensor3D, wx: tf.Tensor2D, layers: readonly MlpLayer[], out: MlpLayer, weight: tf.Tensor2D,
+  target: tf.Tensor1D, scale: tf.Tensor1D,
+): tf.Scalar {
+  check(table, index, x, wx, layers, out, weight);
+  const Q = x.shape[1];
+  if (target.rank !== 1 || target.shape[0] !== Q || scale.rank !== 1 || scale.shape[0] !== Q || target.dtype !== 'float32' || scale.dtype !== 'float32') {
+    throw new Error(`ensembleMlpBce: needs float32 target and scale [${Q}] (one per query), got ${target.dtype} target ${JSON.stringify(target.shape)}, `
+      + `${scale.dtype} scale ${JSON.stringify(scale.shape)}`);
+  }
+  const fused = recordingGradients() && graphsRun(table, x, wx, layers, out, weight) && denseRuntime()!.threads === 1;
+  // elsewhere the logits by `ensembleMlp` (its forward graph where no gradient is recorded)
+  if (!fused) return tf.tidy(() => bceWithLogitsSum(ensembleMlp(table, index, x, wx, layers, out, weight), target, scale));
+  registerEnsembleMlpBceKernel();
+  const differentiable = [table, wx, out.w, out.b, ...layers.flatMap((l) => [l.w, l.b])];
+  return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const [tb, wxx, wOut, bOut, ...params] = args as tf.Tensor[];
+    const outputs = tf.tidy(() => tf.engine().runKernel(ENSEMBLE_MLP_BCE, {
+      ...graphInputs(tb, tf.cast(index, 'float32'), x, wxx, params, wOut, bOut, weight), target, scale,
+    }, { layers: layers.length }) as tf.Tensor[]);
+    // the kernel's order: dtable, dwx, dw0, db0, …, dwOut, dbOut, then s
+    const s = outputs.pop() as tf.Tensor1D;
+    const value = bceWithLogitsSum(s, target, scale);
+    s.dispose();
+    save(outputs);
+    tf.dispose(outputs);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [dTable, dWx, ...rest] = saved.map((g) => tf.mul(g, dy));
+        const [dWOut, dBOut] = rest.splice(-2, 2);
+        return [dTable, dWx, dWOut, dBOut, ...rest];
+      },
+    };
+  })(...differentiable) as tf.Scalar;
 }

@@ -765,8 +765,13 @@ const floatInfo = (name: string, dims: number[]) => ({ name, type: { tensorType:
  * no [N·Q, H₀] segment sum. Unlike the forward it keeps the biases apart: folded, every activation is 65 wide
  * at 64 channels, and onnxruntime's products and gathers at that width took twice as long.
  * The per-query gradients dx and dweight leave as the loop's scan outputs.
+ *
+ * `bce`: the value and gradient of L = Σ_q scale_q · BCE(σ(s_q), target_q) instead (inputs as the forward's, then
+ * target [Q] and scale [Q]): each tile's ds = scale · (σ(s) − target) comes from its own forward, so s is computed
+ * once, not by a forward graph and again here. Outputs dtable, dwx, per layer dw and db, dwOut, dbOut (x and
+ * weight are data: no dx, no dweight), then s [Q], from which the caller takes L's value.
  */
-function ensembleMlpGradGraph(shapes: number[][], layers: number, tile: number): OnnxGraph {
+function ensembleMlpGradGraph(shapes: number[][], layers: number, tile: number, bce = false): OnnxGraph {
   const [R, H0] = shapes[0];
   const [N, Q, K] = shapes[2];
   const T = Math.min(tile, Q);
@@ -776,13 +781,14 @@ function ensembleMlpGradGraph(shapes: number[][], layers: number, tile: number):
   const g = new OnnxGraph();
   const xs = shapes.map((d, i) => g.input(`x${i}`, d));
   const [table, index0, x0, wx] = xs;
-  const [wOut, bOut, weight0, ds0] = xs.slice(4 + 2 * layers);
-  // padded queries read cell 0 with weight 0 and ds 0: they add nothing, and their dx and dweight are cut off
+  const [wOut, bOut, weight0, ...perQuery] = xs.slice(4 + 2 * layers);
+  // padded queries read cell 0 with weight 0 and ds (or scale) 0: they add nothing, and their outputs are cut off
   const pad = padQueries(g, Q, Qp);
-  const [index, x, weight, ds] = [pad(index0, 2), pad(x0, 3), pad(weight0, 2), pad(ds0, 1, 0)];
+  const [index, x, weight] = [pad(index0, 2), pad(x0, 3), pad(weight0, 2)];
+  const [ds, target, scale] = bce ? ['', ...perQuery.map((t) => pad(t, 1, 0))] : [pad(perQuery[0], 1, 0)];
   const hidden = Array.from({ length: layers }, (_, i) => [xs[4 + 2 * i], xs[5 + 2 * i]]);
   const perm = { perm: attr.ints([1, 0]) };
-  const [wxT, wOutT] = [g.node('Transpose', [wx], perm), g.node('Transpose', [wOut], perm)];
+  const wOutT = g.node('Transpose', [wOut], perm);
   const wT = hidden.map(([w]) => g.node('Transpose', [w], perm));
   // the sums the loop carries, zero to start: dtable, dwx, per layer dw and db, dwOut, dbOut
   const sumShapes = [[R, H0], [K, H0], ...hidden.flatMap((_, i) => [shapes[4 + 2 * i], shapes[5 + 2 * i]]), shapes[4 + 2 * layers], shapes[5 + 2 * layers]];
@@ -797,9 +803,12 @@ function ensembleMlpGradGraph(shapes: number[][], layers: number, tile: number):
   for (const [w, bias] of hidden) acts.push(n('Relu', [n('Add', [n('MatMul', [acts[acts.length - 1], w]), bias])]));
   const last = acts[acts.length - 1];
   const perRow = n('Add', [n('Reshape', [n('MatMul', [last, wOut]), c('n_t', [N, T])]), bOut]);
-  const dsT = n('Unsqueeze', [rows(ds, 0), axis0]);
-  const dPerRow = n('Mul', [rows(weight), dsT]);
-  const dweight = n('Mul', [perRow, dsT]);
+  const weightT = rows(weight);
+  // BCE from the logit: dL/ds = scale · (σ(s) − target)
+  const sT = bce ? n('ReduceSum', [n('Mul', [perRow, weightT]), axis0], { keepdims: attr.int(0) }) : '';
+  const dsRow = bce ? n('Mul', [n('Sub', [n('Sigmoid', [sT]), rows(target, 0)]), rows(scale, 0)]) : rows(ds, 0);
+  const dsT = n('Unsqueeze', [dsRow, axis0]);
+  const dPerRow = n('Mul', [weightT, dsT]);
   const dCol = n('Reshape', [dPerRow, c('nt_1', [NT, 1])]);
   // aᵀ·dz added to a sum: Gemm's C
   const addT = (sum: string, a: string, dz: string) => n('Gemm', [a, dz, sum], { transA: attr.int(1) });
@@ -819,37 +828,48 @@ function ensembleMlpGradGraph(shapes: number[][], layers: number, tile: number):
   const dz0 = mask(da, acts[0]);
   next[1] = addT(carried[1], n('Reshape', [xt, c('nt_k', [NT, K])]), dz0);
   next[0] = n('ScatterND', [carried[0], n('Reshape', [cells, c('nt1', [NT, 1])]), dz0], { reduction: attr.str('add') });
-  const dx = n('Reshape', [n('MatMul', [dz0, wxT]), c('n_t_k', [N, T, K])]);
-  // the body's outputs are its nodes' own (an Identity would copy each sum every tile)
-  const outs = [...carried.map((sum) => `${sum}_out`), 'tile_dx', 'tile_dweight'];
-  [...next, dx, dweight].forEach((from, i) => {
+  // per query: s (bce), or dx and dweight
+  const scans: { from: string; name: string; dims: number[]; perNeighbour?: number[] }[] = bce ? [{ from: n('Identity', [sT]), name: 'tile_s', dims: [T] }] : [
+    { from: n('Reshape', [n('MatMul', [dz0, g.node('Transpose', [wx], perm)]), c('n_t_k', [N, T, K])]), name: 'tile_dx', dims: [N, T, K], perNeighbour: [K] },
+    { from: n('Mul', [perRow, dsT]), name: 'tile_dweight', dims: [N, T], perNeighbour: [] },
+  ];
+  // the body's outputs are its nodes' own (an Identity would copy each sum every tile; s, read in the tile, is one)
+  const outs = [...carried.map((sum) => `${sum}_out`), ...scans.map((o) => o.name)];
+  [...next, ...scans.map((o) => o.from)].forEach((from, i) => {
     b.nodes.find((node) => node.output?.[0] === from)!.output = [outs[i]];
   });
   b.nodes.push({ opType: 'Identity', name: 'tile_cond_node', input: ['tile_cond'], output: ['tile_cond_out'] });
   const body = {
     name: 'tile_grad', node: b.nodes, initializer: b.initializers,
     input: [scalarInfo('tile_iter', 7), scalarInfo('tile_cond', 9), ...carried.map((sum, i) => floatInfo(sum, sumShapes[i]))],
-    output: [scalarInfo('tile_cond_out', 9), ...carried.map((sum, i) => floatInfo(`${sum}_out`, sumShapes[i])), floatInfo('tile_dx', [N, T, K]), floatInfo('tile_dweight', [N, T])],
+    output: [scalarInfo('tile_cond_out', 9), ...carried.map((sum, i) => floatInfo(`${sum}_out`, sumShapes[i])), ...scans.map((o) => floatInfo(o.name, o.dims))],
   };
   const sums = sumShapes.map(() => g.name('sum'));
-  const [scanDx, scanDw] = [g.name('scan_dx'), g.name('scan_dweight')];
+  const scanNames = scans.map((o) => g.name(`scan_${o.name}`));
   g.nodes.push({
-    opType: 'Loop', name: g.name('loop_node'), input: [g.int64s('iters', [iters], []), '', ...zeros], output: [...sums, scanDx, scanDw],
+    opType: 'Loop', name: g.name('loop_node'), input: [g.int64s('iters', [iters], []), '', ...zeros], output: [...sums, ...scanNames],
     attribute: [{ name: 'body', type: 5, g: body }],
   });
-  // scans are [iters, N, T(, K)]: back to [N, Q(, K)]
-  const unscan = (scan: string, k: number[]) => {
-    const flat = g.node('Reshape', [g.node('Transpose', [scan], { perm: attr.ints(k.length ? [1, 0, 2, 3] : [1, 0, 2]) }), g.int64s('nq', [N, Qp, ...k])]);
-    return Qp === Q ? flat : g.node('Slice', [flat, g.int64s('from', [0]), g.int64s('to', [Q]), g.int64s('axis', [1])]);
+  // scans are [iters, T] (s) or [iters, N, T(, K)] (per neighbour): back to [Q] or [N, Q(, K)]
+  const unscan = (scan: string, k: number[] | undefined) => {
+    const flat = k
+      ? g.node('Reshape', [g.node('Transpose', [scan], { perm: attr.ints(k.length ? [1, 0, 2, 3] : [1, 0, 2]) }), g.int64s('nq', [N, Qp, ...k])])
+      : g.node('Reshape', [scan, g.int64s('q', [Qp])]);
+    return Qp === Q ? flat : g.node('Slice', [flat, g.int64s('from', [0]), g.int64s('to', [Q]), g.int64s('axis', [k ? 1 : 0])]);
   };
-  const results = [sums[0], unscan(scanDx, [K]), ...sums.slice(1), unscan(scanDw, [])];
-  const dims = [sumShapes[0], [N, Q, K], ...sumShapes.slice(1), [N, Q]];
+  const [perQueryOut, dims] = [scans.map((o, i) => unscan(scanNames[i], o.perNeighbour)), scans.map((o) => (o.perNeighbour ? [N, Q, ...o.perNeighbour] : [Q]))];
+  // the gradient's outputs in its inputs' order (dx second), the BCE's sums then s
+  const results = bce ? [...sums, ...perQueryOut] : [sums[0], perQueryOut[0], ...sums.slice(1), perQueryOut[1]];
+  const outDims = bce ? [...sumShapes, ...dims] : [sumShapes[0], dims[0], ...sumShapes.slice(1), dims[1]];
   results.forEach((r, i) => {
     g.nodes.push({ opType: 'Identity', name: g.name('out_node'), input: [r], output: [`y${i}`] });
-    g.output(`y${i}`, dims[i]);
+    g.output(`y${i}`, outDims[i]);
   });
   return g;
 }
+
+/** `Ir2fEnsembleMlpBce`: the value and gradient of a BCE on the ensemble MLP's logits as one onnxruntime graph. */
+export const ENSEMBLE_MLP_BCE = 'Ir2fEnsembleMlpBce';
 
 /**
  * Register an ensemble-MLP graph kernel on the host backends (idempotent): inputs table, index (float), x, wx,
@@ -901,3 +921,10 @@ export const registerEnsembleMlpKernel = (): void => registerMlpGraphKernel(ENSE
  */
 export const registerEnsembleMlpGradKernel = (): void => registerMlpGraphKernel(ENSEMBLE_MLP_GRAD, ['ds'], ensembleMlpGradGraph,
   (shapes, layers) => [shapes[0], shapes[2], ...shapes.slice(3, 6 + 2 * layers), shapes[6 + 2 * layers]]);
+
+/**
+ * Register `Ir2fEnsembleMlpBce` (`ensembleMlpGradGraph`'s `bce` form) on the host backends: inputs as
+ * `Ir2fEnsembleMlp`'s, then target and scale [Q]; outputs dtable, dwx, dw0, db0, …, dwOut, dbOut, then s [Q].
+ */
+export const registerEnsembleMlpBceKernel = (): void => registerMlpGraphKernel(ENSEMBLE_MLP_BCE, ['target', 'scale'],
+  (shapes, layers, tile) => ensembleMlpGradGraph(shapes, layers, tile, true), (shapes, layers) => [shapes[0], ...shapes.slice(3, 6 + 2 * layers), [shapes[2][1]]]);
