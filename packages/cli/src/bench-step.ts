@@ -92,13 +92,15 @@ export function kernelFlops(kernels: KernelRecord[]): number {
         flops += 2 * batch * m * n * (size(a) / (aBatch * m));
         break;
       }
-      case 'Ir2fEnsembleMlp': case 'Ir2fEnsembleMlpGrad': { // table, index, x [N, Q, K], wx [K, H₀], wOut, bOut, weight, then w, b per layer (, ds)
+      // table, index, x [N, Q, K], wx [K, H₀], wOut, bOut, weight, then w, b per layer (, ds; or target, scale)
+      case 'Ir2fEnsembleMlp': case 'Ir2fEnsembleMlpGrad': case 'Ir2fEnsembleMlpBce': {
         const rows = size(k.inputShapes[2].slice(0, 2));
-        const grad = k.name === 'Ir2fEnsembleMlpGrad';
-        const layers = k.inputShapes.slice(7, grad ? -1 : undefined).filter((_, i) => i % 2 === 0);
+        const extra = { Ir2fEnsembleMlp: 0, Ir2fEnsembleMlpGrad: 1, Ir2fEnsembleMlpBce: 2 }[k.name];
+        const layers = k.inputShapes.slice(7, k.inputShapes.length - extra).filter((_, i) => i % 2 === 0);
         const macs = size(k.inputShapes[3]) + layers.reduce((acc, w) => acc + size(w), 0) + size(k.inputShapes[4]);
-        // the gradient recomputes the forward, then per layer the input's and the weights' products
-        flops += 2 * rows * macs * (grad ? 3 : 1);
+        // the gradient recomputes the forward, then per layer the input's and the weights' products; the BCE's
+        // graph computes no gradient of x, so its first layer has the weights' product only
+        flops += 2 * rows * (extra ? 3 * macs - (extra === 2 ? size(k.inputShapes[3]) : 0) : macs);
         break;
       }
       default:

@@ -42,6 +42,9 @@ test.serial('kernelFlops counts the fused ensemble MLP\'s products: the coordina
   // its gradient graph (inputs as the forward's, then ds) recomputes the forward, then runs two products a layer
   const grad = { name: 'Ir2fEnsembleMlpGrad', outputShapes: [], inputShapes: p.kernels.find((k) => k.name === 'Ir2fEnsembleMlp')!.inputShapes.concat([[Q]]) };
   t.is(kernelFlops([grad]), 3 * 2 * N * Q * (2 * 16 + 16 * 8 + 8 * 8 + 8));
+  // the BCE's value-and-gradient graph (then target and scale): the same, less the query offsets' gradient
+  const bce = { ...grad, name: 'Ir2fEnsembleMlpBce', inputShapes: grad.inputShapes.concat([[Q]]) };
+  t.is(kernelFlops([bce]), 2 * N * Q * (3 * (2 * 16 + 16 * 8 + 8 * 8 + 8) - 2 * 16));
 });
 
 test('kernelTotals sums calls and time per kernel name, slowest first, counts kernels with no timing, and leaves out custom-gradient scopes', (t) => {
