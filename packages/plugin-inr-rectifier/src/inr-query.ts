@@ -380,21 +380,16 @@ export function queryBceChunked(
 ): tf.Scalar {
   const host = toHostCoords(coords);
   const { B, Q } = host;
-  let total: tf.Scalar | undefined;
+  const parts: tf.Scalar[] = [];
   for (let start = 0; start < Q; start += chunk) {
     const n = Math.min(chunk, Q - start);
-    const part = tf.tidy(() => {
+    parts.push(tf.tidy(() => {
       const rows = (t: tf.Tensor2D) => tf.reshape(n === Q ? t : tf.slice(t, [0, start], [-1, n]), [B * n]) as tf.Tensor1D;
       const { geo, c } = rangeQueries(shape, G, host, cell, start, n);
       return mlpBce(p, shape, G, geo, c, rows(target), rows(scale));
-    });
-    if (total) {
-      const sum = tf.add(total, part) as tf.Scalar;
-      tf.dispose([total, part]);
-      total = sum;
-    } else {
-      total = part;
-    }
+    }));
   }
-  return total!;
+  const total = tf.addN(parts) as tf.Scalar;
+  tf.dispose(parts);
+  return total;
 }

@@ -11,8 +11,8 @@ import {
 } from '@ir2f/core';
 import { exportRectifierOnnx } from './inr-onnx.js';
 import {
-  batchGridCoords, firstLayerGrid, latentGrid, mlpBce, mlpLogits, queryBceChunked, queryChunked, queryGeometry, type InrParams, type InrShape,
-  type QueryGeometry,
+  batchGridCoords, firstLayerGrid, latentGrid, mlpBce, mlpLogits, queryBceChunked, queryChunked, queryGeometry, type HostCoords, type InrParams,
+  type InrShape, type QueryGeometry,
 } from './inr-query.js';
 
 export const InrOptionsSchema = z.object({
@@ -197,16 +197,27 @@ export class InrRectifier implements Rectifier {
 
   /** The logits s of r = σ(s) on an H×W grid. */
   private gridLogits(features: tf.Tensor4D, logProbs: tf.Tensor4D, H: number, W: number): tf.Tensor3D {
+    const B = features.shape[0];
+    return this.onGrid(features, logProbs, B, H, W, {
+      chunked: (G, coords, cell) => tf.reshape(queryChunked(this.params, this.shape, G, coords, cell, this.options.chunkSize), [B, H, W]) as tf.Tensor3D,
+      whole: (G, geo, cell) => tf.reshape(mlpLogits(this.params, this.shape, G, geo, cell), [B, H, W]) as tf.Tensor3D,
+    });
+  }
+
+  /**
+   * A query of the pixel centres of B H×W grids, as `chunked` (over `chunkSize` queries in all, on host
+   * coordinates) or `whole` (on the cached geometry): given the first-layer grid G and the query cell.
+   */
+  private onGrid<T extends tf.Tensor>(features: tf.Tensor4D, logProbs: tf.Tensor4D, B: number, H: number, W: number, query: {
+    chunked: (G: tf.Tensor4D, coords: HostCoords, cell: [number, number]) => T;
+    whole: (G: tf.Tensor4D, geo: QueryGeometry, cell: [number, number]) => T;
+  }): T {
     return tf.tidy(() => {
-      const B = features.shape[0];
       const G = this.firstLayer(features, logProbs);
-      if (B * H * W > this.options.chunkSize) {
-        const logits = queryChunked(this.params, this.shape, G, batchGridCoords(B, H, W), [2 / H, 2 / W], this.options.chunkSize);
-        return tf.reshape(logits, [B, H, W]) as tf.Tensor3D;
-      }
+      const cell: [number, number] = [2 / H, 2 / W];
+      if (B * H * W > this.options.chunkSize) return query.chunked(G, batchGridCoords(B, H, W), cell);
       // a grid's geometry depends on its size only: computed once, reused every step
-      const geo = this.gridGeometry(B, H, W, G.shape[1], G.shape[2]);
-      return tf.reshape(mlpLogits(this.params, this.shape, G, geo, [2 / H, 2 / W]), [B, H, W]) as tf.Tensor3D;
+      return query.whole(G, this.gridGeometry(B, H, W, G.shape[1], G.shape[2]), cell);
     });
   }
 
@@ -261,16 +272,12 @@ export class InrRectifier implements Rectifier {
    * and the BCE as one op, whose value and gradient are one pass over the queries under a tape (`mlpBce`).
    */
   private gridBce(features: tf.Tensor4D, logProbs: tf.Tensor4D, target: tf.Tensor3D, scale: tf.Tensor3D): tf.Scalar {
-    return tf.tidy(() => {
-      const [B, H, W] = target.shape;
-      const G = this.firstLayer(features, logProbs);
-      const cell: [number, number] = [2 / H, 2 / W];
-      if (B * H * W > this.options.chunkSize) {
-        const perImage = (t: tf.Tensor3D) => tf.reshape(t, [B, H * W]) as tf.Tensor2D;
-        return queryBceChunked(this.params, this.shape, G, batchGridCoords(B, H, W), cell, perImage(target), perImage(scale), this.options.chunkSize);
-      }
-      const flat = (t: tf.Tensor3D) => tf.reshape(t, [B * H * W]) as tf.Tensor1D;
-      return mlpBce(this.params, this.shape, G, this.gridGeometry(B, H, W, G.shape[1], G.shape[2]), cell, flat(target), flat(scale));
+    const [B, H, W] = target.shape;
+    const perImage = (t: tf.Tensor3D) => tf.reshape(t, [B, H * W]) as tf.Tensor2D;
+    const flat = (t: tf.Tensor3D) => tf.reshape(t, [B * H * W]) as tf.Tensor1D;
+    return this.onGrid(features, logProbs, B, H, W, {
+      chunked: (G, coords, cell) => queryBceChunked(this.params, this.shape, G, coords, cell, perImage(target), perImage(scale), this.options.chunkSize),
+      whole: (G, geo, cell) => mlpBce(this.params, this.shape, G, geo, cell, flat(target), flat(scale)),
     });
   }
 

@@ -54,14 +54,15 @@ const relErr = (a: Float32Array, b: Float32Array) => {
 
 test.serial('the calibration loss is §5.1.6\'s mean BCE over labelled pixels, its value and ψ\'s gradient from one onnxruntime graph', (t) => {
   const src = sourceSide(1);
-  for (const chunkSize of [65536, 500]) {
+  // whole; chunked with one chunk per image (B·H·W above the chunk size, H·W not); in chunks of 500 queries per image
+  for (const chunkSize of [65536, 2000, 500]) {
     const rect = new InrRectifier({ calibrationWeight: 0.7, chunkSize, seed: 2 }, { embeddingChannels: E, numClasses: K });
     // a first step caches the label grid's query geometry
     valueAndGrads(rect, () => rect.auxLoss!(src, ctx));
     const before = tf.memory().numTensors;
     const calls = denseKernelCalls().Ir2fEnsembleMlpBce ?? 0;
     const fused = valueAndGrads(rect, () => rect.auxLoss!(src, ctx));
-    // unchunked one graph; in chunks of 500 queries per image, one per chunk
+    // one graph a chunk
     t.is((denseKernelCalls().Ir2fEnsembleMlpBce ?? 0) - calls, chunkSize > B * H * W ? 1 : Math.ceil((H * W) / chunkSize));
     t.is(tf.memory().numTensors, before, 'no tensor left behind');
     const reference = valueAndGrads(rect, () => referenceLoss(rect, src, 0.7));

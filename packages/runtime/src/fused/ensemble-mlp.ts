@@ -75,6 +75,13 @@ function graphsRun(table: tf.Tensor2D, x: tf.Tensor3D, wx: tf.Tensor2D, layers: 
   return !!denseRuntime() && (HOST_BACKENDS as readonly string[]).includes(tf.getBackend()) && floats.every((t) => t.dtype === 'float32') && table.shape[0] < 2 ** 24;
 }
 
+/**
+ * Whether gradients run as tiled graphs: on one onnxruntime thread. On more, the graph's ~30 small ops a tile each
+ * wake the pool (its threads do not spin): the gradient of a [4, 32768] query took 60–63 ms on two threads against
+ * 40 on one, where the composition's big products run 47–58 ms on two.
+ */
+const tiledGradients = (): boolean => denseRuntime()!.threads === 1;
+
 /** The graph kernels' inputs by name; `params` the hidden layers' w0, b0, w1, …. */
 function graphInputs(
   table: tf.Tensor, indexF: tf.Tensor, x: tf.Tensor, wx: tf.Tensor, params: tf.Tensor[], wOut: tf.Tensor, bOut: tf.Tensor, weight: tf.Tensor,
@@ -100,10 +107,8 @@ export function ensembleMlp(
   const inputs = [table, x, wx, out.w, out.b, weight, ...params];
   if (!recordingGradients()) return run(inputs);
   // under a tape on one thread: the same forward, and a gradient that is one graph too (it recomputes each tile's
-  // activations, so the tape keeps none of them). On more threads the composition: the graph's ~30 small ops a
-  // tile each wake the pool (its threads do not spin), and its gradient of a [4, 32768] query took 60–63 ms on
-  // two threads against 40 on one, where the composition's big products run 47–58 ms on two
-  if (denseRuntime()!.threads > 1) return ensembleMlpComposed(table, index, x, wx, layers, out, weight);
+  // activations, so the tape keeps none of them); on more threads the composition
+  if (!tiledGradients()) return ensembleMlpComposed(table, index, x, wx, layers, out, weight);
   registerEnsembleMlpGradKernel();
   return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const save = args.pop() as tf.GradSaveFunc;
@@ -162,7 +167,7 @@ export function ensembleMlpBce(
     throw new Error(`ensembleMlpBce: needs float32 target and scale [${Q}] (one per query), got ${target.dtype} target ${JSON.stringify(target.shape)}, `
       + `${scale.dtype} scale ${JSON.stringify(scale.shape)}`);
   }
-  const fused = recordingGradients() && graphsRun(table, x, wx, layers, out, weight) && denseRuntime()!.threads === 1;
+  const fused = recordingGradients() && graphsRun(table, x, wx, layers, out, weight) && tiledGradients();
   // elsewhere the logits by `ensembleMlp` (its forward graph where no gradient is recorded)
   if (!fused) return tf.tidy(() => bceWithLogitsSum(ensembleMlp(table, index, x, wx, layers, out, weight), target, scale));
   registerEnsembleMlpBceKernel();
